@@ -1,0 +1,242 @@
+"""Time one SVI step against its peers, measured in the same process.
+
+Peers, on the same net and minibatch (batch 128):
+  pyrobnn   — BNN (packed weight site) + MeanField guide + Trace_ELBO via pyrobnn.fit_svi's step
+  bbb       — plain-PyTorch Bayes by Backprop (Blundell et al. 2015), same Monte-Carlo KL
+  autonormal— an idiomatic PyroModule (PyroSample per tensor) + Pyro's AutoNormal + pyro.infer.SVI
+  torch     — a deterministic PyTorch net (lower bound)
+and 8 ELBO particles, vectorised against sequential.
+
+Prints medians over ``--repeats`` runs of ``--steps`` steps each and the ratios to the
+hand-written BBB.  Usage: python benchmarks/svi_step.py [--steps 300] [--repeats 5] [--net small|large|both]
+Results are also written to benchmarks/results/svi_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.infer import SVI, Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+from pyro.nn import PyroModule, PyroSample
+
+import pyrobnn as pb
+from pyrobnn.infer.checkpoint import atomic_write
+from pyrobnn.infer.elbo import elbo_terms, make_elbo
+
+NETS = {"small": [8, 50, 50, 1], "large": [784, 400, 400, 10]}
+
+
+def make_data(sizes, n=1024, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, sizes[0], generator=g)
+    if sizes[-1] == 1:
+        y = torch.randn(n, generator=g)
+    else:
+        y = torch.randint(0, sizes[-1], (n,), generator=g)
+    return x, y
+
+
+def likelihood_for(sizes):
+    return pb.Gaussian(scale=1.0) if sizes[-1] == 1 else pb.Categorical(sizes[-1])
+
+
+def layers_for(sizes):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(pb.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append("relu")
+    return layers
+
+
+# ---------------------------------------------------------------- peers
+def pyrobnn_step(sizes, x, y, particles=1, vectorize=True):
+    net = pb.BNN(layers_for(sizes), likelihood_for(sizes), prior=pb.priors.Normal(0.0, 1.0))
+    guide = pb.guides.MeanField(net)
+    n = 60000
+    guide.setup(x, y, n_data=n)
+    opt = torch.optim.Adam(guide.parameters(), lr=1e-3)
+    elbo = make_elbo("trace", particles, vectorize, max_plate_nesting=1)
+
+    def step():
+        with pyro.validation_enabled(False):
+            terms = elbo_terms(elbo, net, guide, (x, y), {"n_data": n})
+        opt.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        opt.step()
+
+    return step
+
+
+class HandBBB(torch.nn.Module):
+    """Plain-PyTorch Bayes by Backprop: one (mu, rho) pair per tensor, w = mu + softplus(rho) * eps,
+    loss = log q(w) - log p(w) - (N/B) log p(y | x, w)  (Blundell et al. 2015, eq. 2)."""
+
+    def __init__(self, sizes, init_scale=0.01):
+        super().__init__()
+        self.mus, self.rhos = torch.nn.ParameterList(), torch.nn.ParameterList()
+        rho0 = float(torch.log(torch.expm1(torch.tensor(init_scale))))
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            bound = 1 / a**0.5
+            for shape in ((b, a), (b,)):
+                self.mus.append(torch.nn.Parameter((torch.rand(shape) * 2 - 1) * bound))
+                self.rhos.append(torch.nn.Parameter(torch.full(shape, rho0)))
+
+    def loss(self, x, y, n, regression):
+        log_q = log_p = 0.0
+        ws = []
+        for mu, rho in zip(self.mus, self.rhos):
+            sigma = F.softplus(rho)
+            eps = torch.randn_like(mu)
+            w = mu + sigma * eps
+            log_q = log_q + (-0.5 * eps**2 - torch.log(sigma)).sum()
+            log_p = log_p + (-0.5 * w**2).sum()
+            ws.append(w)
+        h = x
+        for i in range(0, len(ws), 2):
+            h = F.linear(h, ws[i], ws[i + 1])
+            if i < len(ws) - 2:
+                h = torch.relu(h)
+        if regression:
+            ll = -0.5 * ((y - h[:, 0]) ** 2).sum()
+        else:
+            ll = -F.cross_entropy(h, y, reduction="sum")
+        return log_q - log_p - ll * n / x.shape[0]
+
+
+def bbb_step(sizes, x, y):
+    m = HandBBB(sizes)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    regression = sizes[-1] == 1
+
+    def step():
+        loss = m.loss(x, y, 60000, regression)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+class PyroMLP(PyroModule):
+    """An idiomatic Pyro BNN: PyroSample priors on every tensor."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.sizes = sizes
+        layers = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            lin = PyroModule[torch.nn.Linear](a, b)
+            lin.weight = PyroSample(dist.Normal(0.0, 1.0).expand([b, a]).to_event(2))
+            lin.bias = PyroSample(dist.Normal(0.0, 1.0).expand([b]).to_event(1))
+            layers.append(lin)
+        self.layers = PyroModule[torch.nn.ModuleList](layers)
+
+    def forward(self, x, y=None, n_data=None):
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        with pyro.plate("data", size=n_data or x.shape[0], subsample=torch.arange(x.shape[0])):
+            if self.sizes[-1] == 1:
+                return pyro.sample("obs", dist.Normal(h[:, 0], 1.0), obs=y)
+            return pyro.sample("obs", dist.Categorical(logits=h), obs=y)
+
+
+def autonormal_step(sizes, x, y):
+    pyro.clear_param_store()
+    model = PyroMLP(sizes)
+    guide = AutoNormal(model, init_scale=0.01)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+
+    def step():
+        with pyro.validation_enabled(False):
+            svi.step(x, y, 60000)
+
+    return step
+
+
+def torch_step(sizes, x, y):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    regression = sizes[-1] == 1
+
+    def step():
+        out = net(x)
+        loss = F.mse_loss(out[:, 0], y) if regression else F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_step(step, steps, warmup=20):
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps * 1e3  # ms
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--net", choices=["small", "large", "both"], default="both")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "svi_step.json"))
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results = {}
+    nets = ["small", "large"] if args.net == "both" else [args.net]
+    for name in nets:
+        sizes = NETS[name]
+        x, y = make_data(sizes, n=128)
+        peers = {
+            "pyrobnn": pyrobnn_step(sizes, x, y),
+            "bbb": bbb_step(sizes, x, y),
+            "autonormal": autonormal_step(sizes, x, y),
+            "torch": torch_step(sizes, x, y),
+            "pyrobnn_8vec": pyrobnn_step(sizes, x, y, particles=8, vectorize=True),
+            "pyrobnn_8seq": pyrobnn_step(sizes, x, y, particles=8, vectorize=False),
+        }
+        times = {k: [] for k in peers}
+        for _ in range(args.repeats):
+            for k, step in peers.items():  # interleaved, so drift hits every peer alike
+                steps = args.steps if not k.endswith(("8vec", "8seq")) else max(20, args.steps // 4)
+                times[k].append(time_step(step, steps))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[name] = {"sizes": sizes, "median_ms": med, "all_ms": times,
+                         "ratio_to_bbb": {k: med[k] / med["bbb"] for k in med}}
+        print(f"\n{'-'.join(map(str, sizes))} net, batch 128, median of {args.repeats} x {args.steps} steps "
+              f"(threads={torch.get_num_threads()})")
+        print(f"{'peer':<14}{'ms/step':>10}{'x BBB':>8}")
+        for k in peers:
+            print(f"{k:<14}{med[k]:>10.3f}{med[k] / med['bbb']:>8.2f}")
+        print(f"8 particles: vectorised / sequential = {med['pyrobnn_8vec'] / med['pyrobnn_8seq']:.2f}")
+    out = Path(args.out)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()

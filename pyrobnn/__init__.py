@@ -1,0 +1,18 @@
+"""pyrobnn — Bayesian neural networks on Pyro.
+
+Networks are Pyro models whose weights carry priors (:mod:`pyrobnn.priors`); hand-written
+guides (:mod:`pyrobnn.guides`) are fitted by SVI (:func:`fit_svi`) or the model is sampled by
+NUTS (:func:`fit_nuts`); either result is a :class:`Posterior` that predicts, exports an
+ArviZ ``DataTree`` and makes reports.
+"""
+
+from . import data
+from .infer import Posterior, Prediction, fit_svi, guides
+from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linear, likelihoods, priors
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
+    "guides", "fit_svi", "Posterior", "Prediction", "data", "__version__",
+]

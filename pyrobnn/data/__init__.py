@@ -1,0 +1,40 @@
+"""Datasets for pyrobnn: toy regression, UCI benchmarks, tabular files, Fashion-MNIST, Mushroom.
+
+Every loader reads local files (no network) and returns a :class:`Dataset` of float32 inputs
+and task-typed targets, standardised with training-split statistics where asked.
+"""
+
+from .bandit import mushroom
+from .dataset import TASKS, Dataset, make_dataset, standardize
+from .images import FASHION_MNIST_CLASSES, fashion_mnist, read_idx
+from .paths import DATA_ROOT_ENV
+from .registry import LOADERS, load
+from .tabular import SKLEARN_DATASETS, csv_dataset, npz_dataset, sklearn_dataset
+from .targets import infer_task
+from .toy import toy_curve, toy_function
+from .uci import UCI_DATASETS, uci, uci_dir, uci_n_splits
+
+__all__ = [
+    "DATA_ROOT_ENV",
+    "FASHION_MNIST_CLASSES",
+    "LOADERS",
+    "SKLEARN_DATASETS",
+    "TASKS",
+    "UCI_DATASETS",
+    "Dataset",
+    "csv_dataset",
+    "fashion_mnist",
+    "infer_task",
+    "load",
+    "make_dataset",
+    "mushroom",
+    "npz_dataset",
+    "read_idx",
+    "sklearn_dataset",
+    "standardize",
+    "toy_curve",
+    "toy_function",
+    "uci",
+    "uci_dir",
+    "uci_n_splits",
+]

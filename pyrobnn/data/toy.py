@@ -1,0 +1,68 @@
+"""The 1-D toy regression curve of Blundell et al. (2015).
+
+Blundell, Cornebise, Kavukcuoglu & Wierstra, "Weight Uncertainty in Neural Networks",
+ICML 2015, section 5.2:  ``y = x + 0.3 sin(2π(x+ε)) + 0.3 sin(4π(x+ε)) + ε``,
+``ε ~ N(0, 0.02²)``, training inputs ``x ~ U(0, 0.5)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .dataset import Dataset, make_dataset
+
+
+def toy_function(x, eps=0.0):
+    """Evaluate ``x + 0.3 sin(2π(x+eps)) + 0.3 sin(4π(x+eps)) + eps`` (Blundell et al. 2015).
+
+    Works on numpy arrays, torch tensors and floats; ``eps=0`` gives the noise-free curve.
+    """
+    sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
+    z = x + eps
+    return x + 0.3 * sin(2 * math.pi * z) + 0.3 * sin(4 * math.pi * z) + eps
+
+
+def toy_curve(
+    n_train: int = 100,
+    n_test: int = 200,
+    noise: float = 0.02,
+    x_range: tuple[float, float] = (0.0, 0.5),
+    test_range: tuple[float, float] = (-0.2, 1.2),
+    seed: int = 0,
+) -> Dataset:
+    """Toy regression data of Blundell et al. (2015), "Weight Uncertainty in Neural Networks".
+
+    With ``rng = numpy.random.default_rng(seed)`` the draws are, in this order:
+    ``x = rng.uniform(*x_range, n_train)``, ``eps = rng.normal(0, noise, n_train)``,
+    then ``eps_test = rng.normal(0, noise, n_test)`` for the test grid
+    ``numpy.linspace(*test_range, n_test)``; targets are :func:`toy_function(x, eps)`.
+    The test grid extends beyond the training interval to show in-between/out-of-range
+    uncertainty.  ``x`` has shape ``(N, 1)``, ``y`` shape ``(N,)``; nothing is standardised.
+    ``n_test=0`` gives no test split.
+    """
+    if int(n_train) != n_train or n_train < 1:
+        raise ValueError(f"n_train={n_train!r} is not valid; expected a positive integer")
+    if int(n_test) != n_test or n_test < 0:
+        raise ValueError(f"n_test={n_test!r} is not valid; expected a non-negative integer")
+    if noise < 0:
+        raise ValueError(f"noise={noise!r} is not valid; expected a standard deviation >= 0")
+    for arg, (lo, hi) in (("x_range", x_range), ("test_range", test_range)):
+        if not lo < hi:
+            raise ValueError(f"{arg}={(lo, hi)!r} is not valid; expected (low, high) with low < high")
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(x_range[0], x_range[1], int(n_train))
+    eps = rng.normal(0.0, noise, int(n_train))
+    y = toy_function(x, eps)
+    x_test = y_test = None
+    if n_test:
+        x_test = np.linspace(test_range[0], test_range[1], int(n_test))
+        y_test = toy_function(x_test, rng.normal(0.0, noise, int(n_test)))
+        x_test = x_test[:, None]
+    return make_dataset(
+        "toy_curve", "regression", x[:, None], y, x_test, y_test,
+        feature_names=["x"],
+        meta={"noise": noise, "x_range": tuple(x_range), "test_range": tuple(test_range), "seed": seed},
+    )

@@ -1,0 +1,14 @@
+"""Inference: hand-written guides, SVI with KL reweighting, MCMC, and the common posterior."""
+
+from . import guides
+from .elbo import ElboTerms, elbo_terms, make_elbo
+from .guides import ARD, Delta, MeanField, SiteGuide, WeightNoise
+from .kl_schedule import SCHEDULES, blundell_pi, kl_weight
+from .posterior import Posterior
+from .predictive import Prediction
+from .svi import NonFiniteLossError, fit_svi
+
+__all__ = [
+    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "NonFiniteLossError",
+    "Posterior", "Prediction", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
+]

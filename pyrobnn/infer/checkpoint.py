@@ -1,0 +1,93 @@
+"""Atomic training checkpoints.
+
+A checkpoint holds the model's and the guide's state, the optimiser's state, every random
+number generator that training draws from, the epoch and the history, so that a run killed
+and resumed with the same seed ends with the same parameters as an uninterrupted one.
+Files are written to a temporary name and renamed into place, and read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def rng_state(shuffle_generator: torch.Generator | None = None) -> dict:
+    """Every RNG state training uses, as tensors and plain types (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.random.get_rng_state(),
+        "python": repr(random.getstate()),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if shuffle_generator is not None:
+        state["shuffle"] = shuffle_generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict, shuffle_generator: torch.Generator | None = None) -> None:
+    import ast
+
+    torch.random.set_rng_state(state["torch"])
+    py = ast.literal_eval(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if shuffle_generator is not None and "shuffle" in state:
+        shuffle_generator.set_state(state["shuffle"])
+
+
+def save_checkpoint(path, *, model, guide, optimizer, epoch: int, history: list, shuffle_generator=None) -> None:
+    atomic_torch_save(
+        {
+            "model": model.state_dict(),
+            "guide": guide.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state(shuffle_generator),
+            "epoch": int(epoch),
+            "history": history,
+        },
+        path,
+    )
+
+
+def load_checkpoint(path, *, model, guide, optimizer, shuffle_generator=None) -> tuple[int, list]:
+    """Restore state from ``path``; returns (epochs completed, history)."""
+    ck = torch.load(path, weights_only=True, map_location="cpu")
+    model.load_state_dict(ck["model"])
+    guide.load_state_dict(ck["guide"])
+    optimizer.load_state_dict(ck["optimizer"])
+    set_rng_state(ck["rng"], shuffle_generator)
+    return ck["epoch"], list(ck["history"])

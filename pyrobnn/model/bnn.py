@@ -1,0 +1,286 @@
+"""The :class:`BNN` container: layers + priors + likelihood, as one Pyro model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from .layers import Activation, BayesianLayer, Flatten
+from .likelihoods import Likelihood
+from .priors import Normal, Prior
+from .sites import LAYOUTS, PriorPart, Segment, SitePrior
+
+__all__ = ["BNN"]
+
+
+def _as_module(layer) -> nn.Module:
+    if isinstance(layer, nn.Module):
+        return layer
+    if isinstance(layer, str):
+        if layer == "flatten":
+            return Flatten()
+        return Activation(layer)
+    raise TypeError(f"a layer must be an nn.Module or an activation name, got {type(layer).__name__}")
+
+
+class BNN(PyroModule):
+    """A Bayesian neural network as a Pyro model.
+
+    ``BNN(layers, likelihood, prior)`` — ``layers`` is a sequence of :class:`~pyrobnn.Linear`,
+    :class:`~pyrobnn.Conv2d` (Bayesian unless ``bayesian=False``), activation names
+    (``"relu"``, ``"tanh"``, ``"elu"``, ``"sigmoid"``, ``"softplus"``), ``"flatten"``, or any
+    deterministic ``nn.Module``.  Calling the model, ``net(x, y=None, n_data=None)``, samples
+    the weight sites, runs the network and observes ``y`` under the likelihood inside
+    ``pyro.plate("data", size=n_data)`` (``n_data`` is the full data-set size when ``x`` is a
+    minibatch).
+
+    ``site_layout`` chooses how weights map to sample sites: ``"packed"`` (default, one flat
+    site ``"weights"`` — the fastest under Pyro), ``"layer"`` (``"layers.<i>"``) or
+    ``"tensor"`` (``"layers.<i>.weight"``, ``"layers.<i>.bias"``).  Whatever the layout,
+    :meth:`unpack` names weights by layer.
+    """
+
+    def __init__(self, layers: Sequence, likelihood: Likelihood, prior: Prior | None = None,
+                 site_layout: str = "packed"):
+        super().__init__()
+        if site_layout not in LAYOUTS:
+            raise ValueError(f"site_layout must be one of {LAYOUTS}, got {site_layout!r}")
+        if not isinstance(likelihood, Likelihood):
+            raise TypeError(f"likelihood must be a pyrobnn Likelihood, got {type(likelihood).__name__}")
+        self.layers = nn.ModuleList([_as_module(layer) for layer in layers])
+        self.likelihood = likelihood
+        self.site_layout = site_layout
+        self.register_buffer("_anchor", torch.zeros(()))  # follows .to(device, dtype)
+        self.segments: list[Segment] = []
+        self.site_sizes: dict[str, int] = {}
+        self._build_segments()
+        if not self.segments:
+            raise ValueError("a BNN needs at least one Bayesian layer (Linear/Conv2d with bayesian=True)")
+        self.prior_modules = nn.ModuleList()
+        self._segment_prior: list[Prior] = [None] * len(self.segments)
+        self.set_prior(Normal(0.0, 1.0) if prior is None else prior)
+        self.spec = None  # the parsed spec this network was built from, if any
+
+    # ------------------------------------------------------------------ structure
+    def _build_segments(self):
+        offsets: dict[str, int] = {}
+        for i, layer in enumerate(self.layers):
+            if not (isinstance(layer, BayesianLayer) and layer.bayesian):
+                continue
+            for pname, shape in layer.param_shapes().items():
+                site = {"packed": "weights", "layer": f"layers.{i}", "tensor": f"layers.{i}.{pname}"}[self.site_layout]
+                start = offsets.get(site, 0)
+                n = 1
+                for d in shape:
+                    n *= d
+                self.segments.append(Segment(f"layers.{i}.{pname}", i, site, start, start + n, tuple(shape)))
+                offsets[site] = start + n
+        self.site_sizes = offsets
+        self._site_segments = {site: [g for g in self.segments if g.site == site] for site in offsets}
+        self._split_sizes = {site: [g.numel for g in segs] for site, segs in self._site_segments.items()}
+        self._init_infer = {site: {"init_fn": self._make_init_fn(site)} for site in offsets}
+
+    @property
+    def bayesian_layers(self) -> list[int]:
+        """Indices of the Bayesian layers."""
+        return sorted({s.layer for s in self.segments})
+
+    @property
+    def num_weights(self) -> int:
+        return sum(self.site_sizes.values())
+
+    @property
+    def weight_sites(self) -> list[str]:
+        return list(self.site_sizes)
+
+    @property
+    def latent_sites(self) -> list[str]:
+        """Every latent sample site of the model: weight sites, then the likelihood's."""
+        return self.weight_sites + list(self.likelihood.latent_shapes())
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._anchor.dtype
+
+    # ------------------------------------------------------------------ priors
+    def set_prior(self, prior: Prior, layers: Iterable[int] | None = None, per_layer: bool = False) -> "BNN":
+        """Set ``prior`` on the Bayesian layers ``layers`` (all by default).
+
+        One prior instance shares its hyperparameters across all the weights it covers
+        (e.g. an adaptive prior fitted per network); with ``per_layer=True`` each layer gets
+        its own copy.  Site names and shapes do not change, so an existing guide keeps working.
+        """
+        if not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a pyrobnn prior, got {type(prior).__name__}")
+        bayes = self.bayesian_layers
+        chosen = bayes if layers is None else [int(i) for i in layers]
+        for i in chosen:
+            if i not in bayes:
+                raise ValueError(f"layer {i} is not a Bayesian layer; Bayesian layers are {bayes}")
+        ref = self._anchor
+        for i in chosen:
+            p = copy.deepcopy(prior) if per_layer else prior
+            p.to(device=ref.device, dtype=ref.dtype)
+            for k, seg in enumerate(self.segments):
+                if seg.layer == i:
+                    self._segment_prior[k] = p
+        self._rebuild_priors()
+        return self
+
+    def _rebuild_priors(self):
+        distinct: list[Prior] = []
+        for p in self._segment_prior:
+            if not any(p is q for q in distinct):
+                distinct.append(p)
+        self.prior_modules = nn.ModuleList(distinct)
+        # offsets of each segment inside its prior's per-weight hyperparameters
+        used = {id(p): 0 for p in distinct}
+        self._prior_offsets = []
+        for seg, p in zip(self.segments, self._segment_prior):
+            self._prior_offsets.append(used[id(p)])
+            used[id(p)] += seg.numel
+        for p in distinct:
+            if p.per_weight:
+                p.bind(used[id(p)])
+        # one SitePrior per site, adjacent segments with the same prior merged into one part
+        self._site_dists = {}
+        for site, size in self.site_sizes.items():
+            parts: list[PriorPart] = []
+            for seg, p, off in zip(self.segments, self._segment_prior, self._prior_offsets):
+                if seg.site != site:
+                    continue
+                last = parts[-1] if parts else None
+                if last is not None and last.prior is p and last.stop == seg.start and last.prior_stop == off:
+                    parts[-1] = PriorPart(p, last.start, seg.stop, last.prior_start, off + seg.numel)
+                else:
+                    parts.append(PriorPart(p, seg.start, seg.stop, off, off + seg.numel))
+            self._site_dists[site] = SitePrior(tuple(parts), size)
+
+    def prior_of(self, layer: int) -> Prior:
+        """The prior instance on Bayesian layer ``layer``."""
+        for seg, p in zip(self.segments, self._segment_prior):
+            if seg.layer == layer:
+                return p
+        raise ValueError(f"layer {layer} is not a Bayesian layer; Bayesian layers are {self.bayesian_layers}")
+
+    def site_prior(self, site: str) -> SitePrior:
+        return self._site_dists[site]
+
+    @property
+    def has_adaptive_prior(self) -> bool:
+        return any(p.adaptive for p in self.prior_modules)
+
+    @torch.no_grad()
+    def update_priors(self, loc_scale: Callable[[str], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Empirical-Bayes step: set every adaptive prior's hyperparameters to their closed-form
+        optimum given the posterior, whose per-site (loc, scale) ``loc_scale(site)`` returns
+        (scale 0 for a point estimate).  Graves (2011) section 4; Basov eq. (5)."""
+        cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for p in self.prior_modules:
+            if not p.adaptive:
+                continue
+            locs, scales = [], []
+            for seg, q in zip(self.segments, self._segment_prior):
+                if q is not p:
+                    continue
+                if seg.site not in cache:
+                    loc, scale = loc_scale(seg.site)
+                    cache[seg.site] = (loc.detach(), scale.detach())
+                loc, scale = cache[seg.site]
+                locs.append(loc[seg.start:seg.stop])
+                scales.append(scale[seg.start:seg.stop])
+            loc = locs[0] if len(locs) == 1 else torch.cat(locs)
+            scale = scales[0] if len(scales) == 1 else torch.cat(scales)
+            p.update(loc, scale)
+
+    # ------------------------------------------------------------------ initial values
+    def _make_init_fn(self, site):
+        def init_fn():
+            vals = []
+            for seg in self.segments:
+                if seg.site == site:
+                    layer = self.layers[seg.layer]
+                    name = seg.name.rsplit(".", 1)[1]
+                    vals.append(layer.init_values()[name].reshape(-1))
+            return torch.cat(vals).to(device=self.device, dtype=self.dtype)
+
+        return init_fn
+
+    def init_values(self) -> dict[str, torch.Tensor]:
+        """A fresh initial value for every weight site (PyTorch's default layer init)."""
+        return {site: spec["init_fn"]() for site, spec in self._init_infer.items()}
+
+    # ------------------------------------------------------------------ forward
+    def unpack(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Flat site values ``(*S, D)`` → weights by layer name, ``(*S, *shape)``."""
+        out = {}
+        for site, segs in self._site_segments.items():
+            v = values[site]
+            # one split per site: its backward is a single concatenation, where per-tensor
+            # slicing would zero-fill a full-size gradient for every tensor
+            pieces = torch.split(v, self._split_sizes[site], dim=-1) if len(segs) > 1 else (v,)
+            lead = v.shape[:-1]
+            for seg, piece in zip(segs, pieces):
+                out[seg.name] = piece.reshape(*lead, *seg.shape)
+        return out
+
+    def network(self, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Network output for flat weight values with leading sample dims ``(*S, D)``:
+        returns ``(*S, N, k)`` (``(N, k)`` without sample dims)."""
+        weights = self.unpack(values)
+        h = x
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, BayesianLayer) and layer.bayesian:
+                h = layer(h, weights[f"layers.{i}.weight"], weights.get(f"layers.{i}.bias"))
+            else:
+                h = layer(h)
+        return h
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_data: int | None = None):
+        values = {}
+        for site, size in self.site_sizes.items():
+            v = pyro.sample(site, self._site_dists[site], infer=self._init_infer[site])
+            # inside plates (e.g. vectorised ELBO particles) the value is (*P, 1, D): the
+            # trailing 1 is the slot of the data plate
+            values[site] = v if v.dim() == 1 else v.squeeze(-2)
+        latents = self.likelihood.sample_latents()
+        out = self.network(x, values)
+        return self.likelihood(out, y, n_data, latents)
+
+    def predictive_distribution(self, x: torch.Tensor, draws: dict[str, torch.Tensor]):
+        """Distribution of y for every draw: ``draws`` maps each latent site to ``(S, *shape)``;
+        the result has batch shape (S, N).  Used by every predictive path."""
+        out = self.network(x, {s: draws[s] for s in self.site_sizes})
+        latents = {k: draws[k].reshape(-1, 1) for k in self.likelihood.latent_shapes()}
+        return self.likelihood.distribution(out, latents)
+
+    def check_data(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Raise ValueError naming the problem if (x, y) do not fit this network."""
+        if not torch.is_tensor(x):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        for name, t in (("x", x), ("y", y)):
+            if t is not None and torch.is_floating_point(t):
+                bad = int((~torch.isfinite(t)).sum())
+                if bad:
+                    raise ValueError(f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)")
+        if y is not None:
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+            self.likelihood.check_targets(y)
+
+    # ------------------------------------------------------------------ specs
+    @classmethod
+    def from_spec(cls, spec, overrides: Sequence[str] = ()) -> "BNN":
+        """Build a network from a model spec: a TOML path, a dict, or a parsed ``ModelSpec``."""
+        from ..spec import build_model, load_model_spec
+
+        return build_model(load_model_spec(spec, overrides))
