@@ -12,7 +12,18 @@ from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linea
 
 __version__ = "0.1.0"
 
+
+
+def __getattr__(name):
+    # reports pull in matplotlib and xarray: load them on first use, not on ``import pyrobnn``
+    if name in ("report", "compare", "to_datatree"):
+        from . import diagnostics
+
+        return getattr(diagnostics, name)
+    raise AttributeError(f"module 'pyrobnn' has no attribute {name!r}")
+
+
 __all__ = [
-    "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
+    "report", "compare", "to_datatree", "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
     "guides", "fit_svi", "Posterior", "Prediction", "data", "__version__",
 ]

@@ -1,0 +1,143 @@
+"""UCI regression benchmark: mean-field SVI against the published VI, PBP and MC-dropout numbers.
+
+Protocol of Hernández-Lobato & Adams (2015): one hidden layer of 50 ReLU units (100 for
+protein), the standard train/test splits shipped in ``data/uci``, inputs and targets
+standardised with training statistics, test log-likelihood and RMSE reported in original
+units as mean ± standard error over splits.  pyrobnn: MeanField guide, Normal(0, 1) prior,
+learned Gaussian noise, Trace_ELBO, Adam; the same settings for every data set (chosen once,
+not per split).  The published columns are from REFERENCE section 6.
+
+    python benchmarks/uci.py --data ../shared/data/uci [--datasets boston concrete ...] [--splits 20]
+
+Writes benchmarks/results/uci.json (atomically) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import pyrobnn as pb
+from pyrobnn.infer.checkpoint import atomic_write
+
+DATASETS = {
+    "boston": "bostonHousing", "concrete": "concrete", "energy": "energy", "kin8nm": "kin8nm",
+    "naval": "naval-propulsion-plant", "power": "power-plant", "protein": "protein-tertiary-structure",
+    "wine": "wine-quality-red", "yacht": "yacht",
+}
+# (VI, PBP, dropout): test log-likelihood mean, s.e.; RMSE means (REFERENCE section 6)
+PUBLISHED_LL = {
+    "boston": ((-2.90, .07), (-2.57, .09), (-2.46, .06)),
+    "concrete": ((-3.39, .02), (-3.16, .02), (-3.04, .02)),
+    "energy": ((-2.39, .03), (-2.04, .02), (-1.99, .02)),
+    "kin8nm": ((0.90, .01), (0.90, .01), (0.95, .01)),
+    "naval": ((3.73, .12), (3.73, .01), (3.80, .01)),
+    "power": ((-2.89, .01), (-2.84, .01), (-2.80, .01)),
+    "protein": ((-2.99, .01), (-2.97, .00), (-2.89, .00)),
+    "wine": ((-0.98, .01), (-0.97, .01), (-0.93, .01)),
+    "yacht": ((-3.43, .16), (-1.63, .02), (-1.55, .03)),
+}
+PUBLISHED_RMSE = {
+    "boston": (4.32, 3.01, 2.97), "concrete": (7.19, 5.67, 5.23), "energy": (2.65, 1.80, 1.66),
+    "kin8nm": (0.10, 0.10, 0.10), "naval": (0.01, 0.01, 0.01), "power": (4.33, 4.12, 4.02),
+    "protein": (4.84, 4.73, 4.36), "wine": (0.65, 0.64, 0.62), "yacht": (6.89, 1.02, 1.11),
+}
+
+
+def default_data_root() -> Path:
+    env = os.environ.get("PYROBNN_DATA")
+    if env:
+        return Path(env) / "uci"
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uci"
+
+
+def run_split(root, name, split, args):
+    ds = pb.data.uci(root, DATASETS[name], split=split)
+    hidden = int(ds.meta.get("n_hidden", 50))
+    torch.manual_seed(split)
+    net = pb.BNN([pb.Linear(ds.x_train.shape[1], hidden), "relu", pb.Linear(hidden, 1)],
+                 pb.Gaussian(scale=args.noise_init, learned=True, noise_prior_scale=1.0),
+                 prior=pb.priors.Normal(0.0, 1.0))
+    guide = pb.guides.MeanField(net, init_scale=args.init_scale)
+    steps_per_epoch = math.ceil(ds.n_train / args.batch_size)
+    epochs = max(1, round(args.steps / steps_per_epoch))
+    t0 = time.perf_counter()
+    post = pb.fit_svi(net, guide, ds.x_train, ds.y_train, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                      num_particles=args.particles, seed=split, progress=False, device="cpu")
+    seconds = time.perf_counter() - t0
+    lpd = post.log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
+    ll = float(ds.log_lik_to_original(lpd).mean())
+    pred = post.predict(ds.x_test, num_samples=args.samples)
+    rmse = float(ds.scale_to_original(((pred.mean - ds.y_test) ** 2).mean().sqrt()))
+    return {"split": split, "test_ll": ll, "test_rmse": rmse, "epochs": epochs, "seconds": seconds}
+
+
+def mean_se(values):
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return m, se
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=default_data_root(), help="the uci/ folder")
+    ap.add_argument("--datasets", nargs="+", default=["boston", "concrete", "energy", "wine", "yacht"],
+                    choices=sorted(DATASETS))
+    ap.add_argument("--splits", type=int, default=20, help="number of splits to run (at most those shipped)")
+    ap.add_argument("--steps", type=int, default=3000, help="gradient steps per split (rounded to whole epochs)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--init-scale", type=float, default=1e-3)
+    ap.add_argument("--noise-init", type=float, default=0.5, help="median of the noise prior (standardised units)")
+    ap.add_argument("--particles", type=int, default=1)
+    ap.add_argument("--samples", type=int, default=1000, help="posterior draws for the test metrics")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (small nets run best on one)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "uci.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not args.data.is_dir():
+        ap.error(f"--data {args.data} is not a directory (expected the uci/ folder of the shared data)")
+
+    results = {}
+    if args.out.exists():
+        results = json.loads(args.out.read_text()).get("datasets", {})
+    for name in args.datasets:
+        n_splits = min(args.splits, pb.data.uci_n_splits(args.data / DATASETS[name]))
+        runs = []
+        for split in range(n_splits):
+            r = run_split(args.data, name, split, args)
+            runs.append(r)
+            print(f"{name:<9} split {split:>2}: test LL {r['test_ll']:7.3f}  RMSE {r['test_rmse']:7.3f}  "
+                  f"({r['epochs']} epochs, {r['seconds']:.1f} s)", flush=True)
+        ll, ll_se = mean_se([r["test_ll"] for r in runs])
+        rmse, rmse_se = mean_se([r["test_rmse"] for r in runs])
+        results[name] = {"test_ll": ll, "test_ll_se": ll_se, "test_rmse": rmse, "test_rmse_se": rmse_se,
+                         "splits": runs}
+        payload = {"settings": {k: str(v) for k, v in vars(args).items()}, "datasets": results}
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
+
+    print("\nTest log-likelihood (original units), mean ± s.e. over splits; higher is better")
+    print(f"{'dataset':<10}{'pyrobnn SVI':>16}{'VI':>14}{'PBP':>14}{'dropout':>14}  beats VI")
+    for name in args.datasets:
+        r = results[name]
+        (vi, vis), (pbp, pbps), (do, dos) = PUBLISHED_LL[name]
+        print(f"{name:<10}{r['test_ll']:>9.2f} ± {r['test_ll_se']:.2f}{vi:>8.2f} ± {vis:.2f}{pbp:>8.2f} ± {pbps:.2f}"
+              f"{do:>8.2f} ± {dos:.2f}  {'yes' if r['test_ll'] > vi else 'NO'}")
+    print("\nTest RMSE (original units), mean ± s.e.; lower is better")
+    print(f"{'dataset':<10}{'pyrobnn SVI':>16}{'VI':>8}{'PBP':>8}{'dropout':>9}")
+    for name in args.datasets:
+        r = results[name]
+        vi, pbp, do = PUBLISHED_RMSE[name]
+        print(f"{name:<10}{r['test_rmse']:>9.2f} ± {r['test_rmse_se']:.2f}{vi:>8.2f}{pbp:>8.2f}{do:>9.2f}")
+    print(f"\nwritten {args.out}")
+
+
+if __name__ == "__main__":
+    main()

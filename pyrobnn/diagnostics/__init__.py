@@ -1,0 +1,35 @@
+"""Diagnostics: ArviZ export, predictive metrics, HTML reports and comparisons.
+
+* :func:`to_datatree` / :func:`save_datatree` / :func:`load_datatree` — a posterior as an
+  InferenceData-schema ``xarray.DataTree`` that ArviZ reads without pyrobnn
+  (:mod:`pyrobnn.diagnostics.export`);
+* :mod:`pyrobnn.diagnostics.metrics` — RMSE, NLL, coverage, calibration, Brier, AUC, and
+  ArviZ's R-hat / ESS / PSIS-LOO turned into sentences (:func:`diagnose`);
+* :func:`report` — one HTML page with figures, ``metrics.json`` and the ``.nc`` file;
+* :func:`compare` — several fits side by side.
+"""
+
+from .compare import Comparison, compare
+from .export import load_datatree, save_datatree, to_datatree
+from .metrics import (
+    Diagnostics,
+    accuracy,
+    brier_score,
+    coverage,
+    diagnose,
+    expected_calibration_error,
+    loo,
+    mean_nll,
+    predictive_metrics,
+    reliability_diagram,
+    rmse,
+    roc_auc,
+    vi_pareto_k,
+)
+from .report import load_tree, report
+
+__all__ = [
+    "to_datatree", "save_datatree", "load_datatree", "load_tree", "report", "compare", "Comparison",
+    "rmse", "mean_nll", "coverage", "reliability_diagram", "expected_calibration_error", "brier_score", "accuracy",
+    "roc_auc", "predictive_metrics", "loo", "vi_pareto_k", "diagnose", "Diagnostics",
+]

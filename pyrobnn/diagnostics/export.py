@@ -1,0 +1,588 @@
+"""Export a :class:`~pyrobnn.infer.posterior.Posterior` as an ArviZ 1.x ``xarray.DataTree``.
+
+The tree follows the InferenceData schema (Kumar, Carroll, Hartikainen & Martin, "ArviZ a
+unified library for exploratory analysis of Bayesian models in Python", JOSS 2019; schema at
+python.arviz.org), so ArviZ alone — without pyrobnn — can reopen and analyse it:
+
+======================  ===================================================================
+group                   contents
+======================  ===================================================================
+posterior               one variable per weight tensor (``layers.0.weight`` with dims
+                        ``layers.0.out``, ``layers.0.in``; ``layers.0.bias``; ...) and the
+                        likelihood's own latents (``noise``); dims (chain, draw, ...)
+posterior_predictive    ``obs``: one y draw per posterior draw at the in-sample inputs
+log_likelihood          ``obs``: pointwise log p(y_n | x_n, w), (chain, draw, obs_id)
+observed_data           ``obs``: the in-sample targets
+constant_data           ``x``: the in-sample inputs
+sample_stats            MCMC: ``diverging``, ``acceptance_rate``, ``step_size``,
+                        ``tree_depth``, ``energy`` ...; SVI: ``log_q`` and ``log_p``
+                        (see below)
+predictions             at the evaluation inputs: ``obs`` draws and the predictive summary
+                        (regression: ``mean``, ``aleatoric_var``, ``epistemic_var``,
+                        ``total_var``, ``quantiles``; classification: ``probs``, ``label``,
+                        ``entropy``, ``expected_entropy``, ``mutual_information``) and the
+                        pointwise log predictive density ``lpd``
+predictions_constant_data  ``x``: the evaluation inputs
+predictions_observed_data  ``obs``: the evaluation targets (when given)
+svi                     SVI history per epoch: ``loss`` (negative ELBO), ``nll``, ``kl``,
+                        ``seconds``
+prior, prior_predictive optional draws from the prior (``prior_samples > 0``)
+======================  ===================================================================
+
+Which data are "in-sample".  PSIS-LOO, LOO-PIT and posterior predictive checks are defined
+on the data the posterior was conditioned on (Vehtari, Gelman & Gabry, "Practical Bayesian
+model evaluation using leave-one-out cross-validation and WAIC", Statistics and Computing
+2017).  When the training data are given (``train=(x, y)`` or ``dataset=``), they fill the
+in-sample groups and ``(x, y)`` — typically the test split — fill the ``predictions`` groups;
+otherwise ``(x, y)`` fill both, and the root attribute ``in_sample`` says so ("train" or
+"evaluation").
+
+Variational posteriors.  For an SVI posterior ``sample_stats`` holds, per draw w_s ~ q,
+``log_q`` = log q(w_s) and, when the training data are given, ``log_p`` = log p(w_s) +
+Σ_n log p(y_n | x_n, w_s) (the unnormalised log posterior).  ArviZ's
+``loo_approximate_posterior(tree, log_p, log_q)`` then corrects PSIS-LOO for the fact that
+the draws come from q rather than from the posterior (Magnusson, Andersen, Jonasson &
+Vehtari, "Bayesian leave-one-out cross-validation for large data", ICML 2019, eq. 6).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+__all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "MCMC_STAT_NAMES", "MAX_INPUT_VALUES"]
+
+#: Pyro/pyrobnn sampler statistic names → ArviZ's ``sample_stats`` names.
+MCMC_STAT_NAMES = {
+    "accept_prob": "acceptance_rate",
+    "num_steps": "n_steps",
+    "divergent": "diverging",
+}
+
+_DEFAULT_SVI_DRAWS = 500
+_PRED_QUANTILES = (0.05, 0.25, 0.75, 0.95)
+
+
+# --------------------------------------------------------------------------- utilities
+def _np(t) -> np.ndarray:
+    if torch.is_tensor(t):
+        t = t.detach().cpu()
+        if t.dtype == torch.bfloat16 or t.dtype == torch.float16:
+            t = t.float()
+        return t.numpy()
+    return np.asarray(t)
+
+
+def _as_tensor(a, name: str) -> torch.Tensor:
+    if a is None:
+        return None
+    if torch.is_tensor(a):
+        return a
+    try:
+        return torch.as_tensor(np.asarray(a))
+    except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+        raise TypeError(f"{name} must be a tensor or array, got {type(a).__name__}") from exc
+
+
+def weight_dims(model, name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Named dimensions of weight tensor ``name`` (e.g. ``"layers.0.weight"``).
+
+    Linear: weight (``layers.i.out``, ``layers.i.in``), bias (``layers.i.out``); Conv2d:
+    weight (``layers.i.out``, ``layers.i.in``, ``layers.i.kh``, ``layers.i.kw``); anything
+    else ``<name>_dim_k``.  Weight and bias of one layer share the ``out`` dimension."""
+    prefix, _, pname = name.rpartition(".")
+    if len(shape) == 2 and pname == "weight":
+        return (f"{prefix}.out", f"{prefix}.in")
+    if len(shape) == 4 and pname == "weight":
+        return (f"{prefix}.out", f"{prefix}.in", f"{prefix}.kh", f"{prefix}.kw")
+    if len(shape) == 1 and pname == "bias":
+        return (f"{prefix}.out",)
+    return tuple(f"{name}_dim_{k}" for k in range(len(shape)))
+
+
+def _spec_text(spec) -> str | None:
+    """TOML text of a spec given as text, a path, or a parsed spec with ``source_text``."""
+    if spec is None:
+        return None
+    text = getattr(spec, "source_text", None)
+    if text:
+        return str(text)
+    if isinstance(spec, (str, os.PathLike)):
+        p = Path(spec)
+        if len(str(spec)) < 4096 and "\n" not in str(spec) and p.is_file():
+            return p.read_text()
+        return str(spec)
+    if isinstance(spec, dict):
+        return json.dumps(spec, default=str, indent=1)
+    return repr(spec)
+
+
+def _plain(v, depth: int = 0):
+    """A JSON-friendly copy of ``v``: small tensors/arrays as lists, large ones as a shape note."""
+    if isinstance(v, (str, bool, int, float)) or v is None:
+        return v
+    if torch.is_tensor(v) or isinstance(v, np.ndarray):
+        arr = _np(v)
+        return arr.tolist() if arr.size <= 16 else f"array of shape {tuple(arr.shape)}"
+    if isinstance(v, dict) and depth < 4:
+        return {str(k): _plain(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, (list, tuple)) and depth < 4:
+        return [_plain(x, depth + 1) for x in v] if len(v) <= 64 else f"list of {len(v)} items"
+    return str(v)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("torch", "pyro-ppl", "arviz", "xarray", "pyrobnn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _latent_fns(fn_owner, *args, **kwargs) -> dict:
+    """Distribution of every latent sample site of a model or guide, from one trace."""
+    from pyro import poutine
+
+    with torch.no_grad(), poutine.block():
+        tr = poutine.trace(poutine.block(fn_owner, hide=["obs"])).get_trace(*args, **kwargs)
+    return {name: site["fn"] for name, site in tr.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"]
+            and type(site["fn"]).__name__ != "_Subsample"}
+
+
+def _log_density(fns: dict, draws: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Σ_sites log fn(draw) for flat draws (S, *shape) → (S,); None if a site is missing."""
+    total = None
+    for name, fn in fns.items():
+        if name not in draws:
+            return None
+        v = draws[name]
+        lp = fn.log_prob(v)
+        lp = lp.reshape(v.shape[0], -1).sum(-1) if lp.dim() > 1 else lp.reshape(v.shape[0])
+        total = lp if total is None else total + lp
+    return total
+
+
+# --------------------------------------------------------------------------- groups
+def _posterior_dataset(model, draws: dict[str, torch.Tensor]) -> xr.Dataset:
+    chain, draw = next(iter(draws.values())).shape[:2]
+    data_vars, coords = {}, {"chain": np.arange(chain), "draw": np.arange(draw)}
+    weight_sites = set(getattr(model, "site_sizes", {}))
+    if weight_sites and hasattr(model, "unpack"):
+        unpacked = model.unpack({s: draws[s] for s in weight_sites})
+        for name, v in unpacked.items():
+            dims = weight_dims(model, name, tuple(v.shape[2:]))
+            data_vars[name] = (("chain", "draw", *dims), _np(v))
+    for site, v in draws.items():
+        if site in weight_sites:
+            continue
+        dims = tuple(f"{site}_dim_{k}" for k in range(v.dim() - 2))
+        data_vars[site] = (("chain", "draw", *dims), _np(v))
+    return xr.Dataset(data_vars, coords=coords)
+
+
+def _sample_stats_dataset(posterior, log_q, log_p) -> xr.Dataset | None:
+    data_vars = {}
+    for name, v in (posterior.sample_stats or {}).items():
+        arr = _np(v)
+        if arr.ndim < 2:
+            continue
+        key = MCMC_STAT_NAMES.get(name, name)
+        if name == "potential_energy":
+            key, arr = "lp", -arr
+        if key == "diverging":
+            arr = arr.astype(bool)
+        data_vars[key] = (("chain", "draw", *(f"{key}_dim_{k}" for k in range(arr.ndim - 2))), arr)
+    for key, v in (("log_q", log_q), ("log_p", log_p)):
+        if v is not None:
+            data_vars[key] = (("chain", "draw"), _np(v))
+    if not data_vars:
+        return None
+    shp = next(iter(data_vars.values()))[1].shape
+    return xr.Dataset(data_vars, coords={"chain": np.arange(shp[0]), "draw": np.arange(shp[1])})
+
+
+def _history_dataset(history: list[dict]) -> xr.Dataset | None:
+    if not history:
+        return None
+    keys = [k for k in history[0] if k != "epoch" and isinstance(history[0][k], (int, float))]
+    epochs = np.array([int(h.get("epoch", i + 1)) for i, h in enumerate(history)])
+    data = {k: ("epoch", np.array([float(h.get(k, np.nan)) for h in history])) for k in keys}
+    ds = xr.Dataset(data, coords={"epoch": epochs})
+    if "loss" in ds:
+        ds["loss"].attrs["long_name"] = "negative ELBO (per epoch, mean over minibatches)"
+    return ds
+
+
+def _observed(task: str, y: torch.Tensor) -> np.ndarray:
+    arr = _np(y)
+    if task in ("binary", "multiclass"):
+        return arr.astype(np.int64)
+    return arr
+
+
+#: inputs with more values than this are left out of ``constant_data`` (images: the file
+#: would be dominated by them; ArviZ does not need them).
+MAX_INPUT_VALUES = 1_000_000
+
+
+def _x_dataset(x: torch.Tensor, dim: str) -> xr.Dataset:
+    coords = {dim: np.arange(x.shape[0])}
+    if x.numel() > MAX_INPUT_VALUES:
+        ds = xr.Dataset(coords=coords)
+        ds.attrs["note"] = (f"inputs of shape {tuple(x.shape)} not stored (more than {MAX_INPUT_VALUES} values)")
+        return ds
+    arr = _np(x)
+    dims = (dim, *(f"x_dim_{k}" for k in range(arr.ndim - 1)))
+    return xr.Dataset({"x": (dims, arr)}, coords=coords)
+
+
+def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.Dataset:
+    """``obs`` draws + predictive summary + pointwise log predictive density at N inputs."""
+    n = y_draws.shape[-1]
+    coords = {"chain": np.arange(chain), "draw": np.arange(draw), dim: np.arange(n)}
+    dv = {"obs": (("chain", "draw", dim), _np(y_draws).reshape(chain, draw, n))}
+    if task == "regression":
+        dv["mean"] = ((dim,), _np(pred.mean))
+        dv["aleatoric_var"] = ((dim,), _np(pred.aleatoric_var))
+        dv["epistemic_var"] = ((dim,), _np(pred.epistemic_var))
+        dv["total_var"] = ((dim,), _np(pred.total_var))
+        # central 50% and 90% intervals of the predictive of y (Prediction.interval)
+        lo90, hi90 = pred.interval(0.9)
+        lo50, hi50 = pred.interval(0.5)
+        q = np.stack([_np(lo90), _np(lo50), _np(hi50), _np(hi90)], axis=-1)
+        dv["quantiles"] = ((dim, "quantile"), q)
+        coords["quantile"] = np.array(_PRED_QUANTILES)
+    else:
+        probs = _np(pred.probs)
+        dv["probs"] = ((dim, "class"), probs)
+        dv["label"] = ((dim,), probs.argmax(-1).astype(np.int64))
+        dv["entropy"] = ((dim,), _np(pred.entropy))
+        dv["expected_entropy"] = ((dim,), _np(pred.expected_entropy))
+        dv["mutual_information"] = ((dim,), _np(pred.mutual_information))
+        coords["class"] = np.arange(probs.shape[-1])
+    if lpd is not None:
+        dv["lpd"] = ((dim,), _np(lpd))
+    ds = xr.Dataset(dv, coords=coords)
+    ds["obs"].attrs["long_name"] = "posterior predictive draws of y"
+    if "quantiles" in ds:
+        ds["quantiles"].attrs["long_name"] = ("quantiles of the predictive of y; (0.05, 0.95) and (0.25, 0.75) "
+                                              "bound the central 90% and 50% intervals")
+    if "lpd" in ds:
+        ds["lpd"].attrs["long_name"] = "log posterior predictive density log (1/S) sum_s p(y_n | x_n, w_s)"
+    return ds
+
+
+# --------------------------------------------------------------------------- main
+@torch.no_grad()
+def _evaluate(posterior, x, y, draws, batch_size: int, seed: int):
+    """Prediction, one y draw per posterior draw (S, N), pointwise log-likelihood (c, s, N)."""
+    from ..infer.predictive import predictive_log_likelihood
+
+    task = posterior.model.likelihood.task
+    pred = posterior.predict(x, draws=draws, batch_size=batch_size)
+    dev = pred.mean.device
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+    y_draws = pred.sample_y(generator=g)
+    ll = lpd = None
+    if y is not None:
+        parts = [posterior.log_likelihood(x[sl], y[sl], draws=draws) for sl in _chunks(x.shape[0], batch_size)]
+        ll = torch.cat(parts, -1)
+        lpd = predictive_log_likelihood(ll.reshape(-1, ll.shape[-1]))
+    if task == "binary":
+        y_draws = y_draws.long()
+    return task, pred, y_draws, ll, lpd
+
+
+def to_datatree(
+    posterior,
+    x=None,
+    y=None,
+    *,
+    train: tuple | None = None,
+    dataset=None,
+    num_samples: int | None = None,
+    prior_samples: int = 0,
+    seed: int = 0,
+    model_spec=None,
+    inference_spec=None,
+    include_weights: bool = True,
+    batch_size: int = 4096,
+) -> xr.DataTree:
+    """An InferenceData-schema ``xarray.DataTree`` of ``posterior`` (see the module docstring).
+
+    Args:
+        posterior: a :class:`~pyrobnn.infer.posterior.Posterior` (SVI or MCMC).
+        x, y: evaluation inputs and targets (typically the test split); ``y`` may be None.
+        train: ``(x_train, y_train)``, the data the posterior was fitted to; fills the
+            in-sample groups (``log_likelihood`` for PSIS-LOO, ``posterior_predictive``,
+            ``observed_data``) and, for SVI, ``sample_stats.log_p``.
+        dataset: a :class:`~pyrobnn.data.Dataset`; supplies ``x, y`` (its test split, or its
+            training split when it has none) and ``train`` when those are not given, and
+            records its name, sizes and target standardisation in the root attributes.
+        num_samples: SVI: number of guide draws (default 500); MCMC: the stored draws are
+            thinned evenly to about this many in total (default: keep them all).
+        prior_samples: draws from the prior for the ``prior``/``prior_predictive`` groups (0:
+            none; skipped with a note for an improper prior).
+        seed: seed of the guide draws and of the predictive y draws.
+        model_spec, inference_spec: TOML text, a path, or a parsed spec (its ``source_text``
+            is stored); default: ``posterior.info["model_spec"]`` / ``["inference_spec"]``.
+        include_weights: False leaves the weights out of ``posterior`` (large networks).
+        batch_size: evaluation inputs per vectorised predictive pass.
+    """
+    model = posterior.model
+    if not hasattr(model, "likelihood"):
+        raise TypeError(f"posterior.model must be a pyrobnn BNN, got {type(model).__name__}")
+    task = model.likelihood.task
+    if dataset is not None:
+        if x is None:
+            if dataset.x_test is not None:
+                x, y = dataset.x_test, dataset.y_test
+            else:
+                x, y = dataset.x_train, dataset.y_train
+        if train is None and dataset.x_test is not None:
+            train = (dataset.x_train, dataset.y_train)
+    x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+    if x is not None and y is not None and x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}; expected equal")
+    if train is not None:
+        if not (isinstance(train, (tuple, list)) and len(train) == 2):
+            raise TypeError("train must be a pair (x_train, y_train)")
+        x_tr, y_tr = _as_tensor(train[0], "train[0]"), _as_tensor(train[1], "train[1]")
+        if x_tr.shape[0] != y_tr.shape[0]:
+            raise ValueError(f"train: x has {x_tr.shape[0]} rows but y has {y_tr.shape[0]}; expected equal")
+    else:
+        x_tr = y_tr = None
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}")
+
+    # the posterior draws every group shares
+    if posterior.samples is not None:
+        draws = posterior.draws(num_samples)
+    else:
+        draws = posterior.draws(_DEFAULT_SVI_DRAWS if num_samples is None else num_samples, seed=seed)
+    chain, draw = next(iter(draws.values())).shape[:2]
+
+    groups: dict[str, xr.Dataset] = {}
+    if include_weights:
+        groups["posterior"] = _posterior_dataset(model, draws)
+    else:
+        groups["posterior"] = xr.Dataset(coords={"chain": np.arange(chain), "draw": np.arange(draw)})
+
+    dev = model.device
+    in_sample = ll_s = None
+    if x_tr is not None or y is not None:
+        xs, ys = (x_tr, y_tr) if x_tr is not None else (x, y)
+        in_sample = "train" if x_tr is not None else "evaluation"
+        xs = xs.to(device=dev, dtype=model.dtype if torch.is_floating_point(xs) else xs.dtype)
+        ys = ys.to(dev)
+        _, _, ys_draws, ll_s, _ = _evaluate(posterior, xs, ys, draws, batch_size, seed + 1)
+        groups["posterior_predictive"] = xr.Dataset(
+            {"obs": (("chain", "draw", "obs_id"), _np(ys_draws).reshape(chain, draw, -1))},
+            coords={"chain": np.arange(chain), "draw": np.arange(draw), "obs_id": np.arange(xs.shape[0])})
+        groups["log_likelihood"] = xr.Dataset(
+            {"obs": (("chain", "draw", "obs_id"), _np(ll_s))},
+            coords={"chain": np.arange(chain), "draw": np.arange(draw), "obs_id": np.arange(xs.shape[0])})
+        groups["observed_data"] = xr.Dataset({"obs": (("obs_id",), _observed(task, ys))},
+                                             coords={"obs_id": np.arange(xs.shape[0])})
+        groups["constant_data"] = _x_dataset(xs, "obs_id")
+
+    if x is not None:
+        xe = x.to(device=dev, dtype=model.dtype if torch.is_floating_point(x) else x.dtype)
+        ye = None if y is None else y.to(dev)
+        _, pred, y_draws, _, lpd = _evaluate(posterior, xe, ye, draws, batch_size, seed + 2)
+        groups["predictions"] = _predictions_dataset(task, pred, y_draws, lpd, chain, draw, "pred_id")
+        groups["predictions_constant_data"] = _x_dataset(xe, "pred_id")
+        if ye is not None:
+            groups["predictions_observed_data"] = xr.Dataset(
+                {"obs": (("pred_id",), _observed(task, ye))}, coords={"pred_id": np.arange(xe.shape[0])})
+
+    # variational densities for the approximate-posterior PSIS-LOO correction
+    log_q = log_p = None
+    if posterior.samples is None and posterior.guide is not None:
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in draws.items()}
+        probe = (x_tr if x_tr is not None else x)
+        if probe is not None:
+            probe = probe[:1].to(device=dev, dtype=model.dtype)
+            try:
+                log_q = _log_density(_latent_fns(posterior.guide, probe, None), flat)
+                if x_tr is not None:
+                    lp_prior = _log_density(_latent_fns(model, probe, None), flat)
+                    if lp_prior is not None and ll_s is not None:
+                        log_p = lp_prior + ll_s.reshape(chain * draw, -1).sum(-1)
+            except (NotImplementedError, ValueError, RuntimeError, KeyError):
+                log_q = log_p = None  # a guide or prior without a density (e.g. Delta, Flat)
+            if log_q is not None and not torch.isfinite(log_q).all():
+                log_q = log_p = None
+            if log_q is not None:
+                log_q = log_q.reshape(chain, draw)
+            if log_p is not None:
+                log_p = log_p.reshape(chain, draw) if torch.isfinite(log_p).all() else None
+    stats = _sample_stats_dataset(posterior, log_q, log_p)
+    if stats is not None:
+        groups["sample_stats"] = stats
+
+    hist = _history_dataset(posterior.history)
+    if hist is not None:
+        groups["svi"] = hist
+
+    notes = []
+    if prior_samples and prior_samples > 0:
+        probe = x if x is not None else x_tr
+        if probe is None:
+            notes.append("prior group skipped: no inputs were given")
+        else:
+            prior_groups, note = _prior_groups(model, probe.to(device=dev, dtype=model.dtype), int(prior_samples),
+                                               seed, posterior, batch_size)
+            groups.update(prior_groups)
+            if note:
+                notes.append(note)
+
+    # root attributes: provenance and how to read the tree
+    info = dict(posterior.info or {})
+    ms = _spec_text(model_spec) or _spec_text(info.pop("model_spec", None))
+    ins = _spec_text(inference_spec) or _spec_text(info.pop("inference_spec", None))
+    info.pop("model_spec", None)
+    info.pop("inference_spec", None)
+    versions = _versions()
+    attrs = {
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "creation_library": "pyrobnn",
+        "creation_library_version": versions["pyrobnn"],
+        "inference_library": "pyro",
+        "inference_library_version": versions["pyro-ppl"],
+        "torch_version": versions["torch"],
+        "arviz_version": versions["arviz"],
+        "xarray_version": versions["xarray"],
+        "method": str(posterior.method),
+        "task": task,
+        "seed": int(seed),
+        "num_chains": int(chain),
+        "num_draws": int(draw),
+        "num_weights": int(getattr(model, "num_weights", 0)),
+        "model_repr": repr(model),
+        "fit_info": json.dumps(_plain(info), default=str),
+        "in_sample": in_sample or "none",
+    }
+    if ms:
+        attrs["model_spec"] = ms
+    if ins:
+        attrs["inference_spec"] = ins
+    if x_tr is not None:
+        attrs["n_train"] = int(x_tr.shape[0])
+    if x is not None:
+        attrs["n_eval"] = int(x.shape[0])
+    if task != "regression":
+        attrs["num_classes"] = int(groups["predictions"].sizes["class"]) if "predictions" in groups else 0
+    if dataset is not None:
+        attrs["dataset"] = str(getattr(dataset, "name", ""))
+        for key in ("y_mean", "y_std"):
+            v = getattr(dataset, key, None)
+            if v is not None and torch.as_tensor(v).numel() == 1:
+                attrs[key] = float(torch.as_tensor(v))
+    if notes:
+        attrs["notes"] = "; ".join(notes)
+    for k in ("seconds", "seconds_total", "fit_seconds"):
+        if k in info and isinstance(info[k], (int, float)):
+            attrs["fit_seconds"] = float(info[k])
+    if "fit_seconds" not in attrs and posterior.history:
+        attrs["fit_seconds"] = float(sum(h.get("seconds", 0.0) for h in posterior.history))
+
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs.update(attrs)
+    for name in ("posterior", "sample_stats", "posterior_predictive", "log_likelihood", "predictions", "prior"):
+        if name in tree.children:
+            tree[name].attrs.update({"created_at": attrs["created_at"], "inference_library": "pyro",
+                                     "creation_library": "pyrobnn"})
+    return tree
+
+
+@torch.no_grad()
+def _prior_groups(model, x, n, seed, posterior, batch_size):
+    fns = _latent_fns(model, x[:1], None)
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(int(seed) + 3)
+    try:
+        draws = {}
+        for name, fn in fns.items():
+            draws[name] = fn.sample((n,)).unsqueeze(0)
+    except (NotImplementedError, ValueError, RuntimeError) as exc:
+        return {}, f"prior group skipped: the prior cannot be sampled ({exc})"
+    finally:
+        torch.random.set_rng_state(gen_state)
+    if not all(torch.isfinite(v).all() for v in draws.values()):
+        return {}, "prior group skipped: the prior is improper"
+    out = {"prior": _posterior_dataset(model, draws)}
+    pred = posterior.predict(x, draws=draws, batch_size=batch_size)
+    g = torch.Generator(device=pred.mean.device).manual_seed(int(seed) + 4)
+    yd = pred.sample_y(generator=g)
+    if model.likelihood.task == "binary":
+        yd = yd.long()
+    dim = "obs_id"
+    out["prior_predictive"] = xr.Dataset({"obs": (("chain", "draw", dim), _np(yd).reshape(1, n, -1))},
+                                         coords={"chain": [0], "draw": np.arange(n), dim: np.arange(x.shape[0])})
+    return out, None
+
+
+# --------------------------------------------------------------------------- files
+def save_datatree(tree: xr.DataTree, path) -> Path:
+    """Write ``tree`` to ``path`` atomically: ``.nc`` (netCDF4 via h5netcdf) or ``.zarr``.
+
+    The file is written under a temporary name beside ``path`` and renamed into place, so a
+    reader never sees a half-written file.  Reopen with ``xarray.open_datatree(path)`` (or
+    ``arviz.from_netcdf`` / ``arviz.from_zarr``); pyrobnn is not needed."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".nc", ".zarr"):
+        raise ValueError(f"path must end in .nc or .zarr, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp / path.name
+    try:
+        if suffix == ".nc":
+            tree.to_netcdf(target, engine="h5netcdf")
+            os.replace(target, path)
+        else:
+            with warnings.catch_warnings():  # zarr 3: consolidated metadata is not in the v3 spec
+                warnings.simplefilter("ignore", category=UserWarning)
+                tree.to_zarr(target, mode="w")
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old / path.name)
+                os.replace(target, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_datatree(path) -> xr.DataTree:
+    """Open a tree written by :func:`save_datatree` and load it into memory (the file is
+    closed afterwards, so it can be replaced)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    engine = "zarr" if path.suffix.lower() == ".zarr" else "h5netcdf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        with xr.open_datatree(path, engine=engine) as tree:
+            return tree.load().copy()

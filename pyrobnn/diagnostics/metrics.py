@@ -1,0 +1,516 @@
+"""Predictive metrics and sampling diagnostics of an exported tree.
+
+Predictive metrics that ArviZ does not provide are written here, each as a small function of
+arrays: RMSE, the mean negative log predictive density, coverage of central intervals,
+expected calibration error and the reliability diagram (Naeini, Cooper & Hauskrecht, AAAI
+2015; Guo, Pleiss, Sun & Weinberger, "On calibration of modern neural networks", ICML 2017,
+eq. 3), the Brier score (Brier, Monthly Weather Review 1950), accuracy, and ROC-AUC
+(scikit-learn).  :func:`predictive_metrics` applies them to a tree's ``predictions`` group.
+
+Sampling diagnostics come from ArviZ: rank-normalised split R-hat, bulk and tail ESS and MCSE
+(Vehtari, Gelman, Simpson, Carpenter & Bürkner, "Rank-normalization, folding, and
+localization: an improved R-hat", Bayesian Analysis 2021), PSIS-LOO and its Pareto k
+(Vehtari, Gelman & Gabry 2017; Vehtari et al., "Pareto smoothed importance sampling", JMLR
+2024), LOO-PIT, and — for a variational posterior whose tree carries ``log_p`` and ``log_q`` —
+PSIS-LOO with the approximate-posterior correction (Magnusson et al., ICML 2019).
+:func:`diagnose` collects them and turns every problem into a sentence saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "rmse", "mean_nll", "coverage", "reliability_diagram", "expected_calibration_error", "brier_score",
+    "accuracy", "roc_auc", "predictive_metrics", "loo", "vi_pareto_k", "diagnose", "Diagnostics",
+    "RHAT_MAX", "ESS_MIN", "PARETO_K_MAX",
+]
+
+#: R-hat above this is reported (Vehtari et al. 2021 recommend 1.01).
+RHAT_MAX = 1.01
+#: bulk/tail ESS per chain below this is reported (Vehtari et al. 2021: 100 per chain).
+ESS_MIN_PER_CHAIN = 100
+ESS_MIN = ESS_MIN_PER_CHAIN
+#: Pareto k above this makes the PSIS estimate unreliable (Vehtari et al. 2024).
+PARETO_K_MAX = 0.7
+#: E-BFMI below this suggests poor exploration of the energy (Betancourt 2016).
+BFMI_MIN = 0.3
+
+
+# --------------------------------------------------------------------------- array metrics
+def _arr(a, name) -> np.ndarray:
+    a = np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty; expected at least one value")
+    return a
+
+
+def rmse(y, mean) -> float:
+    """Root mean squared error of the predictive mean: sqrt(mean_n (y_n − ŷ_n)²)."""
+    y, mean = _arr(y, "y").astype(float), _arr(mean, "mean").astype(float)
+    if y.shape != mean.shape:
+        raise ValueError(f"y has shape {y.shape} but mean has shape {mean.shape}; expected equal")
+    return float(np.sqrt(np.mean((y - mean) ** 2)))
+
+
+def mean_nll(lpd) -> float:
+    """Mean negative log predictive density, −(1/N) Σ_n log p(y_n | x_n, D), from the
+    pointwise log predictive densities ``lpd`` (N,)."""
+    return float(-np.mean(_arr(lpd, "lpd").astype(float)))
+
+
+def coverage(y, lower, upper) -> float:
+    """Fraction of targets inside their interval [lower, upper]."""
+    y, lo, hi = (_arr(a, n).astype(float) for a, n in ((y, "y"), (lower, "lower"), (upper, "upper")))
+    if not (y.shape == lo.shape == hi.shape):
+        raise ValueError(f"y, lower and upper must have equal shapes, got {y.shape}, {lo.shape}, {hi.shape}")
+    return float(np.mean((y >= lo) & (y <= hi)))
+
+
+def _top_label(probs, y):
+    """(confidence, correct) of the top-label prediction.  ``probs`` (N,) is P(y=1) of a
+    binary task; (N, K) are class probabilities."""
+    p = _arr(probs, "probs").astype(float)
+    y = _arr(y, "y").astype(int)
+    if p.ndim == 1:
+        p = np.stack([1 - p, p], -1)
+    if p.ndim != 2 or p.shape[0] != y.shape[0]:
+        raise ValueError(f"probs must be (N,) or (N, K) with N = len(y) = {y.shape[0]}, got shape {p.shape}")
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"labels must lie in 0..{p.shape[1] - 1}, got range {y.min()}..{y.max()}")
+    pred = p.argmax(-1)
+    return p.max(-1), (pred == y).astype(float)
+
+
+def reliability_diagram(probs, y, n_bins: int = 10) -> dict:
+    """Data of the reliability diagram: the top-label confidences are put into ``n_bins``
+    equal-width bins on [0, 1]; per bin the mean confidence, the accuracy and the count
+    (Guo et al. 2017, section 2).  Empty bins have NaN confidence and accuracy."""
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    conf, correct = _top_label(probs, y)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # bin b holds confidences in (edges[b], edges[b+1]]; a confidence of exactly 0 goes to bin 0
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(idx, weights=correct, minlength=n_bins) / count
+    return {"edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": acc.tolist(),
+            "count": count.astype(int).tolist()}
+
+
+def expected_calibration_error(probs, y, n_bins: int = 10) -> float:
+    """ECE = Σ_b (|B_b| / N) |acc(B_b) − conf(B_b)| over equal-width confidence bins of the
+    top-label prediction (Naeini et al. 2015; Guo et al. 2017, eq. 3)."""
+    d = reliability_diagram(probs, y, n_bins)
+    count = np.asarray(d["count"], dtype=float)
+    gap = np.abs(np.asarray(d["accuracy"]) - np.asarray(d["confidence"]))
+    keep = count > 0
+    return float(np.sum(count[keep] * gap[keep]) / count.sum())
+
+
+def brier_score(probs, y) -> float:
+    """Brier score (Brier 1950).  Binary (``probs`` of shape (N,), P(y=1)):
+    mean_n (p_n − y_n)²; K classes (``probs`` (N, K)): mean_n Σ_k (p_nk − 1[y_n = k])²."""
+    p = _arr(probs, "probs").astype(float)
+    y = _arr(y, "y").astype(int)
+    if p.shape[0] != y.shape[0]:
+        raise ValueError(f"probs has {p.shape[0]} rows but y has {y.shape[0]}; expected equal")
+    if p.ndim == 1:
+        return float(np.mean((p - y) ** 2))
+    onehot = np.eye(p.shape[1])[y]
+    return float(np.mean(np.sum((p - onehot) ** 2, -1)))
+
+
+def accuracy(probs, y) -> float:
+    """Fraction of correct top-label predictions."""
+    return float(np.mean(_top_label(probs, y)[1]))
+
+
+def roc_auc(probs, y) -> float:
+    """Area under the ROC curve (scikit-learn): binary from P(y=1); K classes one-vs-rest,
+    macro-averaged.  NaN when only one class is present in ``y``."""
+    from sklearn.metrics import roc_auc_score
+
+    p = _arr(probs, "probs").astype(float)
+    y = _arr(y, "y").astype(int)
+    if p.ndim == 2 and p.shape[1] == 2:
+        p = p[:, 1]
+    present = np.unique(y)
+    if p.ndim == 1:
+        if present.size < 2:
+            return float("nan")
+        return float(roc_auc_score(y, p))
+    if present.size < p.shape[1]:
+        # one-vs-rest over the classes present; probabilities renormalised over them
+        if present.size < 2:
+            return float("nan")
+        q = p[:, present] / p[:, present].sum(-1, keepdims=True)
+        remap = {c: i for i, c in enumerate(present)}
+        if present.size == 2:
+            return float(roc_auc_score(np.vectorize(remap.get)(y), q[:, 1]))
+        return float(roc_auc_score(np.vectorize(remap.get)(y), q, multi_class="ovr", average="macro"))
+    return float(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+
+
+# --------------------------------------------------------------------------- from a tree
+def _fit_info(tree) -> dict:
+    try:
+        return json.loads(tree.attrs.get("fit_info", "{}"))
+    except (TypeError, ValueError):
+        return {}
+
+
+def _has(tree, group: str) -> bool:
+    return group in tree.children
+
+
+def _attr(tree, key, default=None):
+    return tree.attrs.get(key, default)
+
+
+def predictive_metrics(tree, n_bins: int = 10) -> dict:
+    """Held-out predictive metrics from the tree's ``predictions`` group and
+    ``predictions_observed_data``; empty if the tree has no evaluation targets.
+
+    Regression: ``rmse``, ``nll``, ``coverage_50``, ``coverage_90`` (and ``rmse_original``,
+    ``nll_original`` in the original target units when the tree records ``y_std``).
+    Classification: ``accuracy``, ``nll``, ``brier``, ``ece``, ``roc_auc``,
+    ``mean_entropy``, ``mean_mutual_information`` and the ``reliability`` diagram data."""
+    if not (_has(tree, "predictions") and _has(tree, "predictions_observed_data")):
+        return {}
+    pred = tree["predictions"].to_dataset()
+    y = tree["predictions_observed_data"].to_dataset()["obs"].values
+    task = _attr(tree, "task", "regression")
+    out: dict = {"n": int(y.shape[0])}
+    if "lpd" in pred:
+        lpd = pred["lpd"].values.astype(float)
+        out["nll"] = mean_nll(lpd)
+        out["nll_se"] = float(np.std(lpd, ddof=1) / math.sqrt(len(lpd))) if len(lpd) > 1 else float("nan")
+    if task == "regression":
+        out["rmse"] = rmse(y, pred["mean"].values)
+        q = pred["quantiles"]
+        for prob, lo, hi in ((50, 0.25, 0.75), (90, 0.05, 0.95)):
+            out[f"coverage_{prob}"] = coverage(y, q.sel(quantile=lo).values, q.sel(quantile=hi).values)
+        out["mean_aleatoric_var"] = float(pred["aleatoric_var"].mean())
+        out["mean_epistemic_var"] = float(pred["epistemic_var"].mean())
+        y_std = _attr(tree, "y_std")
+        if y_std is not None:
+            out["rmse_original"] = out["rmse"] * float(y_std)
+            if "nll" in out:
+                out["nll_original"] = out["nll"] + math.log(float(y_std))
+    else:
+        probs = pred["probs"].values
+        p = probs[:, 1] if task == "binary" else probs
+        out["accuracy"] = accuracy(probs, y)
+        out["brier"] = brier_score(p, y)
+        out["ece"] = expected_calibration_error(probs, y, n_bins)
+        out["roc_auc"] = roc_auc(probs, y)
+        out["mean_entropy"] = float(pred["entropy"].mean())
+        out["mean_mutual_information"] = float(pred["mutual_information"].mean())
+        out["reliability"] = reliability_diagram(probs, y, n_bins)
+    return out
+
+
+def vi_pareto_k(tree) -> float | None:
+    """Pareto k̂ of the importance ratios p(w, D) / q(w) over the guide's draws — how far the
+    variational approximation is from the posterior (Yao, Vehtari, Simpson & Gelman, "Yes,
+    but did it work?: Evaluating variational inference", ICML 2018): k̂ < 0.5 good, up to
+    0.7 usable, above 0.7 the importance-sampling corrections are unreliable.  None when the
+    tree has no ``log_p``/``log_q``."""
+    if not _has(tree, "sample_stats"):
+        return None
+    ss = tree["sample_stats"].to_dataset()
+    if "log_p" not in ss or "log_q" not in ss:
+        return None
+    import arviz_stats  # noqa: F401 - registers the .azstats accessor
+
+    log_ratio = (ss["log_p"] - ss["log_q"]).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # ArviZ's psislw smooths the weights exp(−input) (its input is usually −log-likelihood)
+        _, k = (-log_ratio).azstats.psislw(dim=["chain", "draw"])
+    k = float(k)
+    return k if np.isfinite(k) else None
+
+
+def loo(tree, pointwise: bool = True):
+    """PSIS-LOO of the tree's ``log_likelihood`` group with ArviZ (None without one).
+
+    For a variational posterior whose ``sample_stats`` holds ``log_p`` and ``log_q`` and whose
+    importance ratios are usable (:func:`vi_pareto_k` ≤ 0.7), the estimate is corrected for
+    sampling from q instead of the posterior (``arviz.loo_approximate_posterior``, Magnusson
+    et al. 2019); otherwise it is plain ``arviz.loo``, which treats the guide's draws as
+    posterior draws."""
+    import arviz as az
+
+    if not _has(tree, "log_likelihood"):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if _attr(tree, "method") == "svi":
+            k = vi_pareto_k(tree)
+            if k is not None and k <= PARETO_K_MAX:
+                ss = tree["sample_stats"].to_dataset()
+                try:
+                    return az.loo_approximate_posterior(tree, ss["log_p"], ss["log_q"], pointwise=pointwise)
+                except Exception:  # noqa: BLE001 - fall back to plain PSIS-LOO, noted by diagnose()
+                    pass
+        return az.loo(tree, pointwise=pointwise)
+
+
+# --------------------------------------------------------------------------- diagnostics
+@dataclass
+class Diagnostics:
+    """Summary numbers (``values``) and sentences (``warnings``: something to act on;
+    ``notes``: context)."""
+
+    values: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    table: object = None  # pandas DataFrame of az.summary for the worst parameters
+
+    def to_dict(self) -> dict:
+        return {"values": self.values, "warnings": self.warnings, "notes": self.notes}
+
+
+def _fmt_index(coords: dict) -> str:
+    vals = [str(int(v)) if isinstance(v, (int, np.integer)) else str(v) for v in coords.values()]
+    return f"[{', '.join(vals)}]" if vals else ""
+
+
+def _scalar_items(ds):
+    """(label, DataArray-of-scalars) for every component of every variable of a Dataset of
+    per-parameter statistics."""
+    for name, da in ds.data_vars.items():
+        if da.ndim == 0:
+            yield name, {}, float(da)
+            continue
+        vals = da.values.ravel()
+        for k in range(vals.size):
+            idx = np.unravel_index(k, da.shape)
+            yield name, dict(zip(da.dims, idx)), float(vals[k])
+
+
+def _extreme(ds, largest: bool):
+    best = None
+    for name, coords, v in _scalar_items(ds):
+        if not np.isfinite(v):
+            continue
+        if best is None or (v > best[2] if largest else v < best[2]):
+            best = (name, coords, v)
+    return best
+
+
+def _count(ds, pred) -> int:
+    return int(sum(int(pred(v)) for _, _, v in _scalar_items(ds) if np.isfinite(v)))
+
+
+def diagnose(tree, loo_result=None) -> Diagnostics:
+    """Convergence and reliability diagnostics of a tree, with warnings as sentences.
+
+    MCMC (more than one chain): R-hat, bulk and tail ESS, MCSE, divergences, E-BFMI.
+    Any posterior with a log-likelihood: PSIS-LOO with Pareto k (``loo_result`` reuses a
+    computed one).  SVI: the ELBO trend of the last epochs."""
+    import arviz as az
+
+    d = Diagnostics()
+    method = _attr(tree, "method", "")
+    post = tree["posterior"].to_dataset() if _has(tree, "posterior") else None
+    nchain = int(post.sizes.get("chain", 1)) if post is not None else 0
+    ndraw = int(post.sizes.get("draw", 0)) if post is not None else 0
+    has_vars = post is not None and len(post.data_vars) > 0
+
+    if method in ("nuts", "hmc") and has_vars:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rhat = az.rhat(tree).to_dataset() if nchain > 1 else None
+            ess_bulk = az.ess(tree, method="bulk").to_dataset()
+            ess_tail = az.ess(tree, method="tail").to_dataset()
+            mcse = az.mcse(tree, method="mean").to_dataset()
+        if rhat is not None:
+            worst = _extreme(rhat, largest=True)
+            n_bad = _count(rhat, lambda v: v > RHAT_MAX)
+            if worst is not None:
+                d.values["rhat_max"] = worst[2]
+                d.values["rhat_max_at"] = worst[0] + _fmt_index(worst[1])
+                d.values["rhat_num_above"] = n_bad
+                if worst[2] > RHAT_MAX:
+                    more = f" ({n_bad} parameters are above {RHAT_MAX})" if n_bad > 1 else ""
+                    d.warnings.append(
+                        f"R-hat of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.3g}, above {RHAT_MAX}{more}: "
+                        f"the chains disagree; run longer chains (more warmup and draws) or reparameterise.")
+        else:
+            d.notes.append("R-hat needs at least two chains; this run has one.")
+        ess_min = ESS_MIN_PER_CHAIN * nchain
+        for kind, ds in (("bulk", ess_bulk), ("tail", ess_tail)):
+            worst = _extreme(ds, largest=False)
+            if worst is None:
+                continue
+            d.values[f"ess_{kind}_min"] = worst[2]
+            d.values[f"ess_{kind}_min_at"] = worst[0] + _fmt_index(worst[1])
+            if worst[2] < ess_min:
+                n_bad = _count(ds, lambda v: v < ess_min)
+                d.warnings.append(
+                    f"{kind.capitalize()} ESS of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.0f}, below "
+                    f"{ess_min} ({ESS_MIN_PER_CHAIN} per chain; {n_bad} parameters in all): "
+                    f"{'posterior means' if kind == 'bulk' else 'interval ends'} are imprecise; draw more samples.")
+        worst = _extreme(mcse, largest=True)
+        if worst is not None:
+            d.values["mcse_mean_max"] = worst[2]
+            d.values["mcse_mean_max_at"] = worst[0] + _fmt_index(worst[1])
+        ss = tree["sample_stats"].to_dataset() if _has(tree, "sample_stats") else {}
+        if "diverging" in ss:
+            div = ss["diverging"].values.astype(bool)
+            n_div = int(div.sum())
+            d.values["divergences"] = n_div
+            if n_div:
+                per_chain = div.reshape(div.shape[0], -1).sum(1).tolist()
+                d.warnings.append(
+                    f"{n_div} of {div.size} transitions diverged (per chain {per_chain}): the sampler missed parts "
+                    f"of the posterior; raise target_accept (e.g. to 0.95) or use a tighter prior.")
+        max_depth = _fit_info(tree).get("max_tree_depth")
+        if "tree_depth" in ss and max_depth:
+            at_max = int((ss["tree_depth"].values >= int(max_depth)).sum())
+            d.values["tree_depth_at_max"] = at_max
+            if at_max:
+                d.warnings.append(
+                    f"{at_max} of {ss['tree_depth'].size} transitions stopped at the maximum tree depth "
+                    f"{int(max_depth)}: the trajectories were cut short; raise max_tree_depth.")
+        if "energy" in ss:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    bfmi = np.atleast_1d(az.bfmi(tree)["energy"].values.astype(float))
+                d.values["bfmi_min"] = float(np.nanmin(bfmi))
+                low = [i for i, b in enumerate(bfmi.ravel()) if b < BFMI_MIN]
+                if low:
+                    d.warnings.append(
+                        f"E-BFMI of chain{'s' if len(low) > 1 else ''} {', '.join(map(str, low))} is "
+                        f"{', '.join(f'{bfmi.ravel()[i]:.2f}' for i in low)}, below {BFMI_MIN}: the momentum "
+                        f"resampling explores the energy poorly; run longer warmup or reparameterise.")
+            except Exception as exc:  # noqa: BLE001 - a missing statistic is a note, not an error
+                d.notes.append(f"E-BFMI could not be computed ({type(exc).__name__}).")
+        if "acceptance_rate" in ss:
+            d.values["acceptance_rate_mean"] = float(ss["acceptance_rate"].mean())
+        if "step_size" in ss:
+            d.values["step_size_mean"] = float(ss["step_size"].mean())
+        # the worst parameters in one table
+        try:
+            key = rhat if rhat is not None else ess_bulk
+            d.table = _worst_table(tree, key, largest=rhat is not None)
+        except Exception:  # noqa: BLE001
+            d.table = None
+    elif method == "svi":
+        k_vi = vi_pareto_k(tree)
+        if k_vi is not None:
+            d.values["vi_pareto_k"] = k_vi
+            if k_vi > PARETO_K_MAX:
+                d.warnings.append(
+                    f"Pareto k of the importance ratios p/q is {k_vi:.2f}, above {PARETO_K_MAX}: the variational "
+                    f"guide is far from the posterior (Yao et al. 2018), so its uncertainty may be misestimated; "
+                    f"compare with NUTS or try a richer guide.")
+        d.notes.append(f"Draws are {ndraw} independent samples from the variational guide: R-hat and ESS do not "
+                       f"apply; the guide's fit is judged by the ELBO and by PSIS-LOO's Pareto k.")
+        if _has(tree, "svi"):
+            h = tree["svi"].to_dataset()
+            if "loss" in h and h.sizes.get("epoch", 0) >= 10:
+                loss = h["loss"].values.astype(float)
+                k = max(5, len(loss) // 10)
+                last, prev = loss[-k:], loss[-2 * k:-k]
+                change = (prev.mean() - last.mean()) / max(abs(prev.mean()), 1e-12)
+                noise = last.std(ddof=1) / math.sqrt(k) if k > 1 else 0.0
+                d.values["elbo_rel_change_last_10pct"] = float(change)
+                if prev.mean() - last.mean() > 3 * max(noise, 1e-12) and change > 0.01:
+                    d.warnings.append(
+                        f"The negative ELBO was still falling by {100 * change:.1f}% over the last {k} epochs "
+                        f"(more than three standard errors): training has not converged; run more epochs.")
+            if "loss" in h and not np.all(np.isfinite(h["loss"].values)):
+                d.warnings.append("The ELBO history has non-finite values: lower the learning rate.")
+
+    # PSIS-LOO
+    if _has(tree, "log_likelihood"):
+        res = loo_result if loo_result is not None else loo(tree)
+        if res is not None:
+            d.values["elpd_loo"] = float(res.elpd)
+            d.values["elpd_loo_se"] = float(res.se)
+            d.values["p_loo"] = float(res.p)
+            d.values["loo_kind"] = "approximate-posterior corrected" if getattr(res, "approx_posterior", False) \
+                else "plain"
+            k = getattr(res, "pareto_k", None)
+            if k is not None:
+                k = np.asarray(k).ravel()
+                n_high = int(np.sum(k > PARETO_K_MAX))
+                d.values["pareto_k_max"] = float(np.nanmax(k)) if k.size else float("nan")
+                d.values["pareto_k_num_above_0.7"] = n_high
+                if n_high:
+                    worst = int(np.nanargmax(k))
+                    them = "them" if n_high > 1 else "it"
+                    d.warnings.append(
+                        f"Pareto k is above {PARETO_K_MAX} for {n_high} of {k.size} observations (largest "
+                        f"{k[worst]:.2f}, at obs_id {worst}): the PSIS-LOO estimate is unreliable for {them}; "
+                        f"{'the guide is far from the posterior there, or ' if method == 'svi' else ''}"
+                        f"{'these points are' if n_high > 1 else 'this point is'} highly influential — use K-fold "
+                        f"cross-validation or a more robust model.")
+            if method == "svi" and not getattr(res, "approx_posterior", False):
+                why = ("the tree has no log_p/log_q (export with the training data to get them)"
+                       if d.values.get("vi_pareto_k") is None else
+                       "the importance ratios p/q are too heavy-tailed for the approximate-posterior correction")
+                d.notes.append(f"PSIS-LOO treated the guide's draws as posterior draws: {why}.")
+        in_sample = _attr(tree, "in_sample")
+        if in_sample == "evaluation":
+            d.notes.append("The log_likelihood group holds the evaluation data, not the training data: PSIS-LOO "
+                           "then does not estimate leave-one-out accuracy; use the held-out NLL instead.")
+    return d
+
+
+def _worst_table(tree, stat_ds, largest: bool, n: int = 10):
+    """az.summary for the ``n`` scalar parameters with the largest R-hat (or smallest ESS)."""
+    import arviz as az
+
+    items = sorted((t for t in _scalar_items(stat_ds) if np.isfinite(t[2])), key=lambda t: t[2],
+                   reverse=largest)[:n]
+    if not items:
+        return None
+    ds = scalar_dataset(tree["posterior"].to_dataset(), [(name, coords) for name, coords, _ in items])
+    import xarray as xr
+
+    sub = xr.DataTree.from_dict({"posterior": ds})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.summary(sub, round_to=4)
+
+
+def scalar_dataset(post, items):
+    """A Dataset with one scalar-per-draw variable per (name, coords) pair, named
+    ``name[i, j]`` — used to plot or tabulate a handful of weights of a large network."""
+    import xarray as xr
+
+    out = {}
+    for name, coords in items:
+        out[f"{name}{_fmt_index(coords)}"] = post[name].isel(coords) if coords else post[name]
+    return xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("chain", "draw")]) for k, v in out.items()})
+
+
+def to_json(obj) -> str:
+    """JSON text with NaN/inf written as null."""
+    def clean(o):
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (float, np.floating)):
+            return float(o) if np.isfinite(o) else None
+        if isinstance(o, np.ndarray):
+            return clean(o.tolist())
+        return o
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False)

@@ -1,0 +1,224 @@
+"""Tests of the ``pyrobnn`` command line (pyrobnn.cli)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pyrobnn.cli import DEFAULT_INFERENCE, DEFAULT_MODEL, main
+
+SMALL_DATA = ["--set", "data.n_train=30", "--set", "data.n_test=40"]
+FAST_SVI = ["--set", "svi.epochs=3", *SMALL_DATA]
+# a NUTS run of a few seconds: a 1-5-1 net, wide noise, short chains and shallow trees
+FAST_NUTS = ["--set", 'model.layers=[{linear=[1,5]},"tanh",{linear=[5,1]}]', "--set", "likelihood.scale=0.3",
+             "--set", "nuts.num_samples=30", "--set", "nuts.warmup=30", "--set", "nuts.chains=2",
+             "--set", "nuts.max_tree_depth=4", "--set", "nuts.jit=false", *SMALL_DATA]
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A working directory away from the source checkout (the built-in default must work
+    from anywhere)."""
+    d = tmp_path_factory.mktemp("cli")
+    old = os.getcwd()
+    os.chdir(d)
+    yield d
+    os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def svi_run(workdir):
+    """`pyrobnn fit --set svi.epochs=3` (and a smaller data set) with the built-in default specs,
+    no --out."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["fit", *FAST_SVI, "--quiet"])
+    assert code == 0
+    line = buf.getvalue().strip().splitlines()[-1]
+    assert line.startswith("report: ")
+    index = Path(line.removeprefix("report: "))
+    return index.parent
+
+
+# =========================================================================== help and errors
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["predict", "--help"], ["report", "--help"],
+                                  ["compare", "--help"]])
+def test_help_exits_0(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    assert "usage: pyrobnn" in capsys.readouterr().out
+
+
+def test_console_script_help():
+    exe = shutil.which("pyrobnn") or str(Path(sys.executable).parent / "pyrobnn")
+    if not Path(exe).exists():
+        pytest.skip("the pyrobnn console script is not installed")
+    res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "fit" in res.stdout and "compare" in res.stdout
+
+
+@pytest.mark.parametrize("argv", [["fit", "--bogus"], ["frobnicate"], ["predict", "somewhere"],
+                                  ["predict", "r", "--x", "x.csv", "--out", "p.csv", "--num-samples", "0"],
+                                  ["compare"]])
+def test_bad_arguments_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err
+
+
+def test_no_command_prints_help_and_returns_2(capsys):
+    code, out, _ = _run([], capsys)
+    assert code == 2 and "usage: pyrobnn" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["fit", "--set", "prior.scale=-1"], "prior.scale"),
+    (["fit", "no_such_model_spec.toml"], "no_such_model_spec.toml"),
+    (["fit", "--set", "bogus.key=1"], "unknown table 'bogus'"),
+    (["fit", "--set", "svi.epochs"], "expected key=value"),
+    (["fit", "--set", "svi.epochz=3"], "svi.epochz"),
+    (["report", "no/such/dir"], "no such file or directory"),
+    (["compare", "no/such/a", "no/such/b"], "no such file or directory"),
+    (["predict", ".", "--x", "x.csv", "--out", "p.csv"], "not a run directory"),
+    pytest.param(["fit", "--device", "cuda"], "cuda",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is available")),
+])
+def test_user_errors_exit_2_with_one_line(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "fit":
+        argv = [*argv, "--out", str(tmp_path / "run"), "--quiet"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert needle in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_builtin_default_matches_spec_files():
+    from pyrobnn.spec import load_inference_spec, load_model_spec
+
+    assert load_model_spec(DEFAULT_MODEL) == load_model_spec("toy_regression")
+    assert load_inference_spec(DEFAULT_INFERENCE) == load_inference_spec("svi_meanfield")
+
+
+# =========================================================================== fit / report / predict
+def test_fit_writes_a_report(svi_run, workdir):
+    assert svi_run.parent.resolve() == (workdir / "runs").resolve()
+    assert svi_run.name.startswith("toy_regression-svi_meanfield-")
+    files = {p.name for p in svi_run.iterdir()}
+    assert {"index.html", "metrics.json", "posterior.nc", "predictive_band.png", "svi_history.png", "ppc.png",
+            "model.toml", "inference.toml", "model.pt", "guide.pt", "data.pt", "run.json"} <= files
+    assert not [f for f in files if f.startswith(".")]
+    assert not [p for p in svi_run.parent.iterdir() if p.name.startswith(".")]  # temp dir renamed away
+    m = json.loads((svi_run / "metrics.json").read_text())
+    assert m["method"] == "svi" and m["n_train"] == 30 and m["n_eval"] == 40
+    tree = xr.open_datatree(svi_run / "posterior.nc")
+    assert tree["svi"].sizes["epoch"] == 3
+    assert "epochs = 3" in tree.attrs["inference_spec"]
+    tree.close()
+
+
+def test_fit_refuses_to_overwrite(svi_run, capsys):
+    before = (svi_run / "index.html").stat().st_mtime_ns
+    code, _, err = _run(["fit", *FAST_SVI, "--out", str(svi_run), "--quiet"], capsys)
+    assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert (svi_run / "index.html").stat().st_mtime_ns == before
+
+
+def test_fit_force_replaces_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    code, stdout, _ = _run(["fit", "--set", "svi.epochs=1", "--set", "data.n_test=20", "--out", str(out),
+                            "--force", "--quiet"], capsys)
+    assert code == 0 and stdout.strip() == f"report: {out / 'index.html'}"
+    assert not (out / "stale.txt").exists() and (out / "index.html").exists()
+
+
+def test_report_command_rewrites_the_report(svi_run, capsys):
+    (svi_run / "ppc.png").unlink()
+    code, stdout, _ = _run(["report", str(svi_run)], capsys)
+    assert code == 0 and stdout.strip() == f"report: {svi_run / 'index.html'}"
+    assert (svi_run / "ppc.png").exists()
+    # from a .nc file into another directory
+    code, _, _ = _run(["report", str(svi_run / "posterior.nc"), "--out", str(svi_run.parent / "rep2")], capsys)
+    assert code == 0 and (svi_run.parent / "rep2" / "index.html").exists()
+
+
+def test_predict_matches_the_exported_predictions(svi_run, capsys):
+    tree = xr.open_datatree(svi_run / "posterior.nc")
+    x = tree["predictions_constant_data"]["x"].values
+    mean = tree["predictions"]["mean"].values
+    q = tree["predictions"]["quantiles"]
+    tree.close()
+    x_csv = svi_run.parent / "x.csv"
+    np.savetxt(x_csv, x, delimiter=",", header="x", comments="")
+    out = svi_run.parent / "pred.csv"
+    code, stdout, _ = _run(["predict", str(svi_run), "--x", str(x_csv), "--out", str(out)], capsys)
+    assert code == 0 and stdout.startswith("predictions:")
+    pred = np.genfromtxt(out, delimiter=",", names=True)
+    assert pred.dtype.names == ("mean", "std", "aleatoric_std", "epistemic_std", "lower_90", "upper_90")
+    # same seed and number of draws as the export: the same guide draws, hence the same means
+    np.testing.assert_allclose(pred["mean"], mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(pred["lower_90"], q.sel(quantile=0.05).values, rtol=1e-3, atol=1e-4)
+    assert np.all(pred["std"] >= pred["epistemic_std"] - 1e-6)
+    npy_in, npy_out = svi_run.parent / "x.npy", svi_run.parent / "pred.npy"
+    np.save(npy_in, x[:5])
+    assert main(["predict", str(svi_run), "--x", str(npy_in), "--out", str(npy_out)]) == 0
+    assert np.load(npy_out).shape == (5, 6)
+    code, _, err = _run(["predict", str(svi_run), "--x", str(npy_in), "--out", str(svi_run.parent / "p.txt")],
+                        capsys)
+    assert code == 2 and ".csv, .npy or .npz" in err
+    bad = svi_run.parent / "bad.npy"
+    np.save(bad, np.zeros((3, 4)))
+    code, _, err = _run(["predict", str(svi_run), "--x", str(bad), "--out", str(out)], capsys)
+    assert code == 2 and "expects (1,)" in err
+
+
+def test_nuts_fit_and_compare(svi_run, workdir, capsys):
+    pytest.importorskip("pyrobnn.infer.mcmc")
+    nuts_dir = workdir / "nuts_run"
+    code, _, err = _run(["fit", "toy_regression", "nuts", *FAST_NUTS, "--out", str(nuts_dir), "--quiet"], capsys)
+    assert code == 0, err
+    files = {p.name for p in nuts_dir.iterdir()}
+    assert {"index.html", "trace.png", "rank.png", "samples.pt", "posterior.nc"} <= files
+    assert "guide.pt" not in files and "svi_history.png" not in files
+    m = json.loads((nuts_dir / "metrics.json").read_text())
+    assert m["method"] == "nuts" and "rhat_max" in m["diagnostics"]
+    # predict from stored draws
+    x_csv = workdir / "x_nuts.csv"
+    np.savetxt(x_csv, np.linspace(0, 0.5, 7)[:, None], delimiter=",")
+    assert main(["predict", str(nuts_dir), "--x", str(x_csv), "--out", str(workdir / "p_nuts.npz")]) == 0
+    with np.load(workdir / "p_nuts.npz") as z:
+        assert z["mean"].shape == (7,)
+    capsys.readouterr()
+    # compare the SVI run with the NUTS run: the same training data, so PSIS-LOO ELPDs compare
+    out = workdir / "cmp"
+    code, stdout, _ = _run(["compare", str(svi_run), str(nuts_dir), "--out", str(out)], capsys)
+    assert code == 0 and stdout.strip().endswith(f"report: {out / 'index.html'}")
+    html = (out / "index.html").read_text()
+    assert "Held-out predictive metrics" in html and "nuts_run" in html
+    payload = json.loads((out / "compare.json").read_text())
+    assert set(payload["fits"]) == {svi_run.name, "nuts_run"}
+    assert set(payload["elpd"]) == {svi_run.name, "nuts_run"} and "elpd_diff" in html

@@ -1,0 +1,454 @@
+"""Tests of pyrobnn.diagnostics: metrics, DataTree export, reports and comparisons."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from pyro import poutine
+
+import pyrobnn as pb
+from pyrobnn.diagnostics import (
+    accuracy,
+    brier_score,
+    compare,
+    coverage,
+    diagnose,
+    expected_calibration_error,
+    load_datatree,
+    mean_nll,
+    predictive_metrics,
+    reliability_diagram,
+    report,
+    rmse,
+    roc_auc,
+    save_datatree,
+    to_datatree,
+    vi_pareto_k,
+)
+from pyrobnn.infer.posterior import Posterior
+from pyrobnn.infer.predictive import predictive_log_likelihood
+
+S = 60  # guide draws in the export tests
+
+
+# =========================================================================== metrics
+def test_rmse_and_nll_by_hand():
+    assert rmse([0.0, 1.0, 2.0], [0.0, 2.0, 0.0]) == pytest.approx(math.sqrt((0 + 1 + 4) / 3))
+    assert mean_nll([-1.0, -2.0, -3.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="shape"):
+        rmse([0.0, 1.0], [0.0])
+
+
+def test_coverage_by_hand():
+    y = [0.0, 1.0, 2.0, 3.0]
+    lo = [-1.0, 1.5, 1.0, 4.0]
+    hi = [1.0, 2.0, 3.0, 5.0]
+    assert coverage(y, lo, hi) == pytest.approx(0.5)  # points 0 and 2 are inside
+    assert coverage([1.0], [1.0], [1.0]) == 1.0  # closed interval
+
+
+def test_ece_and_reliability_tiny_example():
+    # binary P(y=1); top-label confidences 0.9 (right), 0.8 (wrong), 0.7 (right, class 0), 0.6 (right)
+    p = np.array([0.9, 0.8, 0.3, 0.6])
+    y = np.array([1, 0, 0, 1])
+    # every confidence in its own bin: ECE = mean |acc - conf| = (0.1 + 0.8 + 0.3 + 0.4) / 4
+    assert expected_calibration_error(p, y, n_bins=10) == pytest.approx(0.4)
+    rel = reliability_diagram(p, y, n_bins=10)
+    assert sum(rel["count"]) == 4 and rel["count"][7] == 1  # 0.8 lies in (0.7, 0.8]
+    assert rel["accuracy"][7] == 0.0 and rel["confidence"][7] == pytest.approx(0.8)
+    # two points sharing a bin: acc 1/2, conf 0.95 → gap 0.45 with weight 2/3; third point exact
+    probs = np.array([[0.95, 0.05, 0.0], [0.95, 0.0, 0.05], [0.0, 0.0, 1.0]])
+    y3 = np.array([0, 1, 2])
+    assert expected_calibration_error(probs, y3, n_bins=10) == pytest.approx(2 / 3 * 0.45)
+    # one bin: ECE = |accuracy − mean confidence|
+    assert expected_calibration_error(probs, y3, n_bins=1) == pytest.approx(abs(2 / 3 - (0.95 + 0.95 + 1) / 3))
+
+
+def test_brier_and_accuracy_by_hand():
+    assert brier_score([0.9, 0.2], [1, 0]) == pytest.approx((0.01 + 0.04) / 2)
+    assert brier_score([[0.7, 0.2, 0.1]], [0]) == pytest.approx(0.09 + 0.04 + 0.01)
+    assert accuracy([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]], [0, 0, 1]) == pytest.approx(2 / 3)
+
+
+def test_roc_auc_matches_sklearn_and_mann_whitney():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 200), 0, 1)
+    # Mann–Whitney: P(score of a positive > score of a negative)
+    pos, neg = p[y == 1], p[y == 0]
+    mw = np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :])
+    assert roc_auc(p, y) == pytest.approx(mw)
+    assert roc_auc(np.stack([1 - p, p], 1), y) == pytest.approx(roc_auc_score(y, p))
+    y3 = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3)) + 1.5 * np.eye(3)[y3]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert roc_auc(probs, y3) == pytest.approx(roc_auc_score(y3, probs, multi_class="ovr", average="macro"))
+    assert math.isnan(roc_auc(p[:5], np.ones(5, dtype=int)))
+
+
+def _ratio_tree(log_ratio):
+    ss = xr.Dataset({"log_p": (("chain", "draw"), log_ratio[None]),
+                     "log_q": (("chain", "draw"), np.zeros_like(log_ratio)[None])})
+    return xr.DataTree.from_dict({"sample_stats": ss})
+
+
+def test_vi_pareto_k_recovers_known_tail():
+    rng = np.random.default_rng(1)
+    # importance weights Pareto(alpha = 2) have tail shape k = 1/alpha = 0.5
+    w = rng.pareto(2.0, 4000) + 1.0
+    assert vi_pareto_k(_ratio_tree(np.log(w))) == pytest.approx(0.5, abs=0.15)
+    # nearly constant weights: a light tail
+    assert vi_pareto_k(_ratio_tree(rng.normal(0, 0.1, 4000))) < 0.3
+
+
+# =========================================================================== fixtures
+def _toy(n_train=40, n_test=30):
+    return pb.data.toy_curve(n_train, n_test, seed=0)
+
+
+@pytest.fixture(scope="module")
+def svi_fit():
+    torch.manual_seed(0)
+    d = _toy()
+    net = pb.BNN([pb.Linear(1, 8), "tanh", pb.Linear(8, 1)], pb.Gaussian(0.1, learned=True))
+    guide = pb.guides.MeanField(net, init_scale=0.05)
+    post = pb.fit_svi(net, guide, d.x_train, d.y_train, epochs=30, lr=0.02, progress=False, seed=0)
+    return post, d
+
+
+@pytest.fixture(scope="module")
+def svi_tree(svi_fit):
+    post, d = svi_fit
+    return to_datatree(post, dataset=d, num_samples=S, prior_samples=20, seed=0,
+                       model_spec="[model]\nname = 'toy'\n", inference_spec="[inference]\nmethod = 'svi'\n")
+
+
+def _mcmc_posterior(svi_fit, offset=0.0, chains=3, draws=40, seed=0):
+    """A hand-built MCMC-shaped posterior: guide draws arranged as (chain, draw), chain 1
+    shifted by ``offset``, with sampler statistics."""
+    post, _ = svi_fit
+    g = torch.Generator().manual_seed(seed)
+    flat = post.draws(chains * draws, seed=seed)
+    samples = {k: v.reshape(chains, draws, *v.shape[2:]).clone() for k, v in flat.items()}
+    samples["weights"][1] += offset
+    stats = {
+        "diverging": torch.zeros(chains, draws, dtype=torch.bool),
+        "accept_prob": torch.rand(chains, draws, generator=g),
+        "step_size": torch.full((chains, draws), 0.05),
+        "tree_depth": torch.randint(1, 5, (chains, draws), generator=g),
+        "energy": torch.randn(chains, draws, generator=g),
+        "num_steps": torch.randint(1, 16, (chains, draws), generator=g),
+    }
+    stats["diverging"][0, 3] = True
+    return Posterior(model=post.model, method="nuts", samples=samples, sample_stats=stats,
+                     info={"max_tree_depth": 10, "seconds_total": 1.5, "inverse_mass": torch.ones(50)})
+
+
+@pytest.fixture(scope="module")
+def mcmc_tree(svi_fit):
+    _, d = svi_fit
+    return to_datatree(_mcmc_posterior(svi_fit), dataset=d)
+
+
+# =========================================================================== export
+def test_svi_tree_groups_dims_shapes(svi_fit, svi_tree):
+    post, d = svi_fit
+    t = svi_tree
+    for g in ("posterior", "posterior_predictive", "log_likelihood", "observed_data", "constant_data",
+              "predictions", "predictions_constant_data", "predictions_observed_data", "sample_stats", "svi",
+              "prior", "prior_predictive"):
+        assert g in t.children, g
+    p = t["posterior"]
+    assert set(p.data_vars) == {"layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "noise"}
+    assert p["layers.0.weight"].dims == ("chain", "draw", "layers.0.out", "layers.0.in")
+    assert p["layers.0.weight"].shape == (1, S, 8, 1)
+    assert p["layers.0.bias"].dims == ("chain", "draw", "layers.0.out")
+    assert p["layers.2.weight"].shape == (1, S, 1, 8)
+    assert p["noise"].shape == (1, S)
+    n_tr, n_te = d.n_train, d.n_test
+    assert t["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
+    assert t["log_likelihood"]["obs"].shape == (1, S, n_tr)
+    assert t["posterior_predictive"]["obs"].shape == (1, S, n_tr)
+    np.testing.assert_allclose(t["observed_data"]["obs"].values, d.y_train.numpy())
+    np.testing.assert_allclose(t["constant_data"]["x"].values, d.x_train.numpy())
+    pr = t["predictions"]
+    assert pr["obs"].shape == (1, S, n_te)
+    for v in ("mean", "aleatoric_var", "epistemic_var", "total_var", "lpd"):
+        assert pr[v].dims == ("pred_id",)
+    assert pr["quantiles"].shape == (n_te, 4)
+    np.testing.assert_allclose(t["predictions_observed_data"]["obs"].values, d.y_test.numpy())
+    assert t["svi"]["loss"].shape == (30,) and list(t["svi"]["epoch"].values) == list(range(1, 31))
+    assert t["prior"]["layers.0.weight"].shape == (1, 20, 8, 1) and "obs" not in t["prior"]
+    a = t.attrs
+    assert a["method"] == "svi" and a["task"] == "regression" and a["seed"] == 0
+    assert a["in_sample"] == "train" and a["n_train"] == n_tr and a["n_eval"] == n_te
+    for key in ("torch_version", "inference_library_version", "arviz_version", "creation_library_version",
+                "created_at", "model_spec", "inference_spec", "fit_info"):
+        assert key in a, key
+    assert "name = 'toy'" in a["model_spec"]
+
+
+def test_svi_tree_values_match_posterior(svi_fit, svi_tree):
+    post, d = svi_fit
+    t = svi_tree
+    draws = post.draws(S, seed=0)  # the same guide draws the export used
+    unpacked = post.model.unpack({"weights": draws["weights"]})
+    np.testing.assert_allclose(t["posterior"]["layers.2.weight"].values, unpacked["layers.2.weight"].numpy())
+    np.testing.assert_allclose(t["posterior"]["noise"].values, draws["noise"].numpy())
+    ll = post.log_likelihood(d.x_train, d.y_train, draws=draws)
+    np.testing.assert_allclose(t["log_likelihood"]["obs"].values, ll.numpy(), rtol=1e-5, atol=1e-5)
+    ll_te = post.log_likelihood(d.x_test, d.y_test, draws=draws)
+    lpd = predictive_log_likelihood(ll_te.reshape(S, -1))
+    np.testing.assert_allclose(t["predictions"]["lpd"].values, lpd.numpy(), rtol=1e-5, atol=1e-5)
+    pred = post.predict(d.x_test, draws=draws)
+    np.testing.assert_allclose(t["predictions"]["mean"].values, pred.mean.numpy(), rtol=1e-5, atol=1e-6)
+    # aleatoric + epistemic = total
+    pr = t["predictions"]
+    np.testing.assert_allclose(pr["aleatoric_var"] + pr["epistemic_var"], pr["total_var"], rtol=1e-5)
+
+
+def test_svi_log_p_and_log_q_match_pyro_traces(svi_fit, svi_tree):
+    """log_q = log q(w) of the guide and log_p = log p(w) + Σ log p(y|x,w) of the model, checked
+    against Pyro's own trace densities for a few draws."""
+    post, d = svi_fit
+    draws = post.draws(S, seed=0)
+    ss = svi_tree["sample_stats"]
+    for s in (0, 7, S - 1):
+        value = {k: v[0, s] for k, v in draws.items()}
+        gtr = poutine.trace(poutine.condition(post.guide, data=value)).get_trace(d.x_train, d.y_train)
+        mtr = poutine.trace(poutine.condition(post.model, data=value)).get_trace(d.x_train, d.y_train)
+        assert float(ss["log_q"][0, s]) == pytest.approx(float(gtr.log_prob_sum().detach()), rel=1e-4, abs=1e-3)
+        assert float(ss["log_p"][0, s]) == pytest.approx(float(mtr.log_prob_sum().detach()), rel=1e-4, abs=1e-2)
+
+
+def test_mcmc_tree_groups_and_stats(svi_fit, mcmc_tree):
+    post, d = svi_fit
+    t = mcmc_tree
+    assert t.attrs["method"] == "nuts"
+    p = t["posterior"]
+    assert p["layers.0.weight"].shape == (3, 40, 8, 1)
+    assert list(p["chain"].values) == [0, 1, 2]
+    ss = t["sample_stats"]
+    assert set(ss.data_vars) >= {"diverging", "acceptance_rate", "step_size", "tree_depth", "energy", "n_steps"}
+    assert ss["diverging"].dtype == bool and int(ss["diverging"].sum()) == 1
+    assert ss["acceptance_rate"].dims == ("chain", "draw")
+    assert "log_q" not in ss
+    assert t["log_likelihood"]["obs"].shape == (3, 40, d.n_train)
+    assert t.attrs["fit_seconds"] == pytest.approx(1.5)
+    assert "array of shape (50,)" in t.attrs["fit_info"]  # large tensors are summarised, not dumped
+    # thinning to a total of about 30 draws keeps the chains
+    t2 = to_datatree(_mcmc_posterior(svi_fit), d.x_test, d.y_test, num_samples=30)
+    assert t2["posterior"]["noise"].shape == (3, 10)
+    assert t2.attrs["in_sample"] == "evaluation"
+
+
+def test_classification_trees():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(60, 2)), dtype=torch.float32)
+    yb = (x[:, 0] + 0.5 * x[:, 1] > 0).float()
+    y3 = torch.as_tensor((x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
+    for lik, y, k in ((pb.Bernoulli(), yb, 2), (pb.Categorical(3), y3, 3)):
+        net = pb.BNN([pb.Linear(2, 6), "relu", pb.Linear(6, lik.num_outputs())], lik)
+        post = pb.fit_svi(net, pb.guides.MeanField(net), x[:40], y[:40], epochs=20, lr=0.02, progress=False)
+        t = to_datatree(post, x[40:], y[40:], train=(x[:40], y[:40]), num_samples=40)
+        pr = t["predictions"]
+        assert pr["probs"].dims == ("pred_id", "class") and pr["probs"].shape == (20, k)
+        np.testing.assert_allclose(pr["probs"].sum("class"), 1.0, rtol=1e-5)
+        assert (pr["mutual_information"] >= 0).all() and (pr["entropy"] <= math.log(k) + 1e-5).all()
+        assert t["observed_data"]["obs"].dtype.kind == "i"
+        assert set(np.unique(t["posterior_predictive"]["obs"].values)) <= set(range(k))
+        m = predictive_metrics(t)
+        probs, yt = pr["probs"].values, y[40:].numpy().astype(int)
+        assert m["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == yt))
+        assert m["ece"] == pytest.approx(expected_calibration_error(probs, yt))
+        assert m["brier"] == pytest.approx(brier_score(probs[:, 1] if k == 2 else probs, yt))
+
+
+def test_to_datatree_errors(svi_fit):
+    post, d = svi_fit
+    with pytest.raises(ValueError, match="x has 30 rows but y has 29"):
+        to_datatree(post, d.x_test, d.y_test[:-1])
+    with pytest.raises(ValueError, match="num_samples"):
+        to_datatree(post, d.x_test, d.y_test, num_samples=0)
+    with pytest.raises(TypeError, match="train must be a pair"):
+        to_datatree(post, d.x_test, d.y_test, train=d.x_train)
+
+
+def test_posterior_method_delegates(svi_fit):
+    post, d = svi_fit
+    t = post.to_datatree(d.x_test, d.y_test, num_samples=10)
+    assert t["posterior"]["noise"].shape == (1, 10)
+
+
+# =========================================================================== files
+def test_save_and_reopen_nc_and_zarr(svi_tree, tmp_path):
+    for name in ("post.nc", "post.zarr"):
+        path = save_datatree(svi_tree, tmp_path / name)
+        back = load_datatree(path)
+        assert set(back.children) == set(svi_tree.children)
+        np.testing.assert_array_equal(back["posterior"]["layers.0.weight"].values,
+                                      svi_tree["posterior"]["layers.0.weight"].values)
+        assert back.attrs["model_spec"] == svi_tree.attrs["model_spec"]
+        save_datatree(svi_tree, path)  # overwriting is fine
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    with pytest.raises(ValueError, match=r"\.nc or \.zarr"):
+        save_datatree(svi_tree, tmp_path / "post.h5")
+
+
+_REOPEN = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import matplotlib
+matplotlib.use("Agg")
+import arviz as az
+import xarray as xr
+tree = xr.open_datatree(sys.argv[1])
+loo = az.loo(tree, pointwise=True)
+assert loo.pareto_k.shape == (tree["observed_data"].sizes["obs_id"],)
+summ = az.summary(tree, var_names=["noise", "layers.2.bias"])
+assert "noise" in summ.index
+az.plot_ppc_dist(tree, num_samples=10)
+az.plot_forest(tree, var_names=["layers.2.bias", "noise"])
+az.loo_pit(tree)
+assert "pyrobnn" not in sys.modules, "pyrobnn was imported"
+print("OK", round(float(loo.elpd), 3))
+"""
+
+
+def test_reopen_with_arviz_alone(svi_tree, tmp_path):
+    path = save_datatree(svi_tree, tmp_path / "posterior.nc")
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(_REOPEN), str(path)], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("OK")
+
+
+# =========================================================================== diagnostics
+def test_diagnose_mcmc_sentences(svi_fit):
+    _, d = svi_fit
+    t = to_datatree(_mcmc_posterior(svi_fit, offset=0.5), dataset=d)
+    dg = diagnose(t)
+    assert dg.values["rhat_max"] > 1.01
+    rhat_msgs = [w for w in dg.warnings if w.startswith("R-hat of ")]
+    assert rhat_msgs and "above 1.01" in rhat_msgs[0] and "run longer chains" in rhat_msgs[0]
+    assert any(w.startswith("1 of 120 transitions diverged") for w in dg.warnings)
+    assert dg.values["divergences"] == 1
+    assert "pareto_k_max" in dg.values and "elpd_loo" in dg.values
+    # well-mixed chains (independent draws): no R-hat warning
+    good = diagnose(to_datatree(_mcmc_posterior(svi_fit, offset=0.0), dataset=d))
+    assert good.values["rhat_max"] < 1.1
+    assert not any(w.startswith("R-hat") and float(w.split(" is ")[1].split(",")[0]) < 1.01 for w in good.warnings)
+
+
+def test_diagnose_svi(svi_tree):
+    dg = diagnose(svi_tree)
+    assert "rhat_max" not in dg.values
+    assert any("R-hat and ESS do not apply" in n for n in dg.notes)
+    assert dg.values["vi_pareto_k"] is not None and np.isfinite(dg.values["elpd_loo"])
+
+
+def test_predictive_metrics_regression(svi_tree):
+    m = predictive_metrics(svi_tree)
+    pr = svi_tree["predictions"]
+    y = svi_tree["predictions_observed_data"]["obs"].values
+    assert m["rmse"] == pytest.approx(float(np.sqrt(np.mean((pr["mean"].values - y) ** 2))), rel=1e-6)
+    assert m["nll"] == pytest.approx(-float(pr["lpd"].mean()), rel=1e-6)
+    q = pr["quantiles"]
+    inside = (y >= q.sel(quantile=0.05).values) & (y <= q.sel(quantile=0.95).values)
+    assert m["coverage_90"] == pytest.approx(inside.mean())
+    assert 0 <= m["coverage_50"] <= m["coverage_90"] <= 1
+
+
+# =========================================================================== report / compare
+def _files(path):
+    return {p.name for p in path.iterdir()}
+
+
+def test_report_svi(svi_tree, tmp_path):
+    index = report(svi_tree, tmp_path / "rep")
+    out = tmp_path / "rep"
+    assert index == out / "index.html"
+    files = _files(out)
+    assert {"index.html", "metrics.json", "posterior.nc", "predictive_band.png", "svi_history.png", "ppc.png",
+            "loo_pit.png", "uncertainty.png"} <= files
+    assert not {f for f in files if f.startswith(".")}
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "svi" and "rmse" in m["predictive"] and isinstance(m["warnings"], list)
+    html = index.read_text()
+    for name in m["figures"].values():
+        assert (out / name).stat().st_size > 1000 and f'src="{name}"' in html
+    assert "Held-out predictive performance" in html and "Model spec" in html
+    assert (out / "predictive_band.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reopened = xr.open_datatree(out / "posterior.nc")
+    assert "predictions" in reopened.children
+    reopened.close()
+
+
+def test_report_mcmc_has_trace_and_rank(svi_fit, tmp_path):
+    _, d = svi_fit
+    t = to_datatree(_mcmc_posterior(svi_fit, offset=0.5), dataset=d)
+    report(t, tmp_path)
+    files = _files(tmp_path)
+    assert {"trace.png", "rank.png"} <= files and "svi_history.png" not in files
+    html = (tmp_path / "index.html").read_text()
+    assert "R-hat of layers." in html and "above 1.01" in html
+
+
+def test_report_classification_has_calibration(tmp_path):
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(50, 2)), dtype=torch.float32)
+    y = (x[:, 0] > 0).float()
+    net = pb.BNN([pb.Linear(2, 4), "tanh", pb.Linear(4, 1)], pb.Bernoulli())
+    post = pb.fit_svi(net, pb.guides.MeanField(net), x[:30], y[:30], epochs=10, progress=False)
+    t = to_datatree(post, x[30:], y[30:], train=(x[:30], y[:30]), num_samples=30)
+    report(t, tmp_path, write_tree=False)
+    files = _files(tmp_path)
+    assert "calibration.png" in files and "posterior.nc" not in files and "predictive_band.png" not in files
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"accuracy", "ece", "brier", "roc_auc"} <= set(m["predictive"])
+
+
+def test_compare_svi_and_mcmc(svi_tree, mcmc_tree, tmp_path):
+    res = compare({"svi": svi_tree, "nuts": mcmc_tree}, tmp_path / "cmp")
+    assert res.elpd is not None and set(res.elpd.index) == {"svi", "nuts"}
+    assert list(res.metrics.columns) == ["svi", "nuts"] and "RMSE" in res.metrics.index
+    files = _files(tmp_path / "cmp")
+    assert {"index.html", "compare.json", "forest.png", "bands.png"} <= files
+    html = (tmp_path / "cmp" / "index.html").read_text()
+    assert "elpd_diff" in html and "forest.png" in html
+    assert compare({"a": svi_tree, "b": svi_tree}).path is None  # no out_dir: nothing written
+    with pytest.raises(ValueError, match="at least two"):
+        compare({"svi": svi_tree})
+
+
+def test_large_inputs_are_not_stored(svi_fit, monkeypatch):
+    import pyrobnn.diagnostics.export as ex
+
+    post, d = svi_fit
+    monkeypatch.setattr(ex, "MAX_INPUT_VALUES", 10)
+    t = to_datatree(post, d.x_test, d.y_test, num_samples=5)
+    assert "x" not in t["predictions_constant_data"] and "not stored" in t["predictions_constant_data"].attrs["note"]
+    assert t["predictions_constant_data"].sizes["pred_id"] == d.n_test
+
+
+@pytest.mark.cuda
+def test_export_and_report_on_cuda(tmp_path):
+    d = _toy()
+    net = pb.BNN([pb.Linear(1, 8), "tanh", pb.Linear(8, 1)], pb.Gaussian(0.1, learned=True))
+    post = pb.fit_svi(net, pb.guides.MeanField(net), d.x_train.cuda(), d.y_train.cuda(), epochs=5, progress=False)
+    assert post.model.device.type == "cuda"
+    t = to_datatree(post, dataset=d, num_samples=20, prior_samples=5)
+    assert t["log_likelihood"]["obs"].shape == (1, 20, d.n_train) and "log_p" in t["sample_stats"]
+    report(t, tmp_path)
+    assert (tmp_path / "index.html").exists()
