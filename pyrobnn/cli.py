@@ -36,19 +36,19 @@ __all__ = ["main", "DEFAULT_MODEL", "DEFAULT_INFERENCE"]
 #: The built-in default model spec (the same as ``models/toy_regression.toml``), used when
 #: that file cannot be found.
 DEFAULT_MODEL = {
-    "model": {"name": "toy_regression", "description": "Blundell et al. (2015) toy curve, small tanh net",
+    "model": {"name": "toy_regression", "description": "Blundell et al. (2015) toy curve, a small tanh net",
               "site_layout": "packed",
-              "layers": [{"linear": [1, 50]}, "tanh", {"linear": [50, 50]}, "tanh", {"linear": [50, 1]}]},
+              "layers": [{"linear": [1, 20]}, "tanh", {"linear": [20, 1]}]},
     "prior": {"family": "normal", "loc": 0.0, "scale": 1.0},
-    "likelihood": {"family": "gaussian", "noise": "fixed", "scale": 0.02},
-    "data": {"source": "toy", "n_train": 100, "n_test": 200, "noise": 0.02, "seed": 0},
+    "likelihood": {"family": "gaussian", "noise": "fixed", "scale": 0.06},
+    "data": {"source": "toy", "n_train": 100, "n_test": 200, "noise": 0.02, "seed": 0, "standardize_x": True},
 }
 #: The built-in default inference spec (``inference/svi_meanfield.toml``).
 DEFAULT_INFERENCE = {
     "inference": {"name": "svi_meanfield", "method": "svi", "seed": 0, "device": "auto"},
-    "guide": {"family": "meanfield", "init_scale": 0.01},
-    "svi": {"epochs": 1000, "batch_size": 128, "optimizer": "adam", "lr": 0.01, "kl": "uniform", "elbo": "trace",
-            "num_particles": 1, "checkpoint_every": 100},
+    "guide": {"family": "meanfield", "init_scale": 0.001},
+    "svi": {"epochs": 2000, "batch_size": 128, "optimizer": "adam", "lr": 0.01, "kl": "uniform", "elbo": "trace",
+            "num_particles": 1, "checkpoint_every": 500},
 }
 
 _MODEL_TABLES = ("model", "prior", "likelihood", "data")

@@ -168,7 +168,8 @@ def test_report_command_rewrites_the_report(svi_run, capsys):
 
 def test_predict_matches_the_exported_predictions(svi_run, capsys):
     tree = xr.open_datatree(svi_run / "posterior.nc")
-    x = tree["predictions_constant_data"]["x"].values
+    # the tree holds the model's inputs; the command line takes them in the data's original units
+    x = tree["predictions_constant_data"]["x"].values * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0)
     mean = tree["predictions"]["mean"].values
     q = tree["predictions"]["quantiles"]
     tree.close()

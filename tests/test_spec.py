@@ -262,7 +262,7 @@ def test_overrides_change_values():
     # the recorded text reproduces the spec
     assert load_inference_spec(tomllib.loads(spec.source_text)) == spec
 
-    m = load_model_spec("models/toy_regression.toml", ["prior.family=laplace", "model.layers[0].linear=[1,50]",
+    m = load_model_spec("models/toy_regression.toml", ["prior.family=laplace", "model.layers[0].linear=[1,20]",
                                                        "model.layers[1]=relu", "data.n_train=7"])
     assert m.prior.family == "laplace" and m.layers[1].activation == "relu" and m.data.options["n_train"] == 7
     m2 = load_model_spec(m, ["prior=scale_mixture"])  # a whole table, by its family's name
@@ -292,7 +292,7 @@ def test_override_values_parse_as_toml():
     ("svi.epochs", "override 'svi.epochs': expected key.path=value"),
     ("svi..epochs=3", "expected a key path such as svi.epochs"),
     ("svii.epochs=3", 'svii = { epochs = 3 }: unknown key (did you mean "svi"?)'),
-    ("guide.family=delta", 'guide.init_scale = 0.01: not a key of the "delta" guide'),
+    ("guide.family=delta", 'guide.init_scale = 0.001: not a key of the "delta" guide'),
     ("inference.method=mcmc", 'inference.method = "mcmc": expected one of "svi", "nuts", "hmc"'),
     ("svi.epochs.x=1", "expected a table to set 'x' in"),
 ])
@@ -305,10 +305,10 @@ def test_bad_inference_overrides(override, expected):
 
 def test_override_that_breaks_the_model_is_reported():
     with pytest.raises(SpecError) as e:
-        load_model_spec("models/toy_regression.toml", ["model.layers[0].linear=[1,20]"])
+        load_model_spec("models/toy_regression.toml", ["model.layers[0].linear=[1,30]"])
     msg = str(e.value)
-    assert "models/toy_regression.toml: model.layers[2].linear = [50, 50]: expected in_features = 20" in msg
-    with pytest.raises(SpecError, match=r"index 9 is out of range for a list of 5"):
+    assert "models/toy_regression.toml: model.layers[2].linear = [20, 1]: expected in_features = 30" in msg
+    with pytest.raises(SpecError, match=r"index 9 is out of range for a list of 3"):
         load_model_spec("models/toy_regression.toml", ["model.layers[9].linear=[1,20]"])
 
 

@@ -32,6 +32,7 @@ def toy_curve(
     x_range: tuple[float, float] = (0.0, 0.5),
     test_range: tuple[float, float] = (-0.2, 1.2),
     seed: int = 0,
+    standardize_x: bool = False,
 ) -> Dataset:
     """Toy regression data of Blundell et al. (2015), "Weight Uncertainty in Neural Networks".
 
@@ -41,7 +42,10 @@ def toy_curve(
     ``numpy.linspace(*test_range, n_test)``; targets are :func:`toy_function(x, eps)`.
     The test grid extends beyond the training interval to show in-between/out-of-range
     uncertainty.  ``x`` has shape ``(N, 1)``, ``y`` shape ``(N,)``; nothing is standardised.
-    ``n_test=0`` gives no test split.
+    ``n_test=0`` gives no test split.  With ``standardize_x=True`` the inputs (train and
+    test) are standardised with the training statistics, kept in ``x_mean``/``x_std`` —
+    the training interval then spans about ±1.7 and the test grid about [−3, 6.6], which lets
+    a network with unit-scale priors follow the curve's wiggles.
     """
     if int(n_train) != n_train or n_train < 1:
         raise ValueError(f"n_train={n_train!r} is not valid; expected a positive integer")
@@ -63,6 +67,6 @@ def toy_curve(
         x_test = x_test[:, None]
     return make_dataset(
         "toy_curve", "regression", x[:, None], y, x_test, y_test,
-        feature_names=["x"],
+        standardize_x=bool(standardize_x), feature_names=["x"],
         meta={"noise": noise, "x_range": tuple(x_range), "test_range": tuple(test_range), "seed": seed},
     )

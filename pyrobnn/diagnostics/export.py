@@ -493,7 +493,7 @@ def to_datatree(
         attrs["num_classes"] = int(groups["predictions"].sizes["class"]) if "predictions" in groups else 0
     if dataset is not None:
         attrs["dataset"] = str(getattr(dataset, "name", ""))
-        for key in ("y_mean", "y_std"):
+        for key in ("x_mean", "x_std", "y_mean", "y_std"):
             v = getattr(dataset, key, None)
             if v is not None and torch.as_tensor(v).numel() == 1:
                 attrs[key] = float(torch.as_tensor(v))

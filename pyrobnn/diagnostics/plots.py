@@ -58,11 +58,12 @@ def _x1d(tree, group) -> np.ndarray | None:
     if not _has(tree, group) or "x" not in _ds(tree, group):
         return None
     x = _ds(tree, group)["x"].values
-    if x.ndim == 1:
-        return x
     if x.ndim == 2 and x.shape[1] == 1:
-        return x[:, 0]
-    return None
+        x = x[:, 0]
+    if x.ndim != 1:
+        return None
+    # inputs standardised by the data loader are plotted in their original units
+    return x * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0)
 
 
 def is_1d_regression(tree) -> bool:

@@ -179,7 +179,7 @@ def fit_svi(
         rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
                "seconds": time.perf_counter() - t0}
         history.append(rec)
-        bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}")
+        bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}", refresh=False)
         if callback is not None:
             callback(rec)
         if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):

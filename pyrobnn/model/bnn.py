@@ -268,7 +268,8 @@ class BNN(PyroModule):
         if not torch.is_tensor(x):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         for name, t in (("x", x), ("y", y)):
-            if t is not None and torch.is_floating_point(t):
+            # the sum is finite when every element is (barring overflow): no full-size mask
+            if t is not None and torch.is_floating_point(t) and not bool(torch.isfinite(t.sum(dtype=torch.float64))):
                 bad = int((~torch.isfinite(t)).sum())
                 if bad:
                     raise ValueError(f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)")
