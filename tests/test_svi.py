@@ -11,7 +11,7 @@ from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 import pyrobnn as pb
 from pyrobnn.infer import NonFiniteLossError, blundell_pi, elbo_terms, kl_weight, make_elbo
-from pyrobnn.infer.guides import _init_from_model
+from pyrobnn.infer.guides import init_to_model
 from pyrobnn.model.priors import normal_log_prob
 
 N_DATA = 200
@@ -171,7 +171,7 @@ def test_pyro_autoguides_run_on_the_model(auto):
     torch.manual_seed(0)
     pyro.clear_param_store()
     net = pb.BNN([pb.Linear(3, 8), "tanh", pb.Linear(8, 1)], pb.Gaussian(scale=0.3, learned=True))
-    guide = auto(net, init_loc_fn=_init_from_model, init_scale=0.01)
+    guide = auto(net, init_loc_fn=init_to_model, init_scale=0.01)
     post = pb.fit_svi(net, guide, x, y, epochs=30, batch_size=32, lr=0.01, progress=False)
     assert post.history[-1]["loss"] < post.history[0]["loss"]
     draws = post.draws(20)

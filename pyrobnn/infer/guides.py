@@ -35,12 +35,18 @@ from torch import nn
 from torch.distributions import biject_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
-__all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse"]
+__all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model"]
 
 
 def softplus_inverse(x: torch.Tensor) -> torch.Tensor:
     """ρ with softplus(ρ) = x (x > 0), stable for small and large x."""
     return x + torch.log(-torch.expm1(-x))
+
+
+def _positive(name: str, value) -> float:
+    if not float(value) > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return float(value)
 
 
 def _is_identity(t) -> bool:
@@ -49,8 +55,10 @@ def _is_identity(t) -> bool:
     return t is identity_transform
 
 
-def _init_from_model(site):
-    """Use the model's own initial value when it offers one (a BNN does), else the prior median."""
+def init_to_model(site):
+    """Initial value of a site: the model's own (a BNN offers its layers' initialisation through
+    ``infer={"init_fn": ...}``), else the prior median.  Usable as ``init_loc_fn`` of Pyro's
+    autoguides: ``AutoNormal(net, init_loc_fn=init_to_model)``."""
     init_fn = site["infer"].get("init_fn")
     if init_fn is not None:
         return init_fn()
@@ -108,7 +116,7 @@ class SiteGuide(PyroModule):
 
     def setup(self, *args, **kwargs) -> "SiteGuide":
         """Trace the model once with these arguments and create the parameters."""
-        with poutine.block(), InitMessenger(_init_from_model):
+        with poutine.block(), InitMessenger(init_to_model):
             trace = poutine.trace(self.model).get_trace(*args, **kwargs)
         sites = []
         for name, site in trace.nodes.items():
@@ -216,9 +224,7 @@ class MeanField(SiteGuide):
 
     def __init__(self, model, init_scale: float = 0.01):
         super().__init__(model)
-        if not float(init_scale) > 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
-        self.init_scale = float(init_scale)
+        self.init_scale = _positive("init_scale", init_scale)
 
     def _init_site(self, site, value):
         self._param(f"{site.key}_loc", value)
@@ -242,9 +248,7 @@ class ARD(SiteGuide):
 
     def __init__(self, model, init_scale: float = 0.01):
         super().__init__(model)
-        if not float(init_scale) > 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
-        self.init_scale = float(init_scale)
+        self.init_scale = _positive("init_scale", init_scale)
 
     def _init_site(self, site, value):
         sigma = torch.full_like(value, self.init_scale)
@@ -291,9 +295,7 @@ class WeightNoise(SiteGuide):
 
     def __init__(self, model, sigma: float = 0.075):
         super().__init__(model)
-        if not float(sigma) > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = _positive("sigma", sigma)
 
     def _init_site(self, site, value):
         self._param(f"{site.key}_loc", value)

@@ -16,7 +16,7 @@ from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 from .. import data as pbdata
 from ..data.paths import data_root
-from ..infer.guides import GUIDES, _init_from_model
+from ..infer.guides import GUIDES, init_to_model
 from ..model import BNN, Bernoulli, Categorical, Conv2d, Gaussian, Linear, priors
 from .datasets import DataFacts
 from .fields import Context
@@ -100,9 +100,9 @@ def build_guide(spec, net):
     if g.family in GUIDES:
         return GUIDES[g.family](net, init_scale=g.init_scale)
     if g.family == "auto_normal":
-        guide = AutoNormal(net, init_loc_fn=_init_from_model, init_scale=g.init_scale)
+        guide = AutoNormal(net, init_loc_fn=init_to_model, init_scale=g.init_scale)
     else:
-        guide = AutoLowRankMultivariateNormal(net, init_loc_fn=_init_from_model, init_scale=g.init_scale,
+        guide = AutoLowRankMultivariateNormal(net, init_loc_fn=init_to_model, init_scale=g.init_scale,
                                               rank=g.rank)
     # Pyro keeps an autoguide's parameters in its global param store under the guide's name (the
     # class name by default), so two autoguides in one process would share them; give each its own.
