@@ -1,0 +1,1041 @@
+"""Hamiltonian Monte Carlo on a BNN: :func:`fit_nuts` and :func:`fit_hmc`.
+
+The sampler runs on the *same* Pyro model as SVI, full batch (``n_data=None``), and returns a
+:class:`~pyrobnn.infer.posterior.Posterior` whose draws are in the ArviZ layout
+``(chain, draw, *site_shape)``.
+
+Two backends share the model, the initial values, the seeds and the output:
+
+* ``backend="torch"`` (default for a :class:`~pyrobnn.BNN`): NUTS and HMC written in plain
+  PyTorch that advance *all chains at once* on a ``(chains, D)`` tensor.  The potential
+  energy is built from the network's own functions (the site priors' ``log_prob`` and
+  :meth:`~pyrobnn.BNN.predictive_distribution`), differentiated with ``torch.func`` and, with
+  ``jit=True``, traced once to an ATen graph (``make_fx``) and compiled by TorchInductor, one
+  leapfrog step per call.  Pyro's NUTS spends most of its time in per-step Python (a site
+  dictionary, a recursive tree, autograd bookkeeping); here a leapfrog step is one compiled
+  call for every chain, and the tree bookkeeping is vectorised over the 2^j states of each
+  doubling.
+* ``backend="pyro"``: Pyro's own :class:`pyro.infer.NUTS` / :class:`pyro.infer.HMC`, the
+  reference implementation.  For a BNN it is handed the same (compiled) potential on one
+  packed unconstrained vector, so it skips tracing the model at every step; any other Pyro
+  model runs through Pyro's model interface (``jit_compile``).
+
+The NUTS transition is the multinomial variant with the generalised no-U-turn criterion
+(Hoffman & Gelman 2014, "The No-U-Turn Sampler", JMLR 15, Algorithms 3 and 6; Betancourt
+2017, "A Conceptual Introduction to Hamiltonian Monte Carlo", arXiv:1701.02434, sections
+A.3-A.4): the trajectory doubles in a random direction; every sub-tree is checked for a
+U-turn and for divergence (energy error > 1000), an invalid new sub-tree ends the doubling
+without being used, a valid one replaces the proposal with probability
+min(1, W_new / W_old) (biased progressive sampling), and within a sub-tree the proposal is a
+state drawn with probability proportional to exp(-H).  (Stan's additional U-turn checks across
+sub-tree boundaries are not made, as in Pyro and NumPyro.)  Warmup follows Stan's windowed
+adaptation (as Pyro's ``WarmupAdapter`` does): dual averaging of the log step size towards
+``target_accept`` (Hoffman & Gelman 2014, section 3.2, γ = 0.05, t0 = 10, κ = 0.75) and a
+diagonal inverse mass matrix estimated in doubling windows (75 / 25.. / 50 iterations) and
+regularised towards 1e-3 as in Stan; the step size is re-initialised by the doubling
+heuristic (Hoffman & Gelman 2014, Algorithm 4) after every mass-matrix update.
+
+Empirical-Bayes (adaptive) priors are *frozen*: their hyperparameters are buffers and keep
+the values they have when sampling starts (set them with ``frozen=``); MCMC samples the
+weights given those hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
+from torch.distributions import biject_to
+from tqdm.auto import tqdm
+
+from .guides import init_to_model, _is_identity
+from .posterior import Posterior
+from .svi import resolve_device
+
+__all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy"]
+
+KERNELS = ("nuts", "hmc")
+BACKENDS = ("torch", "pyro")
+CHAIN_METHODS = ("vectorized", "sequential", "parallel")
+MAX_ENERGY_ERROR = 1000.0  # divergence threshold (Stan, Pyro, NumPyro)
+_LOG_STEP_TARGET = math.log(0.8)  # step-size heuristic: double/halve until exp(-ΔH) crosses 0.8 (Stan)
+
+
+# ====================================================================== model → potential
+@dataclass(frozen=True)
+class _Site:
+    name: str
+    shape: torch.Size  # constrained value shape
+    ushape: torch.Size  # unconstrained shape
+    start: int
+    stop: int
+    transform: object  # unconstrained → constrained
+    identity: bool
+
+
+def _latent_nodes(trace):
+    for name, node in trace.nodes.items():
+        if node["type"] != "sample" or node["is_observed"] or node["infer"].get("is_auxiliary"):
+            continue
+        if type(node["fn"]).__name__ == "_Subsample":
+            continue
+        yield name, node
+
+
+def _layout(trace) -> tuple[list[_Site], dict]:
+    sites, fns, start = [], {}, 0
+    for name, node in _latent_nodes(trace):
+        fn = node["fn"]
+        if fn.has_enumerate_support:
+            raise ValueError(f"site {name!r} is discrete; NUTS/HMC need continuous latent sites")
+        t = biject_to(fn.support)
+        value = node["value"].detach()
+        u = t.inv(value)
+        n = u.numel()
+        sites.append(_Site(name, value.shape, u.shape, start, start + n, t, _is_identity(t)))
+        fns[name] = fn
+        start += n
+    if not sites:
+        raise ValueError("the model has no latent sample sites to sample")
+    return sites, fns
+
+
+class PotentialEnergy:
+    """U(z) = −log p(w(z), D) − log|det ∂w/∂z| for a batch of unconstrained vectors ``z``
+    of shape (C, D): one row per chain, every latent site of the model packed into one
+    vector (constrained sites through :func:`torch.distributions.biject_to`).
+
+    The density is the model's own: each latent site's prior ``log_prob`` and the likelihood
+    from :meth:`~pyrobnn.BNN.predictive_distribution`, summed over the data (full batch)."""
+
+    def __init__(self, model, x, y, sites: list[_Site], fns: dict):
+        self.model, self.x, self.y = model, x, y
+        self.sites, self.fns = sites, fns
+        self.dim = sites[-1].stop
+
+    def constrain(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(*S, D) unconstrained → {site: (*S, *shape)} constrained values."""
+        batch = z.shape[:-1]
+        out = {}
+        for s in self.sites:
+            u = z[..., s.start:s.stop].reshape(*batch, *s.ushape)
+            out[s.name] = (u if s.identity else s.transform(u)).reshape(*batch, *s.shape)
+        return out
+
+    def unconstrain(self, values: dict[str, torch.Tensor], batch=()) -> torch.Tensor:
+        parts = []
+        for s in self.sites:
+            v = values[s.name]
+            u = v if s.identity else s.transform.inv(v)
+            parts.append(u.reshape(*batch, -1))
+        return torch.cat(parts, -1)
+
+    def log_density(self, z: torch.Tensor) -> torch.Tensor:
+        c = z.shape[0]
+        values, lp = {}, None
+        for s in self.sites:
+            u = z[:, s.start:s.stop].reshape(c, *s.ushape)
+            if s.identity:
+                v = u.reshape(c, *s.shape)
+                term = 0.0
+            else:
+                v = s.transform(u)
+                term = s.transform.log_abs_det_jacobian(u, v).reshape(c, -1).sum(-1)
+            values[s.name] = v
+            term = term + self.fns[s.name].log_prob(v).reshape(c, -1).sum(-1)
+            lp = term if lp is None else lp + term
+        like = self.model.predictive_distribution(self.x, values).log_prob(self.y)
+        return lp + like.reshape(c, -1).sum(-1)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return -self.log_density(z)
+
+
+def _value_and_grad_eager(potential: Callable) -> Callable:
+    def vg(z):
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            u = potential(z)
+            (g,) = torch.autograd.grad(u.sum(), z)
+        return u.detach(), g
+
+    return vg
+
+
+def _value_and_grad_functional(potential: Callable) -> Callable:
+    from torch.func import grad_and_value
+
+    def summed(z):
+        u = potential(z)
+        return u.sum(), u.detach()
+
+    gv = grad_and_value(summed, has_aux=True)
+
+    def vg(z):
+        g, (_, u) = gv(z)
+        return u, g
+
+    return vg
+
+
+def _leapfrog_fn(value_and_grad: Callable) -> Callable:
+    """One velocity-Verlet step (Neal 2011, "MCMC using Hamiltonian dynamics", eq. 5.18-5.20)
+    for every chain.  The phase-space state is packed as ``(C, 3, D)``: position z, momentum r
+    and the gradient g of the potential at z; ``step`` (C, 1) carries each chain's signed step
+    size and ``inv_mass`` (C, D) its diagonal inverse mass matrix.  Returns the new packed
+    state and the potential energy (C,)."""
+
+    def leapfrog(state, step, inv_mass):
+        z, r, g = state.unbind(1)
+        r = r - (0.5 * step) * g
+        z = z + step * (inv_mass * r)
+        u, g = value_and_grad(z)
+        r = r - (0.5 * step) * g
+        return torch.stack([z, r, g], 1), u
+
+    return leapfrog
+
+
+def _compile(fn: Callable, example_args: tuple) -> Callable:
+    """Trace ``fn`` to an ATen graph once (``make_fx``) and compile it with TorchInductor.
+    Shapes are fixed to those of ``example_args``."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    with pyro.validation_enabled(False):
+        gm = make_fx(fn)(*example_args)
+    import torch._inductor
+
+    compiled = torch._inductor.compile(gm, list(example_args))
+    compiled(*example_args)  # build now, so that the first sampling step is not slower
+    return compiled
+
+
+# ====================================================================== adaptation
+def adaptation_schedule(warmup: int) -> list[tuple[int, int]]:
+    """Stan's warmup windows (first, last iteration): an initial buffer of 75 iterations
+    (step size only), mass-matrix windows of 25, 50, 100, ... and a final buffer of 50;
+    shrunk to 15% / 75% / 10% when ``warmup`` < 150 and one window when < 20
+    (the schedule of Pyro's ``WarmupAdapter``)."""
+    if warmup < 1:
+        return []
+    if warmup < 20:
+        return [(0, warmup - 1)]
+    start, end, init = 75, 50, 25
+    if start + end + init > warmup:
+        start, end = int(0.15 * warmup), int(0.1 * warmup)
+        init = warmup - start - end
+    windows = [(0, start - 1)]
+    end_start = warmup - end
+    size, first = init, start
+    while first < end_start:
+        cur_first, cur_size = first, size
+        if 3 * cur_size <= end_start - cur_first:
+            size = 2 * cur_size
+        else:
+            cur_size = end_start - cur_first
+        first = cur_first + cur_size
+        windows.append((cur_first, first - 1))
+    windows.append((end_start, warmup - 1))
+    return windows
+
+
+class _Adapter:
+    """Per-chain step-size dual averaging and diagonal mass-matrix estimation, vectorised over
+    chains (every chain has its own step size and mass matrix)."""
+
+    def __init__(self, warmup, chains, dim, target, adapt_step, adapt_mass, like, gamma=0.05, t0=10.0,
+                 kappa=0.75):
+        self.windows = adaptation_schedule(warmup) if (adapt_step or adapt_mass) else []
+        self.adapt_step, self.adapt_mass, self.target = adapt_step, adapt_mass, target
+        self.gamma, self.t0, self.kappa = gamma, t0, kappa
+        self.window = 0
+        self._reset_welford(chains, dim, like)
+        self.reset_dual_averaging(torch.ones(chains, dtype=like.dtype, device=like.device))
+
+    def _reset_welford(self, chains, dim, like):
+        self.n = 0
+        self.mean = like.new_zeros(chains, dim)
+        self.m2 = like.new_zeros(chains, dim)
+
+    def reset_dual_averaging(self, step_size):
+        self.mu = torch.log(10 * step_size)
+        self.g_avg = torch.zeros_like(step_size)
+        self.x_avg = torch.zeros_like(step_size)
+        self.t = 0
+
+    def dual_averaging(self, accept_prob):
+        self.t += 1
+        w = 1.0 / (self.t + self.t0)
+        self.g_avg = (1 - w) * self.g_avg + w * (self.target - accept_prob)
+        x = self.mu - (self.t**0.5) / self.gamma * self.g_avg
+        wt = self.t ** (-self.kappa)
+        self.x_avg = (1 - wt) * self.x_avg + wt * x
+        return torch.exp(x)
+
+    def welford(self, z):
+        self.n += 1
+        delta = z - self.mean
+        self.mean = self.mean + delta / self.n
+        self.m2 = self.m2 + delta * (z - self.mean)
+
+    def variance(self):
+        """Regularised per-chain variance (Stan): n/(n+5) var + 1e-3 · 5/(n+5)."""
+        n = self.n
+        var = self.m2 / (n - 1)
+        return (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+
+    def step(self, t, z, accept_prob, state):
+        """Called after warmup iteration ``t``; updates ``state.step_size`` / ``state.inv_mass``.
+        Returns True when the mass matrix changed (the caller re-initialises the step size)."""
+        if self.window >= len(self.windows):
+            return False
+        _, last = self.windows[self.window]
+        nwin = len(self.windows)
+        mass_phase = self.adapt_mass and 0 < self.window < nwin - 1
+        if self.adapt_step:
+            state.step_size = self.dual_averaging(accept_prob)
+        if mass_phase:
+            self.welford(z)
+        changed = False
+        if t == last:
+            if self.window == nwin - 1:
+                if self.adapt_step:
+                    state.step_size = torch.exp(self.x_avg)
+            elif mass_phase:
+                if self.n >= 2:
+                    state.inv_mass = self.variance()
+                    changed = True
+                self._reset_welford(*z.shape, z)
+            self.window += 1
+        return changed
+
+
+# ====================================================================== the vectorised sampler
+@dataclass
+class _State:
+    zg: torch.Tensor  # (C, 3, D) packed [position, (unused) momentum, gradient]
+    u: torch.Tensor  # (C,) potential energy at the position
+    step_size: torch.Tensor  # (C,)
+    inv_mass: torch.Tensor  # (C, D) diagonal inverse mass matrix
+
+    @property
+    def z(self):
+        return self.zg[:, 0]
+
+
+class _BatchedHMC:
+    """NUTS / HMC advancing C chains in lock step.
+
+    A doubling of 2^j leapfrog steps is integrated for all chains together; the U-turn and
+    divergence checks of every sub-tree, the first point at which a sequential NUTS would have
+    stopped, the multinomial choice inside the sub-tree and the acceptance statistic are then
+    computed for the 2^j states at once.  Steps a chain would not have taken (after its
+    sub-tree turned or diverged) are computed but never used or counted; when every chain has
+    stopped, the doubling ends early (checked at sub-tree sizes 8, 16, ...)."""
+
+    def __init__(self, leapfrog, generator, kernel="nuts", max_tree_depth=10, num_steps=None,
+                 trajectory_length=2 * math.pi):
+        self.leapfrog, self.gen = leapfrog, generator
+        self.kernel, self.max_tree_depth = kernel, max_tree_depth
+        self.calls = 0  # leapfrog calls (each advances every chain by one step)
+        self.num_steps, self.trajectory_length = num_steps, trajectory_length
+
+    # ------------------------------------------------------------------ utilities
+    def _rand(self, shape, like):
+        return torch.rand(shape, generator=self.gen, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def kinetic(r, inv_mass):
+        return 0.5 * (r * r * inv_mass).sum(-1)
+
+    def with_momentum(self, state):
+        """Packed (C, 3, D) phase-space state with a fresh momentum r ~ N(0, M)."""
+        zg = state.zg
+        r = torch.randn(zg[:, 1].shape, generator=self.gen, dtype=zg.dtype, device=zg.device)
+        r = r * state.inv_mass.rsqrt()
+        return torch.stack([zg[:, 0], r, zg[:, 2]], 1), r
+
+    @staticmethod
+    def _turning(ends, rho, inv_mass):
+        """Generalised no-U-turn criterion (Betancourt 2017, section A.4.2): a (sub)trajectory
+        with momentum sum ρ and end momenta p⁻, p⁺ (``ends``: (..., 2, C, D)) turns if
+        ρ·M⁻¹p⁻ ≤ 0 or ρ·M⁻¹p⁺ ≤ 0."""
+        dots = ((rho * inv_mass).unsqueeze(-3) * ends).sum(-1)
+        return (dots <= 0).any(-2)
+
+    def _terminations(self, R, H, H0, inv_mass):
+        """(P, C) masks for P = 2^m steps: ``stop`` — a sequential NUTS would stop building
+        the sub-tree at step k: state k diverged, or a binary sub-tree ending at k turned;
+        ``div`` — state k diverged."""
+        P = R.shape[0]
+        div = ~(H - H0 <= MAX_ENERGY_ERROR)  # catches NaN
+        stop = div.clone()
+        rho = R
+        b = 1
+        while 2 * b <= P:
+            nb = P // (2 * b)
+            rho = rho.reshape(nb, 2, *rho.shape[1:]).sum(1)  # momentum sums of blocks of 2b states
+            blocks = R.reshape(nb, 2 * b, *R.shape[1:])
+            turn = self._turning(blocks[:, ::2 * b - 1], rho, inv_mass)
+            stop.reshape(nb, 2 * b, -1)[:, -1] |= turn
+            b *= 2
+        return stop, div
+
+    # ------------------------------------------------------------------ step size heuristic
+    def find_step_size(self, state, lo=1e-10, hi=1e10):
+        """Hoffman & Gelman (2014), Algorithm 4, per chain: double or halve the step size until
+        the one-step acceptance probability crosses 0.8 (Stan's and Pyro's threshold)."""
+        eps = state.step_size.clone()
+        inv_mass = state.inv_mass
+
+        def log_accept(eps):
+            zrg, r = self.with_momentum(state)
+            h0 = state.u + self.kinetic(r, inv_mass)
+            new, u1 = self.leapfrog(zrg, eps[:, None], inv_mass)
+            self.calls += 1
+            return h0 - (u1 + self.kinetic(new[:, 1], inv_mass))
+
+        direction = torch.where(log_accept(eps) > _LOG_STEP_TARGET, 2.0, 0.5).to(eps)
+        done = torch.zeros_like(eps, dtype=torch.bool)
+        for _ in range(80):
+            new = torch.where(done, eps, eps * direction)
+            going = torch.where(log_accept(new) > _LOG_STEP_TARGET, 2.0, 0.5).to(eps)
+            eps = new
+            done = done | (going != direction) | (eps <= lo) | (eps >= hi)
+            if bool(done.all()):
+                break
+        state.step_size = eps.clamp(lo, hi)
+
+    # ------------------------------------------------------------------ transitions
+    def transition(self, state) -> dict:
+        if self.kernel == "hmc":
+            return self._hmc(state)
+        return self._nuts(state)
+
+    def _hmc(self, state):
+        """Static HMC (Neal 2011, section 5.3.2): L leapfrog steps, then a Metropolis test."""
+        inv_mass = state.inv_mass
+        x, r = self.with_momentum(state)
+        h0 = state.u + self.kinetic(r, inv_mass)
+        if self.num_steps is not None:
+            steps = torch.full_like(state.u, self.num_steps, dtype=torch.long)
+        else:
+            steps = torch.ceil(self.trajectory_length / state.step_size).long().clamp_min(1)
+        n_max = int(steps.max())
+        step = state.step_size[:, None]
+        u = state.u
+        for k in range(n_max):
+            x1, u1 = self.leapfrog(x, step, inv_mass)
+            self.calls += 1
+            live = k < steps
+            if bool(live.all()):
+                x, u = x1, u1
+            else:  # chains with fewer steps stop where they are
+                x, u = torch.where(live[:, None, None], x1, x), torch.where(live, u1, u)
+        h1 = u + self.kinetic(x[:, 1], inv_mass)
+        delta = h1 - h0
+        accept_prob = torch.exp(-delta).clamp(max=1.0).nan_to_num(0.0)
+        accept = self._rand(state.u.shape, state.u) < accept_prob
+        state.zg = torch.where(accept[:, None, None], x, state.zg)
+        state.u = torch.where(accept, u, state.u)
+        energy = torch.where(accept, h1, h0)
+        return {"accept_prob": accept_prob, "diverging": ~(delta <= MAX_ENERGY_ERROR), "num_steps": steps,
+                "energy": energy}
+
+    def _nuts(self, state):
+        inv_mass = state.inv_mass
+        c = state.u.shape[0]
+        dev = state.u.device
+        x0, r0 = self.with_momentum(state)
+        h0 = state.u + self.kinetic(r0, inv_mass)
+        left = right = x0  # packed edge states (C, 3, D)
+        prop = state.zg
+        prop_uh = torch.stack([state.u, h0], -1)  # potential and energy of the proposal
+        log_w = -h0
+        rho = r0
+        active = torch.ones(c, dtype=torch.bool, device=dev)
+        depth = torch.zeros(c, dtype=torch.long, device=dev)
+        n_steps = torch.zeros(c, dtype=torch.long, device=dev)
+        sum_acc = torch.zeros_like(h0)
+        diverging = torch.zeros_like(active)
+        idx = torch.arange(c, device=dev)
+        # per doubling: direction, multinomial choice inside the sub-tree, biased transition
+        uniforms = self._rand((self.max_tree_depth, 3, c), h0)
+        for j in range(self.max_tree_depth):
+            forward = uniforms[j, 0] < 0.5
+            fwd = forward[:, None, None]
+            x = torch.where(fwd, right, left)
+            step = torch.where(forward, state.step_size, -state.step_size)[:, None]
+            size = 1 << j
+            xs, us = [], []
+            check_at = 8
+            for k in range(size):
+                x, u = self.leapfrog(x, step, inv_mass)
+                self.calls += 1
+                xs.append(x)
+                us.append(u)
+                if k + 1 == check_at and k + 1 < size:
+                    check_at *= 2
+                    X, U = torch.stack(xs), torch.stack(us)
+                    R = X[:, :, 1]
+                    stop, _ = self._terminations(R, U + self.kinetic(R, inv_mass), h0, inv_mass)
+                    if bool((stop.any(0) | ~active).all()):
+                        break
+            X, U = torch.stack(xs), torch.stack(us)  # (P, C, 3, D), (P, C)
+            R = X[:, :, 1]
+            P = X.shape[0]
+            H = U + self.kinetic(R, inv_mass)
+            stop, div = self._terminations(R, H, h0, inv_mass)
+            stopped = stop.any(0)
+            # steps a sequential NUTS takes: up to and including the first stop
+            first = torch.where(stopped, stop.to(torch.uint8).argmax(0), P - 1)
+            taken = (torch.arange(P, device=dev)[:, None] <= first) & active
+            acc = torch.exp(h0 - H).clamp(max=1.0).nan_to_num(0.0)
+            sum_acc = sum_acc + (acc * taken).sum(0)
+            n_steps = n_steps + taken.sum(0)
+            diverging = diverging | (div & taken).any(0)
+            valid = active & ~stopped if P == size else torch.zeros_like(active)
+            # multinomial choice inside the sub-tree: P(k) ∝ exp(-H_k), by inverting the CDF
+            logits = (-H).nan_to_num(nan=-math.inf)
+            log_w_sub = torch.logsumexp(logits, 0)
+            cdf = torch.exp(logits - log_w_sub).cumsum(0)
+            pick = (cdf < uniforms[j, 1] * cdf[-1]).sum(0).clamp(max=P - 1)
+            # biased progressive sampling: move to the sub-tree with probability min(1, W_new / W_old)
+            take = valid & (torch.log(uniforms[j, 2]) < log_w_sub - log_w)
+            prop = torch.where(take[:, None, None], X[pick, idx], prop)
+            prop_uh = torch.where(take[:, None], torch.stack([U[pick, idx], H[pick, idx]], -1), prop_uh)
+            # grow the trees whose sub-tree was valid, and check the whole trajectory for a U-turn
+            edge = X[-1]
+            vf = valid & forward
+            right = torch.where(vf[:, None, None], edge, right)
+            left = torch.where((valid & ~forward)[:, None, None], edge, left)
+            log_w = torch.where(valid, torch.logaddexp(log_w, log_w_sub), log_w)
+            rho = torch.where(valid[:, None], rho + R.sum(0), rho)
+            depth = depth + valid
+            ends = torch.stack([left[:, 1], right[:, 1]])
+            active = valid & ~self._turning(ends, rho, inv_mass)
+            if not bool(active.any()):
+                break
+        state.zg, state.u = prop, prop_uh[:, 0]
+        return {"accept_prob": sum_acc / n_steps.clamp_min(1), "diverging": diverging, "tree_depth": depth,
+                "num_steps": n_steps, "energy": prop_uh[:, 1]}
+
+
+# ====================================================================== public API
+def _check_int(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _apply_frozen(model, frozen) -> None:
+    """Set hyperparameters of the model's priors before sampling.  ``frozen`` maps a buffer
+    name (``"loc"``, ``"scale"``, ``"variance"``, ...) to a value for every adaptive prior that
+    has that buffer, or a Bayesian layer index to such a dict for that layer's prior."""
+    if not isinstance(frozen, dict):
+        raise ValueError(f"frozen must be a dict of hyperparameter values or None, got {type(frozen).__name__}")
+    if not hasattr(model, "prior_modules"):
+        raise ValueError("frozen= needs a pyrobnn BNN (a model with priors)")
+    targets = []
+    for key, val in frozen.items():
+        if isinstance(key, int):
+            if not isinstance(val, dict):
+                raise ValueError(f"frozen[{key}] must be a dict of hyperparameter values, got {val!r}")
+            targets += [(model.prior_of(key), k, v, f"frozen[{key}][{k!r}]") for k, v in val.items()]
+        else:
+            adaptive = [p for p in model.prior_modules if p.adaptive]
+            priors = [p for p in adaptive if key in dict(p.named_buffers())]
+            if not priors:
+                raise ValueError(f"frozen[{key!r}]: no adaptive prior of this model has a hyperparameter {key!r}; "
+                                 f"the adaptive priors have {sorted({n for p in adaptive for n, _ in p.named_buffers()})}"
+                                 f" (use {{layer: {{...}}}} to set any layer's prior)")
+            targets += [(p, key, val, f"frozen[{key!r}]") for p in priors]
+    for prior, name, val, label in targets:
+        bufs = dict(prior.named_buffers())
+        if name not in bufs:
+            raise ValueError(f"{label}: {type(prior).__name__} has no hyperparameter {name!r}; it has {sorted(bufs)}")
+        buf = bufs[name]
+        new = torch.as_tensor(val, dtype=buf.dtype, device=buf.device)
+        if buf.numel() and new.shape != buf.shape:
+            new = new.expand(buf.shape)
+        with torch.no_grad():
+            if new.shape == buf.shape:
+                buf.copy_(new)
+            else:
+                setattr(prior, name, new.clone())
+
+
+def _initial_values(model, x, y, chains, init, seed):
+    """One trace of the model per chain under the init strategy: the model's own initial
+    values (``init="model"``), Pyro's prior median (``"median"``) or given values."""
+    if isinstance(init, dict):
+        strategy = init_to_model
+    elif init == "model":
+        strategy = init_to_model
+    elif init == "median":
+        strategy = init_to_median
+    else:
+        raise ValueError(f"init must be 'model', 'median' or a dict of site values, got {init!r}")
+    traces = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else seed)
+        for _ in range(chains):
+            with poutine.block(), InitMessenger(strategy):
+                traces.append(poutine.trace(model).get_trace(x, y))
+    return traces
+
+
+def _given_init(potential, init, chains, like):
+    rows = []
+    for s in potential.sites:
+        if s.name not in init:
+            raise ValueError(f"init is missing site {s.name!r}; expected values for {[t.name for t in potential.sites]}")
+        v = torch.as_tensor(init[s.name], dtype=like.dtype, device=like.device)
+        if v.shape == s.shape:
+            v = v.expand(chains, *s.shape)
+        if v.shape != (chains, *s.shape):
+            raise ValueError(f"init[{s.name!r}] must have shape {tuple(s.shape)} or {(chains, *s.shape)}, "
+                             f"got {tuple(v.shape)}")
+        rows.append((s, v))
+    return potential.unconstrain({s.name: v for s, v in rows}, batch=(chains,))
+
+
+def fit_nuts(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_samples: int = 500,
+    warmup: int = 500,
+    chains: int = 4,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    jit: bool = True,
+    kernel: str = "nuts",
+    step_size: float | None = None,
+    num_steps: int | None = None,
+    adapt_step_size: bool = True,
+    adapt_mass_matrix: bool = True,
+    seed: int | None = 0,
+    progress: bool = True,
+    device: str | torch.device | None = "auto",
+    dtype: torch.dtype | None = None,
+    init: str | dict = "model",
+    frozen: dict | None = None,
+    backend: str | None = None,
+    chain_method: str | None = None,
+) -> Posterior:
+    """Sample the posterior of ``model`` given (x, y) with NUTS (or HMC), full batch.
+
+    ``model`` is a :class:`~pyrobnn.BNN` (any Pyro model with ``backend="pyro"``).  Runs
+    ``chains`` chains of ``warmup`` adaptation iterations (Stan's windowed step-size and
+    diagonal mass-matrix adaptation towards ``target_accept``) and ``num_samples`` kept
+    draws.  NUTS: the multinomial no-U-turn sampler (Hoffman & Gelman 2014; Betancourt 2017)
+    with trees of at most 2^``max_tree_depth`` − 1 leapfrog steps.  ``kernel="hmc"``: static
+    HMC (Neal 2011) with ``num_steps`` leapfrog steps (default: a trajectory length of 2π,
+    as Pyro).  ``step_size`` is the initial step size (found by the doubling heuristic when
+    None).
+
+    ``backend``: "torch" (all chains vectorised, the default for a BNN) or "pyro" (Pyro's
+    NUTS/HMC kernel, the reference).  ``chain_method``: "vectorized" (torch backend default),
+    "sequential" (one chain after the other) or "parallel" (Pyro's worker processes; pyro
+    backend only).  ``jit=True`` compiles the potential energy and its gradient (TorchInductor;
+    falls back to eager PyTorch with a warning if compilation fails; the compiled step is built
+    for the shapes of this call, a few seconds per call).  Small networks run fastest with
+    ``torch.set_num_threads(1)``.
+
+    ``init``: "model" (each chain starts from the network's own initial weights, drawn
+    afresh per chain), "median" (Pyro's prior median) or a dict {site: value} (shape of the
+    site, or (chains, *shape)).  Adaptive (empirical-Bayes) priors are frozen at their current
+    hyperparameters; ``frozen`` sets them first (a dict {"scale": 0.5} for every prior with that
+    hyperparameter, or {layer: {...}}).  ``seed`` makes the run reproducible.
+
+    Returns a :class:`Posterior` with ``samples`` {site: (chain, draw, *shape)} and
+    ``sample_stats`` {name: (chain, draw)}: ``diverging``, ``accept_prob`` (mean Metropolis
+    acceptance over the trajectory), ``step_size``, ``num_steps`` (leapfrog steps),
+    ``tree_depth`` (NUTS: doublings merged into the tree), ``energy`` (Hamiltonian of the
+    chosen state; pyro backend: at the start of the transition) and ``lp`` (−potential energy:
+    the log joint in unconstrained coordinates).  ``info`` records the settings, the seed,
+    the adapted step sizes and inverse mass matrices, and the warmup / sampling wall times.
+    """
+    _check_int("num_samples", num_samples, 1)
+    _check_int("warmup", warmup, 0)
+    _check_int("chains", chains, 1)
+    _check_int("max_tree_depth", max_tree_depth, 1)
+    target_accept = float(target_accept)
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if step_size is not None and not (float(step_size) > 0 and math.isfinite(float(step_size))):
+        raise ValueError(f"step_size must be a positive number or None, got {step_size!r}")
+    if num_steps is not None:
+        _check_int("num_steps", num_steps, 1)
+    is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
+    if backend is None:
+        backend = "torch" if is_bnn else "pyro"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch" and not is_bnn:
+        raise ValueError("backend='torch' needs a pyrobnn BNN; use backend='pyro' for other Pyro models")
+    if chain_method is None:
+        chain_method = "vectorized" if backend == "torch" else "sequential"
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if backend == "torch" and chain_method == "parallel":
+        raise ValueError("chain_method='parallel' runs Pyro's worker processes: use backend='pyro' "
+                         "(the torch backend vectorises chains: chain_method='vectorized')")
+    if backend == "pyro" and chain_method == "vectorized":
+        raise ValueError("chain_method='vectorized' needs backend='torch'")
+    if hasattr(model, "check_data"):
+        model.check_data(x, y)
+
+    t_start = time.perf_counter()
+    dev = resolve_device(device, x)
+    float_dtype = dtype or (x.dtype if torch.is_floating_point(x) else torch.get_default_dtype())
+    if isinstance(model, torch.nn.Module):
+        model.to(device=dev, dtype=float_dtype)
+    x = x.to(device=dev, dtype=float_dtype)
+    y = y.to(device=dev, dtype=float_dtype if torch.is_floating_point(y) else y.dtype)
+    if frozen is not None:
+        _apply_frozen(model, frozen)
+
+    traces = _initial_values(model, x, y, chains, init, seed)
+    sites, fns = _layout(traces[0])
+    potential = PotentialEnergy(model, x, y, sites, fns)
+    like = torch.zeros((), dtype=float_dtype, device=dev)
+    if isinstance(init, dict):
+        z0 = _given_init(potential, init, chains, like)
+    else:
+        z0 = torch.stack([potential.unconstrain({s.name: tr.nodes[s.name]["value"].detach() for s in sites})
+                          for tr in traces]).to(like)
+
+    settings = dict(num_samples=num_samples, warmup=warmup, chains=chains, target_accept=target_accept,
+                    max_tree_depth=max_tree_depth, jit=jit, kernel=kernel, step_size=step_size, num_steps=num_steps,
+                    adapt_step_size=adapt_step_size, adapt_mass_matrix=adapt_mass_matrix,
+                    init=init if isinstance(init, str) else "given", backend=backend, chain_method=chain_method,
+                    device=str(dev), dtype=str(float_dtype).replace("torch.", ""))
+    run = _run_torch if backend == "torch" else _run_pyro
+    draws, stats, extra = run(model, x, y, potential, z0, settings, seed, progress)
+    samples = {k: v.detach().cpu() for k, v in potential.constrain(draws).items()}
+    stats = {k: v.detach().cpu() for k, v in stats.items()}
+    info = {"seed": seed, **settings, "num_weights": getattr(model, "num_weights", None),
+            "n_data": int(x.shape[0]), "sites": [s.name for s in sites], **extra,
+            "num_divergences": int(stats["diverging"].sum()) if "diverging" in stats else None,
+            "seconds_total": time.perf_counter() - t_start}
+    if hasattr(model, "prior_modules"):
+        info["prior_hyperparameters"] = {i: model.prior_of(i).hyperparameters() for i in model.bayesian_layers}
+    return Posterior(model=model, method=kernel, samples=samples, sample_stats=stats, info=info)
+
+
+fit_hmc = partial(fit_nuts, kernel="hmc")
+fit_hmc.__doc__ = "HMC with a fixed number of leapfrog steps: :func:`fit_nuts` with ``kernel='hmc'``."
+
+
+# ====================================================================== torch backend
+def _make_kernels(potential, chains, like, jit, what="leapfrog"):
+    """Returns (fn, eager value_and_grad, compiled?, compile seconds, fallback reason), where fn
+    is the leapfrog step (``what="leapfrog"``) or the value and gradient (``"value_and_grad"``)
+    for ``chains`` rows, compiled when ``jit``."""
+    eager_vg = _value_and_grad_eager(potential)
+    eager = _leapfrog_fn(eager_vg) if what == "leapfrog" else eager_vg
+    if not jit:
+        return eager, eager_vg, False, 0.0, None
+    t0 = time.perf_counter()
+    d = potential.dim
+
+    def example(*shape, value=0.0):  # distinct tensors: aliased example inputs would be compiled as aliases
+        return torch.full((chains, *shape), value, dtype=like.dtype, device=like.device)
+
+    try:
+        vg = _value_and_grad_functional(potential)
+        if what == "leapfrog":
+            fn = _compile(_leapfrog_fn(vg), (example(3, d), example(1, value=1e-3), example(d, value=1.0)))
+        else:
+            fn = _compile(vg, (example(d),))
+        return fn, eager_vg, True, time.perf_counter() - t0, None
+    except Exception as e:  # no C++ compiler, an op inductor cannot lower, ...
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        warnings.warn(f"fit_nuts: compiling the potential failed ({reason}); running eager PyTorch", RuntimeWarning,
+                      stacklevel=3)
+        return eager, eager_vg, False, time.perf_counter() - t0, reason
+
+
+def _run_torch(model, x, y, potential, z0, settings, seed, progress):
+    chains = z0.shape[0]
+    sequential = settings["chain_method"] == "sequential" and chains > 1
+    with pyro.validation_enabled(False):
+        kernels = _make_kernels(potential, 1 if sequential else chains, z0, settings["jit"])
+    if not sequential:
+        return _run_torch_chains(potential, z0, settings, seed, progress, kernels)
+    outs = [_run_torch_chains(potential, z0[c:c + 1], settings, None if seed is None else seed + c, progress,
+                              kernels, label=f" [{c}]") for c in range(chains)]
+    draws = torch.cat([o[0] for o in outs], 0)
+    stats = {k: torch.cat([o[1][k] for o in outs], 0) for k in outs[0][1]}
+    extra = {}
+    for k in outs[0][2]:
+        vals = [o[2][k] for o in outs]
+        if torch.is_tensor(vals[0]):
+            extra[k] = torch.cat(vals, 0)
+        elif k.startswith(("seconds_warmup", "seconds_sampling", "leapfrog_calls")):
+            extra[k] = sum(vals)
+        else:
+            extra[k] = vals[0]
+    return draws, stats, extra
+
+
+def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""):
+    chains, dim = z0.shape
+    like = z0
+    gen = torch.Generator(device=z0.device)
+    gen.manual_seed(0 if seed is None else seed)
+    leapfrog, vg, compiled, compile_s, reason = kernels
+    with pyro.validation_enabled(False):
+        u0, g0 = vg(z0)
+        bad = ~torch.isfinite(u0) | ~torch.isfinite(g0).all(-1)
+        if bool(bad.any()):
+            raise ValueError(f"the potential energy or its gradient is not finite at the initial values of chains "
+                             f"{bad.nonzero().flatten().tolist()}; choose another init")
+        init_eps = 1.0 if settings["step_size"] is None else float(settings["step_size"])
+        state = _State(torch.stack([z0, torch.zeros_like(z0), g0], 1), u0,
+                       torch.full((chains,), init_eps, dtype=like.dtype, device=like.device),
+                       torch.ones(chains, dim, dtype=like.dtype, device=like.device))
+        sampler = _BatchedHMC(leapfrog, gen, settings["kernel"], settings["max_tree_depth"], settings["num_steps"])
+        warmup, num_samples = settings["warmup"], settings["num_samples"]
+        adapter = _Adapter(warmup, chains, dim, settings["target_accept"], settings["adapt_step_size"],
+                           settings["adapt_mass_matrix"], like)
+        if settings["adapt_step_size"]:
+            sampler.find_step_size(state)  # as Pyro: the heuristic starts from step_size (default 1)
+        adapter.reset_dual_averaging(state.step_size)
+        names = ["accept_prob", "diverging", "num_steps", "energy", "step_size", "lp"]
+        if settings["kernel"] == "nuts":
+            names.insert(3, "tree_depth")
+        draws = torch.empty(chains, num_samples, dim, dtype=like.dtype, device=like.device)
+        rec = {k: [] for k in names}
+        bar = tqdm(total=warmup + num_samples, desc="Warmup" + label, disable=not progress, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        t_warm = 0.0
+        calls_warm = sampler.calls
+        mean_acc = None
+        for it in range(warmup + num_samples):
+            if it == warmup:
+                t_warm = time.perf_counter() - t0
+                calls_warm = sampler.calls
+                bar.set_description("Sample" + label)
+                mean_acc = None
+            eps = state.step_size
+            st = sampler.transition(state)
+            if it < warmup:
+                if adapter.step(it, state.z, st["accept_prob"], state):
+                    sampler.find_step_size(state)
+                    adapter.reset_dual_averaging(state.step_size)
+            else:
+                s = it - warmup
+                draws[:, s] = state.z
+                st["step_size"] = eps
+                st["lp"] = -state.u
+                for k in names:
+                    rec[k].append(st[k])
+            n = it + 1 if it < warmup else it - warmup + 1
+            a = float(st["accept_prob"].mean())
+            mean_acc = a if mean_acc is None else mean_acc + (a - mean_acc) / n
+            if progress:
+                bar.set_postfix({"step size": f"{float(state.step_size.mean()):.2e}", "acc. prob": f"{mean_acc:.3f}"},
+                                refresh=False)
+                bar.update()
+        bar.close()
+        t_total = time.perf_counter() - t0
+    stats = {k: torch.stack(v, 1) for k, v in rec.items()}
+    extra = {"step_size_adapted": state.step_size.detach().cpu(), "inverse_mass_matrix": state.inv_mass.detach().cpu(),
+             "compiled": compiled, "compile_fallback": reason, "seconds_compile": compile_s,
+             "seconds_warmup": t_warm if warmup else 0.0, "seconds_sampling": t_total - (t_warm if warmup else 0.0),
+             "leapfrog_calls_warmup": calls_warm, "leapfrog_calls_sampling": sampler.calls - calls_warm}
+    return draws, stats, extra
+
+
+# ====================================================================== pyro backend
+class _PackedPotential(torch.autograd.Function):
+    """Pyro's kernels differentiate ``potential_fn`` with autograd; this hands them the value
+    and the gradient computed together (compiled) as one autograd node."""
+
+    @staticmethod
+    def forward(ctx, z, vg):
+        u, g = vg(z.detach()[None])
+        ctx.save_for_backward(g[0])
+        return u[0]
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (g,) = ctx.saved_tensors
+        return grad_out * g, None
+
+
+def _pyro_kernel_class(kernel):
+    from pyro.infer.mcmc import HMC, NUTS
+
+    base = NUTS if kernel == "nuts" else HMC
+
+    class Recording(base):
+        """Pyro's kernel, recording per-iteration statistics Pyro does not keep."""
+
+        def sample(self, params):
+            self._rec_energy = None
+            self._rec_doublings = 0
+            self._rec_last_invalid = False
+            self._rec_depth = 0
+            return super().sample(params)
+
+        def _kinetic_energy(self, r_unscaled):
+            k = super()._kinetic_energy(r_unscaled)
+            if getattr(self, "_rec_energy", 0) is None:
+                self._rec_energy = float(k)
+            return k
+
+        def _build_tree(self, *args):
+            self._rec_depth = getattr(self, "_rec_depth", 0) + 1
+            try:
+                tree = super()._build_tree(*args)
+            finally:
+                self._rec_depth -= 1
+            if self._rec_depth == 0:
+                self._rec_doublings += 1
+                self._rec_last_invalid = bool(tree.turning or tree.diverging)
+            return tree
+
+    return Recording
+
+
+def _run_pyro(model, x, y, potential, z0, settings, seed, progress):
+    from pyro.infer.mcmc import MCMC
+
+    chains, dim = z0.shape
+    kernel_name = settings["kernel"]
+    Kernel = _pyro_kernel_class(kernel_name)
+    kw = dict(step_size=1.0 if settings["step_size"] is None else float(settings["step_size"]),
+              adapt_step_size=settings["adapt_step_size"], adapt_mass_matrix=settings["adapt_mass_matrix"],
+              full_mass=False, target_accept_prob=settings["target_accept"])
+    if kernel_name == "nuts":
+        kw["max_tree_depth"] = settings["max_tree_depth"]
+    elif settings["num_steps"] is not None:
+        kw["num_steps"] = settings["num_steps"]
+    is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
+    compile_s, compiled, reason = 0.0, False, None
+    if settings["chain_method"] == "parallel":
+        return _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress, Kernel, kw)
+    if is_bnn:
+        t0 = time.perf_counter()
+        with pyro.validation_enabled(False):
+            vg, _, compiled, compile_s, reason = _make_kernels(potential, 1, z0, settings["jit"], "value_and_grad")
+        calls = [0]
+
+        def potential_fn(params):
+            calls[0] += 1
+            return _PackedPotential.apply(params["z"], vg)
+
+        make = lambda: Kernel(potential_fn=potential_fn, **kw)  # noqa: E731
+        compile_s = time.perf_counter() - t0
+    else:
+        calls = [0]
+        make = lambda: Kernel(model, jit_compile=settings["jit"], ignore_jit_warnings=True, **kw)  # noqa: E731
+
+    all_draws, all_stats = [], []
+    t_warm = t_sample = 0.0
+    steps_sizes, inv_mass = [], []
+    for c in range(chains):
+        pyro.set_rng_seed((0 if seed is None else seed) + c)
+        kern = make()
+        rec = {k: [] for k in ("accept_prob", "diverging", "num_steps", "energy", "step_size", "lp")}
+        if kernel_name == "nuts":
+            rec["tree_depth"] = []
+        track = {"calls": calls[0], "mean": 0.0, "ndiv": 0, "pe": None}
+
+        def hook(kernel, params, stage, i, rec=rec, track=track):
+            n = i + 1
+            m = kernel._mean_accept_prob  # Pyro keeps the running mean; recover this iteration's value
+            a = track["mean"] + n * (m - track["mean"]) if n > 1 else m
+            track["mean"] = m
+            ndiv = len(kernel._divergences)
+            nsteps = calls[0] - track["calls"]
+            track["calls"] = calls[0]
+            pe = float(kernel._potential_energy_last)
+            k0 = getattr(kernel, "_rec_energy", None)
+            energy = float("nan") if k0 is None or track["pe"] is None else k0 + track["pe"]
+            track["pe"] = pe
+            if stage.startswith("Warmup"):
+                if i == settings["warmup"] - 1:
+                    track["warm_end"] = time.perf_counter()
+                    track["mean"] = 0.0
+                return
+            rec["accept_prob"].append(a)
+            rec["diverging"].append(ndiv > track["ndiv"])
+            track["ndiv"] = ndiv
+            rec["num_steps"].append(nsteps)
+            rec["step_size"].append(kernel.step_size)
+            rec["lp"].append(-pe)
+            rec["energy"].append(energy)
+            if "tree_depth" in rec:
+                rec["tree_depth"].append(kernel._rec_doublings - int(kernel._rec_last_invalid))
+
+        init = {"z": z0[c]} if is_bnn else {s.name: z0[c, s.start:s.stop].reshape(s.ushape) for s in potential.sites}
+        mcmc = MCMC(kern, num_samples=settings["num_samples"], warmup_steps=settings["warmup"], num_chains=1,
+                    initial_params=init, hook_fn=hook, disable_progbar=not progress)
+        t0 = time.perf_counter()
+        with pyro.validation_enabled(False):
+            mcmc.run(x, y) if not is_bnn else mcmc.run()
+        t1 = time.perf_counter()
+        we = track.get("warm_end", t0) if settings["warmup"] else t0
+        t_warm += we - t0
+        t_sample += t1 - we
+        s = mcmc.get_samples()
+        if is_bnn:
+            all_draws.append(s["z"].reshape(settings["num_samples"], dim))
+        else:
+            all_draws.append(potential.unconstrain(s, batch=(settings["num_samples"],)))
+        dtype = z0.dtype
+        all_stats.append({k: torch.tensor(v, dtype=torch.bool if k == "diverging" else
+                                          torch.long if k in ("num_steps", "tree_depth") else dtype)
+                          for k, v in rec.items()})
+        steps_sizes.append(float(kern.step_size))
+        imm = kern.inverse_mass_matrix
+        inv_mass.append(torch.cat([v.reshape(-1) for v in imm.values()]).detach().cpu() if imm else torch.ones(dim))
+    draws = torch.stack(all_draws).to(z0)
+    stats = {k: torch.stack([s[k] for s in all_stats]) for k in all_stats[0]}
+    if not is_bnn:
+        stats.pop("num_steps")  # Pyro's model path does not expose the number of potential calls
+        for k in ("energy",):
+            stats.pop(k, None)
+    extra = {"step_size_adapted": torch.tensor(steps_sizes), "inverse_mass_matrix": torch.stack(inv_mass),
+             "compiled": compiled, "compile_fallback": reason, "seconds_compile": compile_s,
+             "seconds_warmup": t_warm, "seconds_sampling": t_sample}
+    return draws, stats, extra
+
+
+def _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress, Kernel, kw):
+    from pyro.infer.mcmc import MCMC
+
+    chains, dim = z0.shape
+    pyro.set_rng_seed(0 if seed is None else seed)
+    kern = Kernel(model, jit_compile=settings["jit"], ignore_jit_warnings=True, **kw)
+    init = {s.name: z0[:, s.start:s.stop].reshape(chains, *s.ushape) for s in potential.sites}
+    mcmc = MCMC(kern, num_samples=settings["num_samples"], warmup_steps=settings["warmup"], num_chains=chains,
+                initial_params=init, disable_progbar=not progress, mp_context="spawn")
+    t0 = time.perf_counter()
+    mcmc.run(x, y)
+    t = time.perf_counter() - t0
+    s = mcmc.get_samples(group_by_chain=True)
+    draws = torch.cat([potential.unconstrain({k: s[k] for k in s}, batch=(chains, settings["num_samples"]))], -1)
+    diag = mcmc.diagnostics()
+    div = torch.zeros(chains, settings["num_samples"], dtype=torch.bool)
+    for c in range(chains):
+        for i in diag.get("divergences", {}).get(f"chain {c}", []):
+            div[c, i] = True
+    extra = {"compiled": bool(settings["jit"]), "compile_fallback": None, "seconds_compile": 0.0,
+             "seconds_warmup": float("nan"), "seconds_sampling": t}
+    return draws.to(z0), {"diverging": div}, extra

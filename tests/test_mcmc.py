@@ -1,0 +1,256 @@
+"""NUTS / HMC on BNN models: exactness against a closed-form posterior, the shape of the
+result, reproducibility, argument checks, and (slow) convergence on the toy curve."""
+
+
+import arviz_stats as azs
+import numpy as np
+import pytest
+import torch
+
+import pyrobnn as pb
+from pyrobnn.infer.mcmc import PotentialEnergy, _initial_values, _layout, adaptation_schedule, fit_hmc, fit_nuts
+
+Z = 4.0  # tolerance in Monte-Carlo standard errors
+
+
+# ---------------------------------------------------------------------- fixtures
+def linear_regression_problem(n=20, p=3, sigma=0.5, prior_scale=1.0, dtype=torch.float64, seed=1):
+    """Bayesian linear regression as a one-layer BNN, with its Gaussian posterior in closed form:
+    precision A = X̃ᵀX̃/σ² + I/s², mean A⁻¹X̃ᵀy/σ² (X̃ = [X, 1]: the packed site holds the
+    weight row, then the bias)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, p, generator=g, dtype=dtype)
+    x[:, 1] = x[:, 0] + 0.3 * x[:, 1]  # correlated inputs: the posterior is not axis-aligned
+    w = torch.linspace(-1.0, 1.0, p, dtype=dtype)
+    y = x @ w + 0.2 + sigma * torch.randn(n, generator=g, dtype=dtype)
+    xt = torch.cat([x, torch.ones(n, 1, dtype=dtype)], 1)
+    prec = xt.T @ xt / sigma**2 + torch.eye(p + 1, dtype=dtype) / prior_scale**2
+    cov = torch.linalg.inv(prec)
+    mean = cov @ xt.T @ y / sigma**2
+    net = pb.BNN([pb.Linear(p, 1)], pb.Gaussian(sigma), prior=pb.priors.Normal(0.0, prior_scale))
+    return net, x, y, mean.numpy(), cov.numpy()
+
+
+def check_gaussian_moments(w, mean, cov):
+    """Posterior mean and variance of every coordinate within Z Monte-Carlo standard errors
+    (MCSE from the effective sample size of w and of (w − mean)²)."""
+    var = np.diag(cov)
+    m = w.reshape(-1, w.shape[-1]).mean(0)
+    mcse_mean = azs.mcse(w, chain_axis=0, draw_axis=1)
+    sq = (w - mean) ** 2
+    v = sq.reshape(-1, w.shape[-1]).mean(0)
+    mcse_var = azs.mcse(sq, chain_axis=0, draw_axis=1)
+    assert np.all(np.abs(m - mean) < Z * mcse_mean), (m, mean, mcse_mean)
+    assert np.all(np.abs(v - var) < Z * mcse_var), (v, var, mcse_var)
+    # enough effective draws for the MCSEs (and so the tolerances) to be meaningful
+    ess = azs.ess(w, chain_axis=0, draw_axis=1)
+    assert np.all(ess > 100), ess
+
+
+def tiny_net(**kw):
+    return pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(0.3, **kw))
+
+
+def tiny_data(n=12):
+    d = pb.data.toy_curve(n_train=n, n_test=0)
+    return d.x_train, d.y_train
+
+
+FAST = dict(num_samples=15, warmup=10, chains=2, max_tree_depth=5, progress=False, jit=False)
+
+
+# ---------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("kernel", ["nuts", "hmc"])
+def test_matches_closed_form_linear_regression(kernel):
+    net, x, y, mean, cov = linear_regression_problem()
+    post = fit_nuts(net, x, y, num_samples=400, warmup=200, chains=4, kernel=kernel,
+                    num_steps=6 if kernel == "hmc" else None, seed=3, progress=False)
+    w = post.samples["weights"].numpy()
+    assert w.shape == (4, 400, 4)
+    check_gaussian_moments(w, mean, cov)
+    assert int(post.sample_stats["diverging"].sum()) == 0
+    if kernel == "nuts":
+        assert np.all(azs.rhat(w, chain_axis=0, draw_axis=1) < 1.01)
+
+
+def test_potential_is_pyros_potential():
+    """The vectorised potential equals Pyro's potential of the model (``initialize_model``),
+    including a constrained site (learned noise, through its log-Jacobian)."""
+    from pyro.infer.mcmc.util import initialize_model
+
+    x, y = tiny_data()
+    x, y = x.double(), y.double()
+    net = tiny_net(learned=True).double()
+    trace = _initial_values(net, x, y, 1, "model", 0)[0]
+    sites, fns = _layout(trace)
+    pot = PotentialEnergy(net, x, y, sites, fns)
+    assert [s.name for s in sites] == ["weights", "noise"]
+    _, pyro_pe, _, _ = initialize_model(net, (x, y))
+    z = torch.randn(3, pot.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ours = pot(z)
+    for c in range(3):
+        params = {s.name: z[c, s.start:s.stop].reshape(s.ushape) for s in sites}
+        assert torch.allclose(ours[c], pyro_pe(params), rtol=1e-10, atol=1e-8)
+
+
+def test_compiled_potential_matches_eager():
+    pytest.importorskip("torch._inductor")
+    x, y = tiny_data()
+    net = tiny_net()
+    common = dict(num_samples=5, warmup=0, chains=2, step_size=0.01, adapt_step_size=False, max_tree_depth=5,
+                  progress=False, seed=4)
+    a = fit_nuts(net, x, y, jit=True, **common)
+    b = fit_nuts(net, x, y, jit=False, **common)
+    if not a.info["compiled"]:
+        pytest.skip(f"compilation unavailable: {a.info['compile_fallback']}")
+    assert torch.allclose(a.samples["weights"], b.samples["weights"], atol=1e-4)
+
+
+# ---------------------------------------------------------------------- result
+def test_draws_and_sample_stats_shapes():
+    x, y = tiny_data()
+    net = tiny_net()
+    post = fit_nuts(net, x, y, **FAST)
+    assert post.method == "nuts"
+    assert post.samples["weights"].shape == (2, 15, net.num_weights)
+    expected = {"diverging", "accept_prob", "step_size", "tree_depth", "num_steps", "energy", "lp"}
+    assert set(post.sample_stats) == expected
+    for name, v in post.sample_stats.items():
+        assert v.shape == (2, 15), name
+    assert post.sample_stats["diverging"].dtype == torch.bool
+    acc = post.sample_stats["accept_prob"]
+    assert bool(((acc >= 0) & (acc <= 1)).all())
+    steps, depth = post.sample_stats["num_steps"], post.sample_stats["tree_depth"]
+    assert bool((steps >= 1).all()) and bool((steps <= 2 ** 5 - 1).all())
+    assert bool((steps >= 2 ** depth - 1).all()) and bool((steps <= 2 ** (depth + 1) - 1).all())
+    assert post.info["chains"] == 2 and post.info["seed"] == 0
+    assert post.info["inverse_mass_matrix"].shape == (2, net.num_weights)
+
+
+def test_hmc_and_learned_noise():
+    x, y = tiny_data()
+    net = tiny_net(learned=True)
+    post = fit_hmc(net, x, y, num_steps=5, **FAST)
+    assert post.method == "hmc"
+    assert post.samples["noise"].shape == (2, 15)
+    assert bool((post.samples["noise"] > 0).all())
+    assert "tree_depth" not in post.sample_stats
+    assert bool((post.sample_stats["num_steps"] == 5).all())
+
+
+def test_seeds_reproducible():
+    x, y = tiny_data()
+    a = fit_nuts(tiny_net(), x, y, seed=7, **FAST)
+    b = fit_nuts(tiny_net(), x, y, seed=7, **FAST)
+    c = fit_nuts(tiny_net(), x, y, seed=8, **FAST)
+    assert torch.equal(a.samples["weights"], b.samples["weights"])
+    assert torch.equal(a.sample_stats["num_steps"], b.sample_stats["num_steps"])
+    assert not torch.equal(a.samples["weights"], c.samples["weights"])
+
+
+def test_chains_start_from_different_model_inits():
+    x, y = tiny_data()
+    net = tiny_net()
+    traces = _initial_values(net, x, y, 3, "model", 0)
+    w = torch.stack([t.nodes["weights"]["value"] for t in traces])
+    bound = 1.0  # PyTorch's default init: |w| <= 1/sqrt(fan_in), fan_in >= 1
+    assert bool((w.abs() <= bound).all())
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+    again = torch.stack([t.nodes["weights"]["value"] for t in _initial_values(net, x, y, 3, "model", 0)])
+    assert torch.equal(w, again)
+
+
+def test_given_init_and_sequential_chains():
+    x, y = tiny_data()
+    net = tiny_net()
+    start = torch.full((net.num_weights,), 0.1)
+    post = fit_nuts(net, x, y, init={"weights": start}, chain_method="sequential", **FAST)
+    assert post.samples["weights"].shape == (2, 15, net.num_weights)
+    assert post.info["chain_method"] == "sequential"
+
+
+def test_predict_from_nuts_posterior():
+    x, y = tiny_data()
+    net = tiny_net()
+    post = fit_nuts(net, x, y, **FAST)
+    xs = torch.linspace(-0.2, 1.2, 9)[:, None]
+    pred = post.predict(xs, num_samples=None)
+    assert pred.mean.shape == (9,)
+    assert pred.mean_draws.shape == (30, 9)
+    assert bool((pred.total_var >= pred.aleatoric_var).all())
+    ll = post.log_likelihood(x, y, num_samples=None)
+    assert ll.shape == (2, 15, x.shape[0])
+
+
+def test_frozen_hyperparameters():
+    x, y = tiny_data()
+    net = pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(0.3), prior=pb.priors.AdaptiveNormal())
+    post = fit_nuts(net, x, y, frozen={"scale": 0.5}, **FAST)
+    assert float(net.prior_of(0).scale) == pytest.approx(0.5)
+    assert post.info["prior_hyperparameters"][0]["scale"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="frozen"):
+        fit_nuts(net, x, y, frozen={"not_a_hyperparameter": 1.0}, **FAST)
+
+
+def test_pyro_reference_backend():
+    x, y = tiny_data()
+    net = tiny_net()
+    post = fit_nuts(net, x, y, backend="pyro", **FAST)
+    assert post.samples["weights"].shape == (2, 15, net.num_weights)
+    for name in ("diverging", "accept_prob", "step_size", "tree_depth", "num_steps", "energy", "lp"):
+        assert post.sample_stats[name].shape == (2, 15), name
+    acc = post.sample_stats["accept_prob"]
+    assert bool(((acc >= -1e-6) & (acc <= 1 + 1e-6)).all())
+    assert bool((post.sample_stats["num_steps"] >= 1).all())
+
+
+def test_adaptation_schedule_is_stans():
+    assert adaptation_schedule(1000) == [(0, 74), (75, 99), (100, 149), (150, 249), (250, 449), (450, 949),
+                                         (950, 999)]
+    assert adaptation_schedule(10) == [(0, 9)]
+    assert adaptation_schedule(0) == []
+
+
+# ---------------------------------------------------------------------- arguments
+@pytest.mark.parametrize("kwargs, name", [
+    ({"num_samples": 0}, "num_samples"),
+    ({"chains": 0}, "chains"),
+    ({"warmup": -1}, "warmup"),
+    ({"target_accept": 1.0}, "target_accept"),
+    ({"target_accept": 0.0}, "target_accept"),
+    ({"kernel": "mala"}, "kernel"),
+    ({"max_tree_depth": 0}, "max_tree_depth"),
+    ({"step_size": -0.1}, "step_size"),
+    ({"init": "zeros"}, "init"),
+    ({"backend": "jax"}, "backend"),
+    ({"chain_method": "parallel"}, "chain_method"),
+])
+def test_bad_arguments_raise(kwargs, name):
+    x, y = tiny_data()
+    with pytest.raises(ValueError, match=name):
+        fit_nuts(tiny_net(), x, y, **{**FAST, **kwargs})
+
+
+# ---------------------------------------------------------------------- slow
+@pytest.mark.slow
+def test_pyro_backend_matches_closed_form():
+    net, x, y, mean, cov = linear_regression_problem()
+    post = fit_nuts(net, x, y, num_samples=500, warmup=300, chains=2, backend="pyro", seed=5, progress=False)
+    check_gaussian_moments(post.samples["weights"].numpy(), mean, cov)
+
+
+@pytest.mark.slow
+def test_toy_curve_converges_in_function_space():
+    """The toy net of the design (1-20-20-1 tanh, Normal(0, 1) prior, noise 0.1) on 50 points
+    of the toy curve, 4 chains of 500 draws after 500 warmup: the predictive mean at every
+    point of a grid over [-0.2, 1.2] has R-hat <= 1.01 and bulk ESS >= 400."""
+    d = pb.data.toy_curve(n_train=50)
+    net = pb.BNN([pb.Linear(1, 20), "tanh", pb.Linear(20, 20), "tanh", pb.Linear(20, 1)], pb.Gaussian(0.1))
+    post = fit_nuts(net, d.x_train, d.y_train, num_samples=500, warmup=500, chains=4, seed=0, progress=False)
+    xs = torch.linspace(-0.2, 1.2, 29)[:, None]
+    f = post.predict(xs, num_samples=None).mean_draws.reshape(4, 500, -1).numpy()
+    rhat = azs.rhat(f, chain_axis=0, draw_axis=1)
+    ess = azs.ess(f, chain_axis=0, draw_axis=1)
+    assert np.all(rhat <= 1.01), rhat
+    assert np.all(ess >= 400), ess
+    assert int(post.sample_stats["diverging"].sum()) <= 0.01 * 2000
