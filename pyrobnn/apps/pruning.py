@@ -28,9 +28,9 @@ def signal_to_noise(guide, sites=None) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def prune(posterior: Posterior, fraction: float, sites=None) -> tuple[Posterior, dict[str, torch.Tensor]]:
-    """Remove the ``fraction`` of weights with the lowest |μ|/σ (one threshold across all
-    weight sites) and return a point-estimate posterior at the means of the kept weights,
-    with the boolean keep-masks per site.
+    """Remove the ``fraction`` of weights with the lowest |μ|/σ (ranked across all weight sites
+    together) and return a point-estimate posterior at the means of the kept weights, with the
+    boolean keep-masks per site.  A point-estimate guide (σ = 0) is ranked by |w| instead.
 
     ``sites`` defaults to the model's weight sites (a learned noise site is never pruned).
     """
@@ -40,14 +40,18 @@ def prune(posterior: Posterior, fraction: float, sites=None) -> tuple[Posterior,
         raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}")
     model, guide = posterior.model, posterior.guide
     names = list(getattr(model, "weight_sites", guide.site_names)) if sites is None else list(sites)
-    snr = signal_to_noise(guide, names)
-    all_snr = torch.cat([v.reshape(-1) for v in snr.values()])
-    k = int(round(float(fraction) * all_snr.numel()))
-    if k > 0:
-        threshold = torch.kthvalue(all_snr.cpu(), k).values.to(all_snr.device)
-        masks = {n: v > threshold for n, v in snr.items()}
-    else:
-        masks = {n: torch.ones_like(v, dtype=torch.bool) for n, v in snr.items()}
+    locs = {n: guide.loc_scale(n)[0] for n in names}
+    point_estimate = all(bool((guide.loc_scale(n)[1] == 0).all()) for n in names)
+    score = {n: locs[n].abs() for n in names} if point_estimate else signal_to_noise(guide, names)
+    flat = torch.cat([v.reshape(-1) for v in score.values()])
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    k = int(round(float(fraction) * flat.numel()))
+    if k > 0:  # exactly the k lowest scores, ties broken by position
+        keep[torch.argsort(flat, stable=True)[:k]] = False
+    masks, start = {}, 0
+    for n, v in score.items():
+        masks[n] = keep[start:start + v.numel()].reshape(v.shape)
+        start += v.numel()
     point = Delta(model)
     args, kwargs = posterior.example_args
     point.setup(*args, **kwargs)

@@ -9,6 +9,11 @@ by ``M π_i``, which is 1 for the uniform schedule.
 * ``"blundell"`` — π_i = 2^(M−i) / (2^M − 1): early minibatches of each epoch are dominated
   by the prior, later ones by the data.
 * ``"anneal"``   — uniform weights times a linear warm-up min(1, (epoch + 1) / anneal_epochs).
+
+Note on ``"blundell"``: the weights M π_i halve from one minibatch to the next, so with many
+minibatches all but the first ~log2(M) steps of an epoch see almost no KL.  With an adaptive
+optimiser such as Adam (which rescales the small KL gradients away) the fit then comes close
+to a maximum-likelihood fit; the schedule was designed for plain SGD.
 """
 
 from __future__ import annotations
