@@ -6,7 +6,8 @@ torch and loads the data, so the difference is what training adds.
 
     python benchmarks/memory.py [--epochs 1] [--root /usr/share/datasets/fashion-mnist]
 
-Peers: pyrobnn (BNN + MeanField + fit_svi) and the plain-PyTorch BBB of benchmarks/svi_step.py.
+Peers: pyrobnn (BNN + MeanField + fit_svi) and the plain-PyTorch BBB of benchmarks/svi_step.py,
+both with a Normal(0, 1) prior and initial σ 1e-3.
 Writes benchmarks/results/memory.json.
 """
 
@@ -38,7 +39,7 @@ def child(peer: str, epochs: int, root: str) -> dict:
     t0 = time.perf_counter()
     if peer == "pyrobnn":
         net = pb.BNN([pb.Linear(784, 400), "relu", pb.Linear(400, 400), "relu", pb.Linear(400, 10)],
-                     pb.Categorical(10), prior=pb.priors.ScaleMixture())
+                     pb.Categorical(10), prior=pb.priors.Normal(0.0, 1.0))  # the prior BBB uses
         pb.fit_svi(net, pb.guides.MeanField(net, init_scale=1e-3), x, y, epochs=epochs, batch_size=128,
                    progress=False, device="cpu")
     elif peer == "bbb":
