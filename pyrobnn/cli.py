@@ -155,6 +155,7 @@ def cmd_fit(args) -> int:
 
     from . import spec as S
     from .diagnostics import report, to_datatree
+    from .infer.checkpoint import usual_mode
     from .infer.svi import fit_svi
 
     mspec, ispec = _specs(args.model, args.inference, args.set or [])
@@ -186,6 +187,7 @@ def cmd_fit(args) -> int:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    usual_mode(tmp, directory=True)
     try:
         # what `predict` needs to rebuild the posterior
         (tmp / "model.toml").write_text(mspec.source_text, encoding="utf-8")
@@ -216,14 +218,15 @@ def cmd_fit(args) -> int:
 
 
 def _export_draws(post, data) -> int | None:
-    """Posterior draws to export: up to 500, fewer for large data sets so that the pointwise
-    groups (about three arrays of draws × points) stay near 5·10⁶ values each."""
+    """Posterior draws to export, so that the pointwise groups (about three arrays of draws ×
+    points) stay near 5·10⁶ values each.  MCMC: every stored draw within that bound (thinning
+    would cost effective sample size in the convergence diagnostics); SVI: up to 500
+    independent guide draws."""
     n = data.n_train + data.n_test
-    cap = max(100, min(500, int(5e6 // max(n, 1))))
+    size_cap = max(100, int(5e6 // max(n, 1)))
     if post.samples is not None:
-        total = post.num_stored
-        return None if total <= cap else cap
-    return cap
+        return None if post.num_stored <= size_cap else size_cap
+    return min(500, size_cap)
 
 
 # --------------------------------------------------------------------------- predict
@@ -414,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a spec field, e.g. --set svi.epochs=10 --set prior.scale=0.5 (repeatable)")
     f.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     f.add_argument("--device", help="cpu, cuda, cuda:<index> or auto (overrides inference.device)")
-    f.add_argument("--quiet", action="store_true", help="no progress bars or messages; print only the report path")
+    f.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars or messages; print only the report path")
     f.set_defaults(func=cmd_fit)
 
     pr = sub.add_parser("predict", help="predict with a fitted run",
@@ -441,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bands of several runs in one HTML page.")
     c.add_argument("runs", nargs="+", help="run directories (or .nc files), at least two")
     c.add_argument("--out", help="output directory (default: runs/compare-<timestamp>)")
-    c.add_argument("--quiet", action="store_true", help="print only the report path")
+    c.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     c.set_defaults(func=cmd_compare)
     return p
 

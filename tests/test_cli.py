@@ -131,6 +131,12 @@ def test_fit_writes_a_report(svi_run, workdir):
             "model.toml", "inference.toml", "model.pt", "guide.pt", "data.pt", "run.json"} <= files
     assert not [f for f in files if f.startswith(".")]
     assert not [p for p in svi_run.parent.iterdir() if p.name.startswith(".")]  # temp dir renamed away
+    # the usual permissions of the user's umask, not the private ones of temporary files
+    mask = os.umask(0)
+    os.umask(mask)
+    assert svi_run.stat().st_mode & 0o777 == 0o777 & ~mask
+    for name in ("index.html", "metrics.json", "posterior.nc", "predictive_band.png", "model.pt"):
+        assert (svi_run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
     m = json.loads((svi_run / "metrics.json").read_text())
     assert m["method"] == "svi" and m["n_train"] == 30 and m["n_eval"] == 40
     tree = xr.open_datatree(svi_run / "posterior.nc")
@@ -206,7 +212,12 @@ def test_nuts_fit_and_compare(svi_run, workdir, capsys):
     assert {"index.html", "trace.png", "rank.png", "samples.pt", "posterior.nc"} <= files
     assert "guide.pt" not in files and "svi_history.png" not in files
     m = json.loads((nuts_dir / "metrics.json").read_text())
-    assert m["method"] == "nuts" and "rhat_max" in m["diagnostics"]
+    assert m["method"] == "nuts" and "rhat_max" in m["diagnostics"] and "f_rhat_max" in m["diagnostics"]
+    assert "function_convergence.png" in files
+    # every stored draw is exported (thinning would lower the ESS the report shows)
+    tree = xr.open_datatree(nuts_dir / "posterior.nc")
+    assert tree["posterior"].sizes["chain"] == 2 and tree["posterior"].sizes["draw"] == 30
+    assert tree["predictions"]["mu"].shape == (2, 30, 40)
     # predict from stored draws
     x_csv = workdir / "x_nuts.csv"
     np.savetxt(x_csv, np.linspace(0, 0.5, 7)[:, None], delimiter=",")
@@ -223,3 +234,17 @@ def test_nuts_fit_and_compare(svi_run, workdir, capsys):
     payload = json.loads((out / "compare.json").read_text())
     assert set(payload["fits"]) == {svi_run.name, "nuts_run"}
     assert set(payload["elpd"]) == {svi_run.name, "nuts_run"} and "elpd_diff" in html
+    assert "largest function-space R-hat" in html and "90% interval width outside / inside" in html
+
+
+def test_export_draws_keeps_every_mcmc_draw_within_the_size_bound():
+    from types import SimpleNamespace as NS
+
+    from pyrobnn.cli import _export_draws
+
+    toy, big = NS(n_train=100, n_test=200), NS(n_train=60000, n_test=10000)
+    assert _export_draws(NS(samples={"weights": 0}, num_stored=2000), toy) is None  # all 2000
+    assert _export_draws(NS(samples={"weights": 0}, num_stored=40000), toy) == 16666
+    assert _export_draws(NS(samples=None), toy) == 500  # SVI: independent guide draws
+    assert _export_draws(NS(samples={"weights": 0}, num_stored=2000), big) == 100
+    assert _export_draws(NS(samples=None), big) == 100

@@ -22,6 +22,7 @@ from pyrobnn.diagnostics import (
     coverage,
     diagnose,
     expected_calibration_error,
+    function_space_convergence,
     load_datatree,
     mean_nll,
     predictive_metrics,
@@ -264,6 +265,8 @@ def test_classification_trees():
         t = to_datatree(post, x[40:], y[40:], train=(x[:40], y[:40]), num_samples=40)
         pr = t["predictions"]
         assert pr["probs"].dims == ("pred_id", "class") and pr["probs"].shape == (20, k)
+        assert pr["prob"].dims == ("chain", "draw", "pred_id", "class") and pr["prob"].shape == (1, 40, 20, k)
+        np.testing.assert_allclose(pr["prob"].mean(("chain", "draw")), pr["probs"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(pr["probs"].sum("class"), 1.0, rtol=1e-5)
         assert (pr["mutual_information"] >= 0).all() and (pr["entropy"] <= math.log(k) + 1e-5).all()
         assert t["observed_data"]["obs"].dtype.kind == "i"
@@ -351,6 +354,77 @@ def test_diagnose_mcmc_sentences(svi_fit):
     assert not any(w.startswith("R-hat") and float(w.split(" is ")[1].split(",")[0]) < 1.01 for w in good.warnings)
 
 
+def _symmetric_chains(net, flat: torch.Tensor, chains: int) -> torch.Tensor:
+    """(chains, draws, D) packed weights of a 1-H-1 tanh net: chain c holds the draws of
+    ``flat`` (draws, D) with the hidden units permuted and (odd c) flipped in sign — the same
+    functions, other weights."""
+    parts = net.unpack({"weights": flat})
+    h = parts["layers.0.bias"].shape[-1]
+    out = []
+    for c in range(chains):
+        perm = torch.roll(torch.arange(h), c)
+        sign = -1.0 if c % 2 else 1.0
+        p = {"layers.0.weight": sign * parts["layers.0.weight"][:, perm],
+             "layers.0.bias": sign * parts["layers.0.bias"][:, perm],
+             "layers.2.weight": sign * parts["layers.2.weight"][:, :, perm],
+             "layers.2.bias": parts["layers.2.bias"]}
+        out.append(torch.cat([p[k].reshape(flat.shape[0], -1) for k in parts], -1))
+    return torch.stack(out)
+
+
+def test_function_space_draws_exported(svi_fit, svi_tree, mcmc_tree):
+    post, d = svi_fit
+    pred = post.predict(d.x_test, draws=post.draws(S, seed=0))
+    mu = svi_tree["predictions"]["mu"]
+    assert mu.dims == ("chain", "draw", "pred_id") and mu.shape == (1, S, d.n_test)
+    np.testing.assert_allclose(mu.values[0], pred.mean_draws.numpy(), rtol=1e-5, atol=1e-6)
+    # the diagnostics are ArviZ's, computed on those draws
+    fs = function_space_convergence(mcmc_tree)
+    import arviz_stats as azs
+    f = mcmc_tree["predictions"]["mu"].values
+    np.testing.assert_allclose(fs["rhat"].values, azs.rhat(f, chain_axis=0, draw_axis=1), rtol=1e-10)
+    np.testing.assert_allclose(fs["ess_bulk"].values, azs.ess(f, chain_axis=0, draw_axis=1), rtol=1e-10)
+    assert function_space_convergence(svi_tree) is not None and "rhat" not in function_space_convergence(svi_tree)
+
+
+def test_function_space_diagnostics_see_through_weight_symmetries(svi_fit, tmp_path):
+    """Chains that are hidden-unit permutations and sign flips of each other describe the same
+    functions: the weight-space R-hat is far above 1.01, the function-space R-hat is not, and
+    the weight-space problem becomes a note instead of a warning.  Shifting one chain's output
+    bias changes its functions: then both warn."""
+    post, d = svi_fit
+    net = post.model
+    flat = post.draws(600, seed=3)
+    w = _symmetric_chains(net, flat["weights"][0], chains=4)  # (4, 600, D)
+    noise = flat["noise"][0].expand(4, -1).clone()
+
+    def tree_of(weights):
+        stats = {"diverging": torch.zeros(4, 600, dtype=torch.bool), "step_size": torch.full((4, 600), 0.05)}
+        p = Posterior(model=net, method="nuts", samples={"weights": weights, "noise": noise}, sample_stats=stats,
+                      info={"max_tree_depth": 10})
+        return to_datatree(p, dataset=d)
+
+    t = tree_of(w)
+    dg = diagnose(t)
+    print({k: dg.values[k] for k in ("rhat_max", "f_rhat_max", "f_ess_bulk_min")})
+    assert dg.values["rhat_max"] > 1.5
+    assert dg.values["f_rhat_max"] < 1.01 and dg.values["f_ess_bulk_min"] >= 400
+    assert "x = " in dg.values["f_rhat_max_at"]
+    assert not any("R-hat" in m or "ESS" in m for m in dg.warnings), dg.warnings
+    assert any(n.startswith("The weights did not converge (largest R-hat") for n in dg.notes), dg.notes
+    report(t, tmp_path / "sym")
+    assert "function_convergence.png" in _files(tmp_path / "sym")
+    html = (tmp_path / "sym" / "index.html").read_text()
+    assert "largest function-space R-hat" in html and "The weights did not converge" in html
+
+    shifted = w.clone()
+    shifted[1, :, -1] += 0.5  # chain 1's output bias
+    bad = diagnose(tree_of(shifted))
+    assert bad.values["f_rhat_max"] > 1.01
+    assert any(m.startswith("Function-space R-hat of the predictive mean is") for m in bad.warnings)
+    assert any(m.startswith("R-hat of ") for m in bad.warnings)
+
+
 def test_diagnose_svi(svi_tree):
     dg = diagnose(svi_tree)
     assert "rhat_max" not in dg.values
@@ -358,7 +432,7 @@ def test_diagnose_svi(svi_tree):
     assert dg.values["vi_pareto_k"] is not None and np.isfinite(dg.values["elpd_loo"])
 
 
-def test_predictive_metrics_regression(svi_tree):
+def test_predictive_metrics_regression(svi_fit, svi_tree):
     m = predictive_metrics(svi_tree)
     pr = svi_tree["predictions"]
     y = svi_tree["predictions_observed_data"]["obs"].values
@@ -368,6 +442,18 @@ def test_predictive_metrics_regression(svi_tree):
     inside = (y >= q.sel(quantile=0.05).values) & (y <= q.sel(quantile=0.95).values)
     assert m["coverage_90"] == pytest.approx(inside.mean())
     assert 0 <= m["coverage_50"] <= m["coverage_90"] <= 1
+    # in / out of the training range [min, max] of the training inputs (toy: [0, 0.5])
+    xe, xt = svi_tree["predictions_constant_data"]["x"].values[:, 0], svi_tree["constant_data"]["x"].values[:, 0]
+    rng = (xe >= xt.min()) & (xe <= xt.max())
+    assert 0 < rng.sum() < rng.size
+    width = q.sel(quantile=0.95).values - q.sel(quantile=0.05).values
+    assert m["coverage_90_in_range"] == pytest.approx(inside[rng].mean())
+    assert m["width_90_in_range"] == pytest.approx(width[rng].mean(), rel=1e-6)
+    assert m["width_90_ratio"] == pytest.approx(width[~rng].mean() / width[rng].mean(), rel=1e-6)
+    # no training inputs in the tree: no in/out split
+    post, d = svi_fit
+    m2 = predictive_metrics(to_datatree(post, d.x_test, d.y_test, num_samples=20))
+    assert "coverage_90" in m2 and "width_90_ratio" not in m2
 
 
 # =========================================================================== report / compare

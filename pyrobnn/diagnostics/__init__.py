@@ -4,7 +4,8 @@
   InferenceData-schema ``xarray.DataTree`` that ArviZ reads without pyrobnn
   (:mod:`pyrobnn.diagnostics.export`);
 * :mod:`pyrobnn.diagnostics.metrics` — RMSE, NLL, coverage, calibration, Brier, AUC, and
-  ArviZ's R-hat / ESS / PSIS-LOO turned into sentences (:func:`diagnose`);
+  ArviZ's R-hat / ESS / PSIS-LOO turned into sentences (:func:`diagnose`), with R-hat and
+  ESS of the predictions themselves (:func:`function_space_convergence`);
 * :func:`report` — one HTML page with figures, ``metrics.json`` and the ``.nc`` file;
 * :func:`compare` — several fits side by side.
 """
@@ -18,6 +19,7 @@ from .metrics import (
     coverage,
     diagnose,
     expected_calibration_error,
+    function_space_convergence,
     loo,
     mean_nll,
     predictive_metrics,
@@ -32,4 +34,5 @@ __all__ = [
     "to_datatree", "save_datatree", "load_datatree", "load_tree", "report", "compare", "Comparison",
     "rmse", "mean_nll", "coverage", "reliability_diagram", "expected_calibration_error", "brier_score", "accuracy",
     "roc_auc", "predictive_metrics", "loo", "vi_pareto_k", "diagnose", "Diagnostics",
+    "function_space_convergence",
 ]

@@ -110,6 +110,7 @@ def compare(trees: dict, out_dir=None, *, n_weights: int = 8, title: str = "pyro
         rows[label] = [float(t.attrs.get(extra, np.nan)) for t in trees.values()]
     metrics_df = pd.DataFrame(rows, index=list(trees)).T
 
+    diag_df = _diagnostics_table(diags, list(trees))
     result = Comparison(elpd=elpd, metrics=metrics_df, diagnostics={n: d.values for n, d in diags.items()},
                         warnings=warn)
     if out_dir is None:
@@ -147,6 +148,11 @@ def compare(trees: dict, out_dir=None, *, n_weights: int = 8, title: str = "pyro
         body.append('<p class="note">Not available (see the warnings).</p>')
     body.append("<h2>Held-out predictive metrics</h2>")
     body.append(metrics_df.to_html(border=0, na_rep="–", float_format=lambda v: f"{v:.4g}"))
+    if diag_df is not None:
+        body.append("<h2>Convergence</h2>")
+        body.append('<p class="small">MCMC: R-hat and ESS of the predictions at every evaluation input '
+                    '(function space) and of the weights; SVI: Pareto k of the importance ratios p/q.</p>')
+        body.append(diag_df.to_html(border=0, na_rep="–", float_format=lambda v: f"{v:.4g}"))
     if bands is not None:
         body.append(H.figure(bands, "Predictive mean and central 90% interval of each fit; black: training data."))
     if forest is not None:
@@ -155,6 +161,22 @@ def compare(trees: dict, out_dir=None, *, n_weights: int = 8, title: str = "pyro
     body.append('<h2>Files</h2><p><a href="compare.json">compare.json</a></p>')
     result.path = H.write_text(out / "index.html", H.page(title, "\n".join(body)))
     return result
+
+
+_DIAG_ROWS = (
+    ("f_rhat_max", "largest function-space R-hat"), ("f_ess_bulk_min", "smallest function-space bulk ESS"),
+    ("f_ess_tail_min", "smallest function-space tail ESS"), ("rhat_max", "largest weight R-hat"),
+    ("ess_bulk_min", "smallest weight bulk ESS"), ("divergences", "divergent transitions"),
+    ("tree_depth_at_max", "transitions at max tree depth"), ("vi_pareto_k", "Pareto k of p/q (SVI)"),
+    ("pareto_k_max", "largest PSIS-LOO Pareto k"),
+)
+
+
+def _diagnostics_table(diags: dict, names: list) -> pd.DataFrame | None:
+    """The convergence numbers of every fit, one column each (rows no fit has are left out)."""
+    rows = {label: [diags[n].values.get(key, np.nan) for n in names] for key, label in _DIAG_ROWS
+            if any(key in diags[n].values for n in names)}
+    return pd.DataFrame(rows, index=names).T if rows else None
 
 
 def _df_records(df: pd.DataFrame) -> dict:

@@ -17,11 +17,14 @@ constant_data           ``x``: the in-sample inputs
 sample_stats            MCMC: ``diverging``, ``acceptance_rate``, ``step_size``,
                         ``tree_depth``, ``energy`` ...; SVI: ``log_q`` and ``log_p``
                         (see below)
-predictions             at the evaluation inputs: ``obs`` draws and the predictive summary
-                        (regression: ``mean``, ``aleatoric_var``, ``epistemic_var``,
-                        ``total_var``, ``quantiles``; classification: ``probs``, ``label``,
-                        ``entropy``, ``expected_entropy``, ``mutual_information``) and the
-                        pointwise log predictive density ``lpd``
+predictions             at the evaluation inputs: ``obs`` draws, the per-draw function
+                        values (regression: ``mu`` = E[y | x, w]; classification:
+                        ``prob`` = p(y | x, w)), which carry the function-space
+                        convergence diagnostics, the predictive summary (regression:
+                        ``mean``, ``aleatoric_var``, ``epistemic_var``, ``total_var``,
+                        ``quantiles``; classification: ``probs``, ``label``, ``entropy``,
+                        ``expected_entropy``, ``mutual_information``) and the pointwise
+                        log predictive density ``lpd``
 predictions_constant_data  ``x``: the evaluation inputs
 predictions_observed_data  ``obs``: the evaluation targets (when given)
 svi                     SVI history per epoch: ``loss`` (negative ELBO), ``nll``, ``kl``,
@@ -241,6 +244,8 @@ def _observed(task: str, y: torch.Tensor) -> np.ndarray:
 #: inputs with more values than this are left out of ``constant_data`` (images: the file
 #: would be dominated by them; ArviZ does not need them).
 MAX_INPUT_VALUES = 1_000_000
+#: per-draw function values (``mu``/``prob`` in ``predictions``) are stored up to this many
+MAX_FUNCTION_VALUES = 5_000_000
 
 
 def _x_dataset(x: torch.Tensor, dim: str) -> xr.Dataset:
@@ -259,6 +264,13 @@ def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.
     n = y_draws.shape[-1]
     coords = {"chain": np.arange(chain), "draw": np.arange(draw), dim: np.arange(n)}
     dv = {"obs": (("chain", "draw", dim), _np(y_draws).reshape(chain, draw, n))}
+    # per-draw function values: what function-space R-hat and ESS are computed on
+    per_draw = pred.mean_draws if task == "regression" else pred.prob_draws
+    keep_draws = per_draw is not None and per_draw.numel() <= MAX_FUNCTION_VALUES
+    if keep_draws and task == "regression":
+        dv["mu"] = (("chain", "draw", dim), _np(per_draw).reshape(chain, draw, n))
+    elif keep_draws:
+        dv["prob"] = (("chain", "draw", dim, "class"), _np(per_draw).reshape(chain, draw, n, -1))
     if task == "regression":
         dv["mean"] = ((dim,), _np(pred.mean))
         dv["aleatoric_var"] = ((dim,), _np(pred.aleatoric_var))
@@ -282,6 +294,13 @@ def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.
         dv["lpd"] = ((dim,), _np(lpd))
     ds = xr.Dataset(dv, coords=coords)
     ds["obs"].attrs["long_name"] = "posterior predictive draws of y"
+    if "mu" in ds:
+        ds["mu"].attrs["long_name"] = "predictive mean E[y | x, w] of each posterior draw (the network's output)"
+    if "prob" in ds:
+        ds["prob"].attrs["long_name"] = "class probabilities p(y | x, w) of each posterior draw"
+    if per_draw is not None and not keep_draws:
+        ds.attrs["note"] = (f"per-draw function values not stored ({per_draw.numel()} values, more than "
+                            f"{MAX_FUNCTION_VALUES}): no function-space diagnostics")
     if "quantiles" in ds:
         ds["quantiles"].attrs["long_name"] = ("quantiles of the predictive of y; (0.05, 0.95) and (0.25, 0.75) "
                                               "bound the central 90% and 50% intervals")

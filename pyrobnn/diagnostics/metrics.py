@@ -14,6 +14,15 @@ localization: an improved R-hat", Bayesian Analysis 2021), PSIS-LOO and its Pare
 2024), LOO-PIT, and — for a variational posterior whose tree carries ``log_p`` and ``log_q`` —
 PSIS-LOO with the approximate-posterior correction (Magnusson et al., ICML 2019).
 :func:`diagnose` collects them and turns every problem into a sentence saying what to do.
+
+Function space.  A network's weights are not identified: hidden units can be permuted, and
+with odd activations flipped in sign, without changing the function, so chains that each
+settle into one of these equivalent modes disagree on the weights while agreeing on every
+prediction.  The quantity of interest is the function, so for MCMC :func:`diagnose` also
+computes R-hat and ESS of the per-draw predictive mean E[y | x, w] (regression) or class
+probabilities (classification) at every evaluation input
+(:func:`function_space_convergence`), and judges convergence by them; weight-space problems
+are then reported as notes when the function-space diagnostics pass.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import numpy as np
 
 __all__ = [
     "rmse", "mean_nll", "coverage", "reliability_diagram", "expected_calibration_error", "brier_score",
-    "accuracy", "roc_auc", "predictive_metrics", "loo", "vi_pareto_k", "diagnose", "Diagnostics",
+    "accuracy", "roc_auc", "predictive_metrics", "loo", "vi_pareto_k", "function_space_convergence", "diagnose",
+    "Diagnostics",
     "RHAT_MAX", "ESS_MIN", "PARETO_K_MAX",
 ]
 
@@ -175,12 +185,37 @@ def _attr(tree, key, default=None):
     return tree.attrs.get(key, default)
 
 
+def _x_1d(tree, group: str) -> np.ndarray | None:
+    if not _has(tree, group) or "x" not in tree[group].to_dataset():
+        return None
+    x = tree[group].to_dataset()["x"].values
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    return x if x.ndim == 1 else None
+
+
+def _in_training_range(tree) -> np.ndarray | None:
+    """Mask of the evaluation inputs inside [min, max] of the training inputs (1-D inputs, the
+    training data in the tree, points on both sides); else None."""
+    if _attr(tree, "in_sample") != "train":
+        return None
+    xt, xe = _x_1d(tree, "constant_data"), _x_1d(tree, "predictions_constant_data")
+    if xt is None or xe is None:
+        return None
+    inside = (xe >= xt.min()) & (xe <= xt.max())
+    return inside if inside.any() and not inside.all() else None
+
+
 def predictive_metrics(tree, n_bins: int = 10) -> dict:
     """Held-out predictive metrics from the tree's ``predictions`` group and
     ``predictions_observed_data``; empty if the tree has no evaluation targets.
 
     Regression: ``rmse``, ``nll``, ``coverage_50``, ``coverage_90`` (and ``rmse_original``,
-    ``nll_original`` in the original target units when the tree records ``y_std``).
+    ``nll_original`` in the original target units when the tree records ``y_std``); for a 1-D
+    input with the training inputs in the tree and evaluation points both inside and outside
+    their range also ``coverage_90_in_range``, ``width_90_in_range``, ``width_90_out_of_range``
+    and ``width_90_ratio`` (outside / inside: how much the 90% interval widens away from the
+    data).
     Classification: ``accuracy``, ``nll``, ``brier``, ``ece``, ``roc_auc``,
     ``mean_entropy``, ``mean_mutual_information`` and the ``reliability`` diagram data."""
     if not (_has(tree, "predictions") and _has(tree, "predictions_observed_data")):
@@ -198,6 +233,13 @@ def predictive_metrics(tree, n_bins: int = 10) -> dict:
         q = pred["quantiles"]
         for prob, lo, hi in ((50, 0.25, 0.75), (90, 0.05, 0.95)):
             out[f"coverage_{prob}"] = coverage(y, q.sel(quantile=lo).values, q.sel(quantile=hi).values)
+        inside = _in_training_range(tree)
+        if inside is not None:
+            lo, hi = q.sel(quantile=0.05).values, q.sel(quantile=0.95).values
+            out["coverage_90_in_range"] = coverage(y[inside], lo[inside], hi[inside])
+            out["width_90_in_range"] = float(np.mean(hi[inside] - lo[inside]))
+            out["width_90_out_of_range"] = float(np.mean(hi[~inside] - lo[~inside]))
+            out["width_90_ratio"] = out["width_90_out_of_range"] / out["width_90_in_range"]
         out["mean_aleatoric_var"] = float(pred["aleatoric_var"].mean())
         out["mean_epistemic_var"] = float(pred["epistemic_var"].mean())
         y_std = _attr(tree, "y_std")
@@ -312,10 +354,92 @@ def _count(ds, pred) -> int:
     return int(sum(int(pred(v)) for _, _, v in _scalar_items(ds) if np.isfinite(v)))
 
 
+def function_space_convergence(tree):
+    """R-hat, bulk ESS and tail ESS of the per-draw function values in ``predictions``
+    (``mu``: E[y | x, w], dims ``pred_id``; or ``prob``: p(y = k | x, w), dims ``pred_id,
+    class``) as an ``xarray.Dataset`` with variables ``rhat`` (None with one chain),
+    ``ess_bulk``, ``ess_tail``; None when the tree has no such draws."""
+    import arviz as az
+    import xarray as xr
+
+    if not _has(tree, "predictions"):
+        return None
+    pred = tree["predictions"].to_dataset()
+    name = "mu" if "mu" in pred else "prob" if "prob" in pred else None
+    if name is None:
+        return None
+    ds = pred[[name]]
+    nchain = int(ds.sizes.get("chain", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {"ess_bulk": az.ess(ds, method="bulk")[name], "ess_tail": az.ess(ds, method="tail")[name]}
+        if nchain > 1:
+            out["rhat"] = az.rhat(ds)[name]
+    res = xr.Dataset(out)
+    res.attrs["variable"] = name
+    return res
+
+
+def _function_space(d: Diagnostics, tree, nchain: int) -> bool | None:
+    """Adds the function-space R-hat/ESS to ``d``; True when they pass, None when unavailable."""
+    fs = function_space_convergence(tree)
+    if fs is None:
+        return None
+    name = fs.attrs["variable"]
+    what = "predictive mean" if name == "mu" else "class probability"
+    ok = True
+
+    def where(da, idx):
+        coords = dict(zip(da.dims, np.unravel_index(int(idx), da.shape)))
+        label = f"{name}{_fmt_index(coords)}"
+        x = _input_at(tree, int(coords["pred_id"]))
+        return label + (f" (x = {x:.4g})" if x is not None else "")
+
+    if "rhat" in fs:
+        r = fs["rhat"].values
+        if np.isfinite(r).any():
+            i = int(np.nanargmax(r))
+            d.values["f_rhat_max"] = float(r.flat[i])
+            d.values["f_rhat_max_at"] = where(fs["rhat"], i)
+            n_bad = int(np.sum(r > RHAT_MAX))
+            d.values["f_rhat_num_above"] = n_bad
+            if r.flat[i] > RHAT_MAX:
+                ok = False
+                d.warnings.append(
+                    f"Function-space R-hat of the {what} is {r.flat[i]:.3g} at {where(fs['rhat'], i)}, above "
+                    f"{RHAT_MAX} ({n_bad} of {r.size} evaluation values): the chains disagree on the predictions; "
+                    f"run longer chains (more warmup and draws), raise max_tree_depth, or use a tighter prior.")
+    ess_min = ESS_MIN_PER_CHAIN * nchain
+    for kind in ("bulk", "tail"):
+        e = fs[f"ess_{kind}"].values
+        if not np.isfinite(e).any():
+            continue
+        i = int(np.nanargmin(e))
+        d.values[f"f_ess_{kind}_min"] = float(e.flat[i])
+        d.values[f"f_ess_{kind}_min_at"] = where(fs[f"ess_{kind}"], i)
+        if e.flat[i] < ess_min:
+            ok = False
+            d.warnings.append(
+                f"Function-space {kind} ESS of the {what} is {e.flat[i]:.0f} at {where(fs[f'ess_{kind}'], i)}, "
+                f"below {ess_min} ({ESS_MIN_PER_CHAIN} per chain): the predictive "
+                f"{'mean is' if kind == 'bulk' else 'intervals are'} imprecise; draw more samples.")
+    return ok and "rhat" in fs
+
+
+def _input_at(tree, i: int) -> float | None:
+    """The evaluation input number ``i`` in original units when inputs are 1-D, else None."""
+    x = _x_1d(tree, "predictions_constant_data")
+    if x is None or i >= x.shape[0]:
+        return None
+    return float(x[i] * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0))
+
+
 def diagnose(tree, loo_result=None) -> Diagnostics:
     """Convergence and reliability diagnostics of a tree, with warnings as sentences.
 
-    MCMC (more than one chain): R-hat, bulk and tail ESS, MCSE, divergences, E-BFMI.
+    MCMC (more than one chain): R-hat, bulk and tail ESS, MCSE, divergences, E-BFMI, of the
+    weights and — where the tree has per-draw predictions — in function space (see the module
+    docstring; weight-space problems become notes when the function-space checks pass).
     Any posterior with a log-likelihood: PSIS-LOO with Pareto k (``loo_result`` reuses a
     computed one).  SVI: the ELBO trend of the last epochs."""
     import arviz as az
@@ -328,6 +452,7 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
     has_vars = post is not None and len(post.data_vars) > 0
 
     if method in ("nuts", "hmc") and has_vars:
+        weight_msgs: list[str] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rhat = az.rhat(tree).to_dataset() if nchain > 1 else None
@@ -343,7 +468,7 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
                 d.values["rhat_num_above"] = n_bad
                 if worst[2] > RHAT_MAX:
                     more = f" ({n_bad} parameters are above {RHAT_MAX})" if n_bad > 1 else ""
-                    d.warnings.append(
+                    weight_msgs.append(
                         f"R-hat of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.3g}, above {RHAT_MAX}{more}: "
                         f"the chains disagree; run longer chains (more warmup and draws) or reparameterise.")
         else:
@@ -357,7 +482,7 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
             d.values[f"ess_{kind}_min_at"] = worst[0] + _fmt_index(worst[1])
             if worst[2] < ess_min:
                 n_bad = _count(ds, lambda v: v < ess_min)
-                d.warnings.append(
+                weight_msgs.append(
                     f"{kind.capitalize()} ESS of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.0f}, below "
                     f"{ess_min} ({ESS_MIN_PER_CHAIN} per chain; {n_bad} parameters in all): "
                     f"{'posterior means' if kind == 'bulk' else 'interval ends'} are imprecise; draw more samples.")
@@ -365,6 +490,23 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
         if worst is not None:
             d.values["mcse_mean_max"] = worst[2]
             d.values["mcse_mean_max_at"] = worst[0] + _fmt_index(worst[1])
+        f_ok = _function_space(d, tree, nchain)
+        if weight_msgs and f_ok:
+            v = d.values
+            facts = []
+            if v.get("rhat_max", 0) > RHAT_MAX:
+                facts.append(f"largest R-hat {v['rhat_max']:.3g} at {v['rhat_max_at']}, "
+                             f"{v['rhat_num_above']} parameters above {RHAT_MAX}")
+            for kind in ("bulk", "tail"):
+                if v.get(f"ess_{kind}_min", math.inf) < ESS_MIN_PER_CHAIN * nchain:
+                    facts.append(f"smallest {kind} ESS {v[f'ess_{kind}_min']:.0f} at {v[f'ess_{kind}_min_at']}")
+            d.notes.append(
+                f"The weights did not converge ({'; '.join(facts)}), but the predictions did: the function-space "
+                f"R-hat and ESS pass at every evaluation input. A network's weights are not identified — hidden "
+                f"units can be permuted, or flip sign, without changing the function — so chains settle in "
+                f"equivalent modes; judge this fit by the function-space diagnostics.")
+        else:
+            d.warnings.extend(weight_msgs)
         ss = tree["sample_stats"].to_dataset() if _has(tree, "sample_stats") else {}
         if "diverging" in ss:
             div = ss["diverging"].values.astype(bool)

@@ -23,7 +23,7 @@ from ..infer.checkpoint import atomic_write  # noqa: E402
 __all__ = [
     "save_figure", "plot_predictive_band", "plot_svi_history", "plot_reliability", "plot_ppc", "plot_loo_pit",
     "plot_trace", "plot_rank", "plot_forest", "plot_pareto_k", "plot_uncertainty", "plot_bands_overlay",
-    "select_weights",
+    "select_weights", "plot_function_convergence",
 ]
 
 _DPI = 110
@@ -55,12 +55,10 @@ def _ds(tree, group):
 
 
 def _x1d(tree, group) -> np.ndarray | None:
-    if not _has(tree, group) or "x" not in _ds(tree, group):
-        return None
-    x = _ds(tree, group)["x"].values
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
+    from .metrics import _x_1d
+
+    x = _x_1d(tree, group)
+    if x is None:
         return None
     # inputs standardised by the data loader are plotted in their original units
     return x * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0)
@@ -340,6 +338,55 @@ def plot_trace(tree, path, items) -> Path | None:
     for ax in fig.axes:
         ax.yaxis.label.set_fontsize(8)
     return _save_pc(pc, path)
+
+
+def plot_function_convergence(tree, path, fs=None) -> Path | None:
+    """Function-space R-hat and bulk/tail ESS at every evaluation input (MCMC with several
+    chains), against x for a 1-D input, else against the evaluation points sorted by R-hat;
+    the thresholds of :func:`~pyrobnn.diagnostics.metrics.diagnose` dashed.  ``fs``: a result
+    of :func:`~pyrobnn.diagnostics.metrics.function_space_convergence` (computed if None)."""
+    from .metrics import ESS_MIN_PER_CHAIN, RHAT_MAX, function_space_convergence
+
+    fs = function_space_convergence(tree) if fs is None else fs
+    if fs is None or "rhat" not in fs:
+        return None
+
+    def per_input(da, reduce):
+        # one number per evaluation input (the worst class for probabilities)
+        return reduce(da.values.reshape(da.sizes["pred_id"], -1), axis=1)
+
+    rhat = per_input(fs["rhat"], np.nanmax)
+    bulk, tail = per_input(fs["ess_bulk"], np.nanmin), per_input(fs["ess_tail"], np.nanmin)
+    x = _x1d(tree, "predictions_constant_data")
+    if x is not None:
+        order, xs, xlabel = np.argsort(x), np.sort(x), "x"
+    else:
+        order = np.argsort(-rhat)
+        xs, xlabel = np.arange(rhat.size), "evaluation point (sorted by R-hat)"
+    nchain = int(_ds(tree, "predictions").sizes.get("chain", 1))
+    what = "predictive mean" if fs.attrs.get("variable") == "mu" else "class probabilities (worst class)"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    axes[0].plot(xs, rhat[order], color=_COLORS[0], lw=1.5)
+    axes[0].axhline(RHAT_MAX, color="black", ls="--", lw=1, label=f"{RHAT_MAX}")
+    axes[0].set_ylabel("R-hat")
+    axes[1].plot(xs, bulk[order], color=_COLORS[0], lw=1.5, label="bulk ESS")
+    axes[1].plot(xs, tail[order], color=_COLORS[1], lw=1.5, label="tail ESS")
+    axes[1].axhline(ESS_MIN_PER_CHAIN * nchain, color="black", ls="--", lw=1,
+                    label=f"{ESS_MIN_PER_CHAIN * nchain} ({ESS_MIN_PER_CHAIN} per chain)")
+    axes[1].set_ylabel("effective sample size")
+    axes[1].set_ylim(bottom=0)
+    if x is not None and tree.attrs.get("in_sample") == "train":
+        xt = _x1d(tree, "constant_data")
+        if xt is not None:
+            for ax in axes:
+                ax.axvspan(float(xt.min()), float(xt.max()), color="grey", alpha=0.12, lw=0,
+                           label="training range" if ax is axes[1] else None)
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Function-space convergence of the {what} ({nchain} chains)")
+    return save_figure(fig, path)
 
 
 def plot_rank(tree, path, items) -> Path | None:

@@ -5,8 +5,9 @@
 * ``index.html`` — fit summary, warnings as sentences, held-out metrics, diagnostics, the
   figures below and the specs;
 * ``predictive_band.png`` (regression with 1-D input), ``uncertainty.png``, ``ppc.png``,
-  ``loo_pit.png``, ``pareto_k.png``, ``calibration.png`` (classification), ``trace.png`` and
-  ``rank.png`` (MCMC), ``svi_history.png`` (SVI) — each only when it applies;
+  ``loo_pit.png``, ``pareto_k.png``, ``calibration.png`` (classification), ``trace.png``,
+  ``rank.png`` and ``function_convergence.png`` (MCMC), ``svi_history.png`` (SVI) — each
+  only when it applies;
 * ``metrics.json`` — every number of the page, the warnings and the figure names;
 * ``posterior.nc`` — the tree itself (reopens with ``xarray.open_datatree`` and ArviZ).
 
@@ -29,7 +30,8 @@ __all__ = ["report", "load_tree", "REPORT_FILES"]
 
 #: every file a report may write (figures only when they apply).
 REPORT_FILES = ("index.html", "metrics.json", "posterior.nc", "predictive_band.png", "uncertainty.png", "ppc.png",
-                "loo_pit.png", "pareto_k.png", "calibration.png", "trace.png", "rank.png", "svi_history.png")
+                "loo_pit.png", "pareto_k.png", "calibration.png", "trace.png", "rank.png",
+                "function_convergence.png", "svi_history.png")
 
 _METRIC_LABELS = {
     "n": "evaluation points",
@@ -40,6 +42,10 @@ _METRIC_LABELS = {
     "nll_original": "NLL (original units)",
     "coverage_50": "coverage of central 50% intervals",
     "coverage_90": "coverage of central 90% intervals",
+    "coverage_90_in_range": "coverage of central 90% intervals inside the training range",
+    "width_90_in_range": "mean width of 90% intervals inside the training range",
+    "width_90_out_of_range": "mean width of 90% intervals outside the training range",
+    "width_90_ratio": "90% interval width outside / inside the training range",
     "mean_aleatoric_var": "mean aleatoric variance",
     "mean_epistemic_var": "mean epistemic variance",
     "accuracy": "accuracy",
@@ -116,6 +122,10 @@ def _diag_rows(values: dict):
         "elpd_loo": "elpd (PSIS-LOO, training data)", "elpd_loo_se": "elpd standard error", "p_loo":
         "effective number of parameters p_loo", "loo_kind": "PSIS-LOO variant", "pareto_k_max": "largest Pareto k",
         "pareto_k_num_above_0.7": "observations with Pareto k > 0.7",
+        "f_rhat_max": "largest function-space R-hat", "f_rhat_max_at": "… at", "f_rhat_num_above":
+        f"function values with R-hat > {M.RHAT_MAX}", "f_ess_bulk_min": "smallest function-space bulk ESS",
+        "f_ess_bulk_min_at": "… at", "f_ess_tail_min": "smallest function-space tail ESS",
+        "f_ess_tail_min_at": "… at",
     }
     return [(labels.get(k, k), v) for k, v in values.items()]
 
@@ -157,6 +167,7 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
         items = _worst_items(tree, max_trace_params)
         figs["trace"] = _safe(P.plot_trace, tree, out / "trace.png", items)
         figs["rank"] = _safe(P.plot_rank, tree, out / "rank.png", items)
+        figs["function_convergence"] = _safe(P.plot_function_convergence, tree, out / "function_convergence.png")
 
     nc_name = None
     if write_tree:
@@ -209,6 +220,11 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
     if figs["svi_history"] is not None:
         body.append(H.figure(figs["svi_history"], "Negative ELBO, expected negative log-likelihood and KL "
                                                   "divergence per epoch."))
+    if figs.get("function_convergence") is not None:
+        body.append(H.figure(figs["function_convergence"], "R-hat and effective sample size of the predictions "
+                                                           "at every evaluation input: the predictions converged "
+                                                           "where R-hat stays below and ESS above the dashed "
+                                                           "lines."))
     if figs.get("trace") is not None:
         body.append(H.figure(figs["trace"], "Traces and marginals of the parameters with the largest R-hat "
                                             "(divergences marked)."))

@@ -20,6 +20,14 @@ import torch
 __all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
 
 
+def usual_mode(path, directory: bool = False) -> None:
+    """Give ``path`` the permissions a plain ``open``/``mkdir`` would (0666 / 0777 less the
+    umask): temporary files and directories are created private (0600 / 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
     path = Path(path)
@@ -28,6 +36,7 @@ def atomic_write(path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
