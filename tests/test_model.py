@@ -190,3 +190,24 @@ def test_bad_construction_errors():
         small_net().set_prior("normal")
     with pytest.raises(ValueError, match="Categorical likelihood: labels must lie in 0..2"):
         pb.BNN([pb.Linear(2, 3)], pb.Categorical(3)).check_data(torch.zeros(2, 2), torch.tensor([0, 5]))
+
+
+@pytest.mark.parametrize("shape", [(), (0, 3), (7,), (50, 3), (9, 4, 5)])
+def test_count_nonfinite_in_slices_matches_the_full_mask(shape):
+    from pyrobnn.model.bnn import count_nonfinite
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(shape, generator=g)
+    flat = t.view(-1)
+    if flat.numel():
+        idx = torch.randperm(flat.numel(), generator=g)[: max(1, flat.numel() // 7)]
+        flat[idx[0::3]] = float("nan")
+        flat[idx[1::3]] = float("inf")
+        flat[idx[2::3]] = -float("inf")
+    expected = int((~torch.isfinite(t)).sum())
+    for chunk in (1, 4, 13, 1 << 20):  # slice boundaries everywhere
+        assert count_nonfinite(t, chunk=chunk) == expected
+    assert count_nonfinite(t.T if t.ndim == 2 else t) == expected  # non-contiguous input
+    assert count_nonfinite(torch.ones(shape, dtype=torch.long)) == 0
+    # large finite values whose float32 sum overflows are not mistaken for non-finite ones
+    assert count_nonfinite(torch.full((4, 3), 3e38)) == 0

@@ -28,6 +28,20 @@ def _as_module(layer) -> nn.Module:
     raise TypeError(f"a layer must be an nn.Module or an activation name, got {type(layer).__name__}")
 
 
+
+def count_nonfinite(t: torch.Tensor, chunk: int = 1 << 20) -> int:
+    """Number of NaN/inf elements of ``t``, checked in slices of about ``chunk`` elements along
+    the first dimension, so that no full-size mask or copy is made (a data set of several
+    hundred MB is checked with a few MB of extra memory)."""
+    if not torch.is_floating_point(t) and not torch.is_complex(t):
+        return 0
+    if t.ndim == 0:
+        return int(not bool(torch.isfinite(t)))
+    if t.numel() == 0:
+        return 0
+    rows = max(1, chunk // max(1, t[0].numel()))
+    return sum(int((~torch.isfinite(part)).sum()) for part in t.split(rows))
+
 class BNN(PyroModule):
     """A Bayesian neural network as a Pyro model.
 
@@ -268,11 +282,9 @@ class BNN(PyroModule):
         if not torch.is_tensor(x):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         for name, t in (("x", x), ("y", y)):
-            # the sum is finite when every element is (barring overflow): no full-size mask
-            if t is not None and torch.is_floating_point(t) and not bool(torch.isfinite(t.sum(dtype=torch.float64))):
-                bad = int((~torch.isfinite(t)).sum())
-                if bad:
-                    raise ValueError(f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)")
+            bad = count_nonfinite(t) if t is not None else 0
+            if bad:
+                raise ValueError(f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)")
         if y is not None:
             if y.shape[0] != x.shape[0]:
                 raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
