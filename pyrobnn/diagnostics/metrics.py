@@ -503,8 +503,9 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
             d.notes.append(
                 f"The weights did not converge ({'; '.join(facts)}), but the predictions did: the function-space "
                 f"R-hat and ESS pass at every evaluation input. A network's weights are not identified — hidden "
-                f"units can be permuted, or flip sign, without changing the function — so chains settle in "
-                f"equivalent modes; judge this fit by the function-space diagnostics.")
+                f"units can be permuted, or flip sign, without changing the function — so chains can sit in "
+                f"equivalent modes, or drift slowly along directions that leave the function unchanged, while "
+                f"the predictions are well estimated; judge this fit by the function-space diagnostics.")
         else:
             d.warnings.extend(weight_msgs)
         ss = tree["sample_stats"].to_dataset() if _has(tree, "sample_stats") else {}
