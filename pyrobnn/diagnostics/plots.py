@@ -93,6 +93,21 @@ def _band(ax, tree, color, label_prefix="", show_points=True):
                    marker="x", zorder=4, label="held-out data")
 
 
+def _function_draws(ax, tree, color, n: int = 20):
+    """A few posterior draws of the function E[y | x, w] (``predictions.mu``), evenly spaced
+    over the pooled chains, as thin lines."""
+    pred = _ds(tree, "predictions")
+    if "mu" not in pred:
+        return
+    x = _x1d(tree, "predictions_constant_data")
+    o = np.argsort(x)
+    mu = pred["mu"].values.reshape(-1, x.shape[0])
+    pick = np.linspace(0, mu.shape[0] - 1, min(n, mu.shape[0])).round().astype(int)
+    for k, i in enumerate(pick):
+        ax.plot(x[o], mu[i, o], color=color, lw=0.6, alpha=0.45, zorder=3,
+                label=f"{len(pick)} posterior function draws" if k == 0 else None)
+
+
 def plot_predictive_band(tree, path) -> Path | None:
     """Predictive mean with central 50% and 90% intervals of y over a 1-D input, with the
     training points and the held-out points."""
@@ -100,6 +115,7 @@ def plot_predictive_band(tree, path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     _band(ax, tree, _COLORS[0])
+    _function_draws(ax, tree, _COLORS[0])
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(f"Posterior predictive ({tree.attrs.get('method', '?').upper()})")

@@ -202,7 +202,8 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
                     f'(mean over {a.get("num_chains", 1)}×{a.get("num_draws", "?")} draws).</p>')
         body.append(H.table(_metric_rows(pm), header=("metric", "value")))
     if figs["predictive_band"] is not None:
-        body.append(H.figure(figs["predictive_band"], "Predictive mean with central 50% and 90% intervals of y; "
+        body.append(H.figure(figs["predictive_band"], "Predictive mean with central 50% and 90% intervals of y and "
+                                                      "a few posterior draws of the function (thin lines); "
                                                       "black: training data, red: held-out data."))
     if figs["uncertainty"] is not None:
         cap = ("Aleatoric (noise) and epistemic (weight) standard deviation along x." if task == "regression" else
