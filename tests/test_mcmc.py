@@ -3,6 +3,8 @@ result, reproducibility and argument checks.  Convergence on the shipped toy spe
 in tests/test_toy_quality.py."""
 
 
+from functools import partial
+
 import arviz_stats as azs
 import numpy as np
 import pytest
@@ -72,6 +74,127 @@ def test_matches_closed_form_linear_regression(kernel):
     assert int(post.sample_stats["diverging"].sum()) == 0
     if kernel == "nuts":  # split R-hat of 8 half-chains of 200 draws fluctuates by ~0.005 around 1
         assert np.all(azs.rhat(w, chain_axis=0, draw_axis=1) < 1.02)
+
+
+def hierarchical_quadrature(x, y, sigma, hyper, family="normal"):
+    """p(s | y) of Bayesian linear regression with prior w ~ N(0, s²) (packed [w, b]) and
+    s ~ ``hyper``, by quadrature on a fine grid of log s: the marginal likelihood is
+    N(y | 0, s² X̃X̃ᵀ + σ² I).  Returns E[s | y], sd[s | y] and E[w | y] = ∫ p(s | y) m(s) ds."""
+    n = x.shape[0]
+    xt = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
+    log_s = torch.linspace(-6.0, 4.0, 4001, dtype=torch.float64)
+    s = log_s.exp()
+    cov = s[:, None, None] ** 2 * (xt @ xt.T) + sigma**2 * torch.eye(n, dtype=torch.float64)
+    ll = torch.distributions.MultivariateNormal(torch.zeros(n, dtype=torch.float64), cov).log_prob(y)
+    logw = ll + hyper.log_prob(s) + log_s  # density in log s
+    wts = torch.softmax(logw, 0)
+    prec = xt.T @ xt / sigma**2 + torch.eye(xt.shape[1], dtype=torch.float64) / s[:, None, None] ** 2
+    m = torch.linalg.solve(prec, (xt.T @ y / sigma**2).expand(len(s), -1).unsqueeze(-1))[..., 0]
+    es = (wts * s).sum()
+    sd = ((wts * s**2).sum() - es**2).sqrt()
+    return float(es), float(sd), (wts[:, None] * m).sum(0).numpy()
+
+
+def test_hyperprior_on_the_scale_matches_quadrature():
+    """A LogNormal hyperprior on the prior scale of Bayesian linear regression: NUTS's posterior
+    means of the scale and of the weights within Z Monte-Carlo standard errors of the
+    one-dimensional quadrature."""
+    import pyro.distributions as dist
+
+    net, x, y, _, _ = linear_regression_problem(n=15)
+    net.set_prior(pb.priors.AdaptiveNormal(0.0, 1.0))
+    hyper = dist.LogNormal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(0.75, dtype=torch.float64))
+    post = fit_nuts(net, x, y, num_samples=500, warmup=300, chains=4, seed=2, progress=False,
+                    hyperpriors={"scale": hyper})
+    assert set(post.samples) == {"weights", "hyper.scale"} and post.samples["hyper.scale"].shape == (4, 500)
+    es, sd, ew = hierarchical_quadrature(x, y, 0.5, hyper)
+    s = post.samples["hyper.scale"].numpy()
+    w = post.samples["weights"].numpy()
+    mcse_s = float(azs.mcse(s[..., None], chain_axis=0, draw_axis=1)[0])
+    assert abs(s.mean() - es) < Z * mcse_s, (s.mean(), es)
+    # the data move the scale far from its hyperprior (mean 1.32), so the check has power
+    assert abs(float(hyper.mean) - es) > 10 * Z * mcse_s
+    assert abs(s.std() - sd) < 0.15 * sd, (s.std(), sd)
+    mc = azs.mcse(w, chain_axis=0, draw_axis=1)
+    assert np.all(np.abs(w.reshape(-1, 4).mean(0) - ew) < Z * mc), (w.reshape(-1, 4).mean(0), ew, mc)
+    assert float(azs.ess(s[..., None], chain_axis=0, draw_axis=1)[0]) > 100
+    assert post.info["hyperpriors"]["hyper.scale"].startswith("LogNormal")
+
+
+def test_hyperprior_errors():
+    import pyro.distributions as dist
+
+    x, y = tiny_data()
+    net = tiny_net()
+    kw = dict(num_samples=2, warmup=0, chains=1, progress=False, jit=False)
+    with pytest.raises(ValueError, match=r"no adaptive Normal or Laplace prior"):
+        fit_nuts(net, x, y, hyperpriors={"scale": dist.HalfCauchy(1.0)}, **kw)
+    with pytest.raises(ValueError, match=r"hyperpriors\[0\]\['scale'\]: a scale needs a hyperprior on \(0, ∞\)"):
+        fit_nuts(net, x, y, hyperpriors={0: {"scale": dist.Normal(0.0, 1.0)}}, **kw)
+    with pytest.raises(ValueError, match=r"unknown hyperparameter 'sigma1'"):
+        fit_nuts(net, x, y, hyperpriors={0: {"sigma1": dist.HalfCauchy(1.0)}}, **kw)
+    with pytest.raises(ValueError, match=r"needs backend='torch'"):
+        fit_nuts(net, x, y, hyperpriors={0: {"scale": dist.HalfCauchy(1.0)}}, backend="pyro", **kw)
+    with pytest.raises(ValueError, match=r"scalar torch/Pyro distribution"):
+        fit_nuts(net, x, y, hyperpriors={0: {"scale": 1.0}}, **kw)
+    mix = pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(0.3), prior=pb.priors.ScaleMixture())
+    with pytest.raises(ValueError, match=r"Normal and Laplace priors .*not ScaleMixture"):
+        fit_nuts(mix, x, y, hyperpriors={0: {"scale": dist.HalfCauchy(1.0)}}, **kw)
+    shared = pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(0.3))  # one prior on both layers
+    with pytest.raises(ValueError, match=r"layers \[0, 2\] share one prior instance.*per_layer=True"):
+        fit_nuts(shared, x, y, hyperpriors={0: {"scale": dist.HalfCauchy(1.0)}, 2: {"scale": dist.HalfCauchy(1.0)}},
+                 **kw)
+    with pytest.raises(ValueError, match=r"both frozen and given a hyperprior"):
+        fit_nuts(net, x, y, frozen={0: {"scale": 0.5}}, hyperpriors={0: {"scale": dist.HalfCauchy(1.0)}}, **kw)
+
+
+def test_hyperprior_per_layer_sites_and_export():
+    import pyro.distributions as dist
+
+    x, y = tiny_data()
+    net = pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(0.3))
+    net.set_prior(pb.priors.Laplace(0.0, 1.0), layers=[2])
+    post = fit_nuts(net, x, y, num_samples=6, warmup=4, chains=2, progress=False, jit=False,
+                    hyperpriors={0: {"scale": dist.HalfNormal(2.0)}, 2: {"loc": dist.Normal(0.0, 1.0),
+                                                                          "scale": dist.Gamma(2.0, 2.0)}})
+    assert {"hyper.layers.0.scale", "hyper.layers.2.loc", "hyper.layers.2.scale"} <= set(post.samples)
+    assert (post.samples["hyper.layers.2.scale"] > 0).all()
+    from pyrobnn.diagnostics import to_datatree
+    tree = to_datatree(post, x, y)
+    assert tree["posterior"]["hyper.layers.0.scale"].dims == ("chain", "draw")
+
+
+def test_hierarchical_potential_by_hand():
+    """The potential with sampled hyperparameters (Normal scale on layer 0, Laplace loc and
+    scale on layer 2) equals a plain-torch log joint at random points, Jacobians included."""
+    import pyro.distributions as dist
+
+    from pyrobnn.infer.mcmc import _build_potential, _resolve_hyperpriors
+
+    x, y = tiny_data()
+    x, y = x.double(), y.double()
+    net = pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(0.3)).double()
+    net.set_prior(pb.priors.Laplace(0.0, 1.0), layers=[2])
+    like = torch.zeros((), dtype=torch.float64)
+    t = partial(torch.tensor, dtype=torch.float64)
+    h0, hl, hs = dist.HalfNormal(t(2.0)), dist.Normal(t(0.0), t(1.0)), dist.Gamma(t(2.0), t(2.0))
+    hypers = _resolve_hyperpriors(net, {0: {"scale": h0}, 2: {"loc": hl, "scale": hs}}, like)
+    potential, z0 = _build_potential(net, x, y, 3, "model", 0, hypers, like)
+    assert z0.shape == (3, net.num_weights + 3)
+    z = torch.randn(3, potential.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v = potential.constrain(z)
+    parts = net.unpack({"weights": v["weights"]})
+    s0, loc2, s2 = v["hyper.layers.0.scale"], v["hyper.layers.2.loc"], v["hyper.layers.2.scale"]
+    w0 = torch.cat([parts["layers.0.weight"].reshape(3, -1), parts["layers.0.bias"]], -1)
+    w2 = torch.cat([parts["layers.2.weight"].reshape(3, -1), parts["layers.2.bias"]], -1)
+    lp = torch.distributions.Normal(t(0.0), s0[:, None]).log_prob(w0).sum(-1)
+    lp = lp + torch.distributions.Laplace(loc2[:, None], s2[:, None]).log_prob(w2).sum(-1)
+    lp = lp + h0.log_prob(s0) + hl.log_prob(loc2) + hs.log_prob(s2)
+    lp = lp + z[:, -3] + z[:, -1]  # log-Jacobians of the two exp transforms (scales)
+    h = torch.tanh(x[None] @ parts["layers.0.weight"].transpose(-1, -2) + parts["layers.0.bias"][:, None])
+    f = (h @ parts["layers.2.weight"].transpose(-1, -2))[..., 0] + parts["layers.2.bias"]
+    lp = lp + torch.distributions.Normal(f, net.likelihood.scale).log_prob(y).sum(-1)
+    torch.testing.assert_close(potential.log_density(z), lp, rtol=1e-12, atol=1e-9)
 
 
 def test_potential_is_pyros_potential():

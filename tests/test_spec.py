@@ -198,6 +198,14 @@ def test_svi_and_mcmc_kwargs():
     mk = mcmc_kwargs(load_inference_spec("inference/nuts.toml", ["nuts.frozen.scale=1.0", "nuts.frozen.4.loc=0"]))
     assert mk["kernel"] == "nuts" and "num_steps" not in mk and mk["max_tree_depth"] == 10
     assert mk["frozen"] == {"scale": 1.0, 4: {"loc": 0}}
+    mk = mcmc_kwargs(load_inference_spec("inference/nuts.toml", [
+        'nuts.hyperpriors.scale.family="half_cauchy"', "nuts.hyperpriors.scale.scale=2.0",
+        'nuts.hyperpriors.4.loc.family="normal"', "nuts.hyperpriors.4.loc.loc=0", "nuts.hyperpriors.4.loc.scale=3"]))
+    import pyro.distributions as dist
+
+    hs, hl = mk["hyperpriors"]["scale"], mk["hyperpriors"][4]["loc"]
+    assert isinstance(hs, dist.HalfCauchy) and float(hs.scale) == 2.0
+    assert isinstance(hl, dist.Normal) and (float(hl.loc), float(hl.scale)) == (0.0, 3.0)
     from pyrobnn.infer.mcmc import fit_nuts
 
     for path in INFERENCE_FILES:
@@ -216,6 +224,11 @@ def test_nuts_from_spec_runs():
     post = fit_nuts(net, ds.x_train, ds.y_train, **mcmc_kwargs(ispec), progress=False)
     assert post.samples["weights"].shape == (1, 3, net.num_weights)
     assert net.prior_of(0).hyperparameters()["scale"] == pytest.approx(0.5)
+    # the same prior's scale sampled under a hyperprior instead
+    ispec = load_inference_spec(ispec, ["nuts.frozen={}", 'nuts.hyperpriors.scale.family="log_normal"',
+                                        "nuts.hyperpriors.scale.loc=0", "nuts.hyperpriors.scale.scale=0.5"])
+    post = fit_nuts(net, ds.x_train, ds.y_train, **mcmc_kwargs(ispec), progress=False)
+    assert post.samples["hyper.scale"].shape == (1, 3) and (post.samples["hyper.scale"] > 0).all()
 
 
 def test_uci_root_falls_back_to_the_data_env_var(monkeypatch, tmp_path):
@@ -460,6 +473,21 @@ MALFORMED_INFERENCE = [
                                                        "or a table of them under a layer index"]),
     ({"nuts": {"frozen": {"2": {"scale": True}}}}, ["nuts.frozen.2.scale = true: expected a number"]),
     ({"nuts": {"backend": "jax"}}, ['nuts.backend = "jax": expected one of "torch", "pyro"']),
+    ({"nuts": {"hyperpriors": {"scale": 1.0}}}, ['nuts.hyperpriors.scale = 1.0: expected a table { family = '
+                                                 '"half_cauchy", scale = 1.0 }', "log_normal(loc, scale)"]),
+    ({"nuts": {"hyperpriors": {"scale": {"family": "halfcauchy", "scale": 1.0}}}},
+     ['nuts.hyperpriors.scale.family = "halfcauchy": expected one of "half_cauchy"', '(did you mean "half_cauchy"?)']),
+    ({"nuts": {"hyperpriors": {"scale": {"family": "half_cauchy"}}}},
+     ['nuts.hyperpriors.scale.scale: expected a number: half_cauchy takes "scale"']),
+    ({"nuts": {"hyperpriors": {"scale": {"family": "gamma", "concentration": 2, "rate": 0}}}},
+     ["nuts.hyperpriors.scale.rate = 0: expected a number > 0"]),
+    ({"nuts": {"hyperpriors": {"scale": {"family": "half_cauchy", "scale": 1, "loc": 0}}}},
+     ['nuts.hyperpriors.scale.loc = 0: not a parameter of half_cauchy, which takes "scale"']),
+    ({"nuts": {"hyperpriors": {"scal": {"family": "half_cauchy", "scale": 1}}}},
+     ['nuts.hyperpriors.scal = { family = "half_cauchy", scale = 1 }: expected one of "loc", "scale", or a layer '
+      'index (did you mean "scale"?)']),
+    ({"nuts": {"hyperpriors": {"2": {"sigma": {"family": "half_cauchy", "scale": 1}}}}},
+     ['nuts.hyperpriors.2.sigma = { family = "half_cauchy", scale = 1 }: expected one of "loc", "scale"']),
     ({"inference": {"method": "vi"}}, ['inference.method = "vi": expected one of "svi", "nuts", "hmc"']),
     ({"inference": {"device": "gpu"}}, ['inference.device = "gpu": expected "auto", "cpu", "cuda"']),
     ({"inference": {"seed": -1}}, ["inference.seed = -1: expected an integer >= 0"]),

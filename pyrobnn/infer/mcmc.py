@@ -39,9 +39,12 @@ diagonal inverse mass matrix estimated in doubling windows (75 / 25.. / 50 itera
 regularised towards 1e-3 as in Stan; the step size is re-initialised by the doubling
 heuristic (Hoffman & Gelman 2014, Algorithm 4) after every mass-matrix update.
 
-Empirical-Bayes (adaptive) priors are *frozen*: their hyperparameters are buffers and keep
-the values they have when sampling starts (set them with ``frozen=``); MCMC samples the
-weights given those hyperparameters.
+Empirical-Bayes (adaptive) priors are *frozen* by default: their hyperparameters are buffers
+and keep the values they have when sampling starts (set them with ``frozen=``); MCMC samples
+the weights given those hyperparameters.  Alternatively ``hyperpriors=`` gives the location or
+scale of Normal and Laplace priors a hyperprior, and the hyperparameters are sampled with the
+weights (a hierarchical BNN, as in Neal 1996): each becomes a latent site ``hyper.scale`` (or
+``hyper.layers.<i>.scale`` for one layer's prior) of the posterior.
 """
 
 from __future__ import annotations
@@ -60,11 +63,15 @@ from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
+from ..model import priors
+from ..model.priors import laplace_log_prob, normal_log_prob
+from ..model.sites import SitePrior
 from .guides import _is_identity, init_to_model
 from .posterior import Posterior
 from .svi import resolve_device
 
-__all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy"]
+__all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy", "HYPER_PARAMETERS",
+           "HYPERPRIOR_FAMILIES", "hyperprior"]
 
 KERNELS = ("nuts", "hmc")
 BACKENDS = ("torch", "pyro")
@@ -120,10 +127,19 @@ class PotentialEnergy:
     The density is the model's own: each latent site's prior ``log_prob`` and the likelihood
     from :meth:`~pyrobnn.BNN.predictive_distribution`, summed over the data (full batch)."""
 
-    def __init__(self, model, x, y, sites: list[_Site], fns: dict):
+    def __init__(self, model, x, y, sites: list[_Site], fns: dict, hypers: tuple = ()):
         self.model, self.x, self.y = model, x, y
         self.sites, self.fns = sites, fns
         self.dim = sites[-1].stop
+        self.hypers = tuple(hypers)
+        hyper_priors = {id(h.prior) for h in self.hypers}
+        #: weight sites one of whose priors has a sampled hyperparameter
+        self._hyper_sites = {name for name, fn in fns.items() if isinstance(fn, SitePrior)
+                             and any(id(part.prior) in hyper_priors for part in fn.parts)}
+        covered = {id(part.prior) for name in self._hyper_sites for part in fns[name].parts}
+        missing = [h.name for h in self.hypers if id(h.prior) not in covered]
+        if missing:  # never sample a hyperparameter that no weight site's density uses
+            raise ValueError(f"no weight site of the model uses the prior of {missing}")
 
     def constrain(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """(*S, D) unconstrained → {site: (*S, *shape)} constrained values."""
@@ -144,23 +160,173 @@ class PotentialEnergy:
 
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
         c = z.shape[0]
-        values, lp = {}, None
+        values, jac = {}, {}
         for s in self.sites:
             u = z[:, s.start:s.stop].reshape(c, *s.ushape)
             if s.identity:
-                v = u.reshape(c, *s.shape)
-                term = 0.0
+                values[s.name] = u.reshape(c, *s.shape)
             else:
-                v = s.transform(u)
-                term = s.transform.log_abs_det_jacobian(u, v).reshape(c, -1).sum(-1)
-            values[s.name] = v
-            term = term + self.fns[s.name].log_prob(v).reshape(c, -1).sum(-1)
+                values[s.name] = v = s.transform(u)
+                jac[s.name] = s.transform.log_abs_det_jacobian(u, v).reshape(c, -1).sum(-1)
+        # sampled hyperparameters, (C, 1) per chain, by prior
+        bound: dict[int, dict[str, torch.Tensor]] = {}
+        for h in self.hypers:
+            bound.setdefault(id(h.prior), {})[h.param] = values[h.name].reshape(c, 1)
+        lp = None
+        for s in self.sites:
+            v = values[s.name]
+            if s.name in self._hyper_sites:
+                term = _site_log_prob(self.fns[s.name], v.reshape(c, -1), bound)
+            else:
+                term = self.fns[s.name].log_prob(v).reshape(c, -1).sum(-1)
+            if s.name in jac:
+                term = term + jac[s.name]
             lp = term if lp is None else lp + term
         like = self.model.predictive_distribution(self.x, values).log_prob(self.y)
         return lp + like.reshape(c, -1).sum(-1)
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return -self.log_density(z)
+
+
+# ---------------------------------------------------------------------- hyperpriors
+#: prior families whose hyperparameters can be given hyperpriors, with their log density as a
+#: function of (w, loc, scale) broadcasting over chains
+_HYPER_FAMILIES = ((priors.Normal, normal_log_prob), (priors.Laplace, laplace_log_prob))
+HYPER_PARAMETERS = ("loc", "scale")
+
+
+#: hyperprior families by name (specs use these names): their parameters, in order
+HYPERPRIOR_FAMILIES = {
+    "half_cauchy": ("scale",),
+    "half_normal": ("scale",),
+    "log_normal": ("loc", "scale"),
+    "gamma": ("concentration", "rate"),
+    "inverse_gamma": ("concentration", "rate"),
+    "normal": ("loc", "scale"),
+}
+
+
+def hyperprior(family: str, **params):
+    """A hyperprior by name, e.g. ``hyperprior("half_cauchy", scale=1.0)``: one of
+    :data:`HYPERPRIOR_FAMILIES`, as a Pyro distribution (every parameter but ``loc`` must be
+    positive)."""
+    import pyro.distributions as dist
+
+    if family not in HYPERPRIOR_FAMILIES:
+        raise ValueError(f"unknown hyperprior family {family!r}; expected one of {sorted(HYPERPRIOR_FAMILIES)}")
+    need = HYPERPRIOR_FAMILIES[family]
+    if set(params) != set(need):
+        raise ValueError(f"hyperprior {family!r} takes {list(need)}, got {sorted(params)}")
+    for k, v in params.items():
+        v = float(v)
+        if not math.isfinite(v) or (k != "loc" and not v > 0):
+            raise ValueError(f"hyperprior {family!r}: {k} must be a {'finite' if k == 'loc' else 'positive'} "
+                             f"number, got {params[k]!r}")
+    cls = {"half_cauchy": dist.HalfCauchy, "half_normal": dist.HalfNormal, "log_normal": dist.LogNormal,
+           "gamma": dist.Gamma, "inverse_gamma": dist.InverseGamma, "normal": dist.Normal}[family]
+    return cls(*(torch.tensor(float(params[k])) for k in need))
+
+
+@dataclass(frozen=True)
+class _Hyper:
+    """A prior hyperparameter sampled with the weights: site ``name``, the prior instance it
+    belongs to, which hyperparameter (``"loc"`` or ``"scale"``) and its hyperprior."""
+
+    name: str
+    prior: object
+    param: str
+    dist: object
+
+
+def _family_log_prob(prior):
+    for cls, fn in _HYPER_FAMILIES:
+        if isinstance(prior, cls):
+            return fn
+    return None
+
+
+def _site_log_prob(site_prior: SitePrior, w: torch.Tensor, bound: dict) -> torch.Tensor:
+    """log p(w | hyperparameters) of a packed weight site (C, D): parts whose prior has sampled
+    hyperparameters (``bound``: id(prior) → {"loc"/"scale": (C, 1)}) use them, the others their
+    own values."""
+    total = None
+    for part in site_prior.parts:
+        v = w[:, part.start:part.stop]
+        given = bound.get(id(part.prior))
+        if given is None:
+            lp = part.prior.log_prob_sum(v, part.prior_index())
+        else:
+            loc = given.get("loc", part.prior.loc)
+            scale = given.get("scale", part.prior.scale)
+            lp = _family_log_prob(part.prior)(v, loc, scale).sum(-1)
+        total = lp if total is None else total + lp
+    return total
+
+
+def _on(dist, like):
+    """``dist`` with its parameters on ``like``'s device and dtype (standard families)."""
+    try:
+        params = {k: torch.as_tensor(getattr(dist, k)).to(like) for k in dist.arg_constraints}
+        return type(dist)(**params, validate_args=False)
+    except Exception:  # noqa: BLE001 - an unusual distribution is used as given
+        return dist
+
+
+def _prior_layers(model, prior) -> list[int]:
+    return [i for i in model.bayesian_layers if model.prior_of(i) is prior]
+
+
+def _resolve_hyperpriors(model, hyperpriors, like) -> list[_Hyper]:
+    """``hyperpriors`` as :func:`fit_nuts` takes it → one :class:`_Hyper` per (prior instance,
+    hyperparameter); errors name the key."""
+    if not isinstance(hyperpriors, dict):
+        raise ValueError(f"hyperpriors must be a dict or None, got {type(hyperpriors).__name__}")
+    if not hasattr(model, "prior_modules"):
+        raise ValueError("hyperpriors= needs a pyrobnn BNN (a model with priors)")
+    wanted = []  # (prior, param, dist, label)
+    for key, val in hyperpriors.items():
+        if isinstance(key, int) and not isinstance(key, bool):
+            if not isinstance(val, dict):
+                raise ValueError(f"hyperpriors[{key}] must be a dict {{hyperparameter: distribution}}, got {val!r}")
+            wanted += [(model.prior_of(key), k, v, f"hyperpriors[{key}][{k!r}]") for k, v in val.items()]
+        else:
+            adaptive = [p for p in model.prior_modules if p.adaptive and _family_log_prob(p) is not None]
+            if not adaptive:
+                raise ValueError(f"hyperpriors[{key!r}]: the model has no adaptive Normal or Laplace prior; use "
+                                 f"{{layer: {{{key!r}: ...}}}} to give any layer's Normal or Laplace prior one")
+            wanted += [(p, key, val, f"hyperpriors[{key!r}]") for p in adaptive]
+    out: list[_Hyper] = []
+    seen: dict[tuple[int, str], str] = {}
+    every = model.bayesian_layers
+    for prior, param, dist, label in wanted:
+        if _family_log_prob(prior) is None:
+            raise ValueError(f"{label}: hyperpriors are supported for Normal and Laplace priors (and their adaptive "
+                             f"variants), not {type(prior).__name__}")
+        if param not in HYPER_PARAMETERS:
+            raise ValueError(f"{label}: unknown hyperparameter {param!r}; expected one of {list(HYPER_PARAMETERS)}")
+        if not isinstance(dist, torch.distributions.Distribution) or dist.batch_shape or dist.event_shape:
+            raise ValueError(f"{label} must be a scalar torch/Pyro distribution (e.g. "
+                             f"pyro.distributions.HalfCauchy(1.0)), got {dist!r}")
+        if param == "scale" and not _positive_support(dist):
+            raise ValueError(f"{label}: a scale needs a hyperprior on (0, ∞), got {type(dist).__name__} with "
+                             f"support {dist.support}")
+        key = (id(prior), param)
+        layers = _prior_layers(model, prior)
+        if key in seen:
+            raise ValueError(f"{label}: {type(prior).__name__}.{param} already has a hyperprior ({seen[key]}); "
+                             f"layers {layers} share one prior instance, so one hyperprior covers them all — for "
+                             f"one per layer give each layer its own prior (BNN.set_prior(prior, per_layer=True))")
+        seen[key] = label
+        where = "" if layers == every else "layers." + "+".join(map(str, layers)) + "."
+        out.append(_Hyper(f"hyper.{where}{param}", prior, param, _on(dist, like)))
+    return out
+
+
+def _positive_support(dist) -> bool:
+    t = biject_to(dist.support)
+    probe = t(torch.tensor([-30.0, 0.0, 30.0]))
+    return bool((probe > 0).all())
 
 
 def _value_and_grad_eager(potential: Callable) -> Callable:
@@ -689,6 +855,46 @@ def _apply_frozen(model, frozen) -> None:
                 setattr(prior, name, new.clone())
 
 
+def _build_potential(model, x, y, chains, init, seed, hypers, like):
+    """The potential energy of the model's latent sites plus the sampled hyperparameters
+    ``hypers`` (appended to the packed vector, each started at its prior's current value), and
+    the initial unconstrained values (chains, D)."""
+    traces = _initial_values(model, x, y, chains, init, seed)
+    sites, fns = _layout(traces[0])
+    start = sites[-1].stop
+    hyper_init = {}
+    for h in hypers:
+        t = biject_to(h.dist.support)
+        value = getattr(h.prior, h.param).detach().to(like).reshape(())
+        if not bool(torch.isfinite(h.dist.log_prob(value))):
+            raise ValueError(f"{h.name}: the prior's current {h.param} {float(value):.4g} lies outside the support "
+                             f"of its hyperprior {h.dist}; set it with frozen= first")
+        sites.append(_Site(h.name, value.shape, t.inv(value).shape, start, start + 1, t, _is_identity(t)))
+        fns[h.name] = h.dist
+        hyper_init[h.name] = value
+        start += 1
+    potential = PotentialEnergy(model, x, y, sites, fns, hypers)
+    if isinstance(init, dict):
+        z0 = _given_init(potential, {**hyper_init, **init}, chains, like)
+    else:
+        z0 = torch.stack([potential.unconstrain({s.name: tr.nodes[s.name]["value"].detach()
+                                                 if s.name in tr.nodes else hyper_init[s.name] for s in sites})
+                          for tr in traces]).to(like)
+    return potential, z0
+
+
+def _frozen_keys(model, frozen) -> set:
+    """(id(prior), hyperparameter) pairs that ``frozen`` sets (after :func:`_apply_frozen` has
+    checked it)."""
+    keys = set()
+    for key, val in frozen.items():
+        if isinstance(key, int):
+            keys |= {(id(model.prior_of(key)), k) for k in val}
+        else:
+            keys |= {(id(p), key) for p in model.prior_modules if p.adaptive and key in dict(p.named_buffers())}
+    return keys
+
+
 def _initial_values(model, x, y, chains, init, seed):
     """One trace of the model per chain under the init strategy: the model's own initial
     values (``init="model"``), Pyro's prior median (``"median"``) or given values."""
@@ -745,6 +951,7 @@ def fit_nuts(
     dtype: torch.dtype | None = None,
     init: str | dict = "model",
     frozen: dict | None = None,
+    hyperpriors: dict | None = None,
     backend: str | None = None,
     chain_method: str | None = None,
 ) -> Posterior:
@@ -771,7 +978,11 @@ def fit_nuts(
     afresh per chain), "median" (Pyro's prior median) or a dict {site: value} (shape of the
     site, or (chains, *shape)).  Adaptive (empirical-Bayes) priors are frozen at their current
     hyperparameters; ``frozen`` sets them first (a dict {"scale": 0.5} for every prior with that
-    hyperparameter, or {layer: {...}}).  ``seed`` makes the run reproducible.
+    hyperparameter, or {layer: {...}}).  ``hyperpriors`` samples them instead (torch backend):
+    {"scale": pyro.distributions.HalfCauchy(1.0)} for every adaptive Normal/Laplace prior, or
+    {layer: {"loc": ..., "scale": ...}} for that layer's Normal/Laplace prior; each becomes a
+    site ``hyper.<param>`` (``hyper.layers.<i>.<param>`` for a prior on some layers only) in
+    ``samples``, started at the prior's current value.  ``seed`` makes the run reproducible.
 
     Returns a :class:`Posterior` with ``samples`` {site: (chain, draw, *shape)} and
     ``sample_stats`` {name: (chain, draw)}: ``diverging``, ``accept_prob`` (mean Metropolis
@@ -822,16 +1033,17 @@ def fit_nuts(
     y = y.to(device=dev, dtype=float_dtype if torch.is_floating_point(y) else y.dtype)
     if frozen is not None:
         _apply_frozen(model, frozen)
-
-    traces = _initial_values(model, x, y, chains, init, seed)
-    sites, fns = _layout(traces[0])
-    potential = PotentialEnergy(model, x, y, sites, fns)
     like = torch.zeros((), dtype=float_dtype, device=dev)
-    if isinstance(init, dict):
-        z0 = _given_init(potential, init, chains, like)
-    else:
-        z0 = torch.stack([potential.unconstrain({s.name: tr.nodes[s.name]["value"].detach() for s in sites})
-                          for tr in traces]).to(like)
+    hypers = _resolve_hyperpriors(model, hyperpriors, like) if hyperpriors else []
+    if hypers and backend != "torch":
+        raise ValueError("hyperpriors= needs backend='torch' (Pyro's kernel samples the model's own sites only)")
+    if frozen is not None and hypers:
+        both = {(id(h.prior), h.param) for h in hypers} & _frozen_keys(model, frozen)
+        if both:
+            raise ValueError("a hyperparameter cannot be both frozen and given a hyperprior; "
+                             f"{len(both)} appear in both frozen= and hyperpriors=")
+
+    potential, z0 = _build_potential(model, x, y, chains, init, seed, hypers, like)
 
     settings = dict(num_samples=num_samples, warmup=warmup, chains=chains, target_accept=target_accept,
                     max_tree_depth=max_tree_depth, jit=jit, kernel=kernel, step_size=step_size, num_steps=num_steps,
@@ -843,9 +1055,11 @@ def fit_nuts(
     samples = {k: v.detach().cpu() for k, v in potential.constrain(draws).items()}
     stats = {k: v.detach().cpu() for k, v in stats.items()}
     info = {"seed": seed, **settings, "num_weights": getattr(model, "num_weights", None),
-            "n_data": int(x.shape[0]), "sites": [s.name for s in sites], **extra,
+            "n_data": int(x.shape[0]), "sites": [s.name for s in potential.sites], **extra,
             "num_divergences": int(stats["diverging"].sum()) if "diverging" in stats else None,
             "seconds_total": time.perf_counter() - t_start}
+    if hypers:
+        info["hyperpriors"] = {h.name: repr(h.dist) for h in hypers}
     if hasattr(model, "prior_modules"):
         info["prior_hyperparameters"] = {i: model.prior_of(i).hyperparameters() for i in model.bayesian_layers}
     return Posterior(model=model, method=kernel, samples=samples, sample_stats=stats, info=info)

@@ -54,6 +54,11 @@ def normal_log_prob(w, loc, scale):
     return -0.5 * z * z - torch.log(scale) - _LOG_SQRT_2PI
 
 
+def laplace_log_prob(w, loc, scale):
+    """Elementwise log of the Laplace density exp(−|w − loc| / scale) / (2 scale)."""
+    return -(w - loc).abs() / scale - torch.log(2 * scale)
+
+
 def normal_kl(q_loc, q_scale, p_loc, p_scale):
     """Elementwise KL[N(q_loc, q_scale²) || N(p_loc, p_scale²)] (Graves 2011, eq. 13)."""
     var_ratio = (q_scale / p_scale) ** 2
@@ -139,7 +144,7 @@ class Laplace(Prior):
         self._buf("scale", _positive("scale", scale))
 
     def log_prob(self, w, index=None):
-        return -(w - self.loc).abs() / self.scale - torch.log(2 * self.scale)
+        return laplace_log_prob(w, self.loc, self.scale)
 
     def sample(self, shape, index=None):
         return torch.distributions.Laplace(self.loc, self.scale).sample(shape)

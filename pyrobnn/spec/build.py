@@ -176,7 +176,8 @@ def mcmc_kwargs(spec) -> dict:
     """Keyword arguments for ``pyrobnn.infer.mcmc.fit_nuts(net, x, y, **kw)`` (``progress`` is
     left to the caller): ``kernel`` is "hmc" for ``method = "hmc"`` and "nuts" otherwise;
     optional settings (``step_size``, ``num_steps``, ``init``, ``backend``, ``chain_method``,
-    ``frozen``) appear only when the spec sets them, so ``fit_nuts``'s defaults apply otherwise."""
+    ``frozen``, ``hyperpriors`` as Pyro distributions) appear only when the spec sets them, so
+    ``fit_nuts``'s defaults apply otherwise."""
     if not isinstance(spec, InferenceSpec):
         spec = load_inference_spec(spec)
     m = spec.mcmc
@@ -189,4 +190,13 @@ def mcmc_kwargs(spec) -> dict:
             kw[name] = getattr(m, name)
     if m.frozen:
         kw["frozen"] = {k: dict(v) if isinstance(v, dict) else v for k, v in m.frozen.items()}
+    if m.hyperpriors:
+        kw["hyperpriors"] = {k: _hyperprior(v) if isinstance(k, str) else
+                             {n: _hyperprior(d) for n, d in v.items()} for k, v in m.hyperpriors.items()}
     return kw
+
+
+def _hyperprior(d: dict):
+    from ..infer.mcmc import hyperprior
+
+    return hyperprior(d["family"], **{k: v for k, v in d.items() if k != "family"})

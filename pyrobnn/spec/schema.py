@@ -25,7 +25,7 @@ from typing import Any
 
 from ..data import LOADERS, SKLEARN_DATASETS
 from ..infer.kl_schedule import SCHEDULES
-from ..infer.mcmc import BACKENDS, CHAIN_METHODS
+from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, hyperprior
 from ..infer.svi import OPTIMIZERS
 from ..model.layers import ACTIVATIONS
 from ..model.sites import LAYOUTS
@@ -300,7 +300,8 @@ class MCMCSpec:
     """NUTS/HMC settings (arguments of :func:`pyrobnn.infer.mcmc.fit_nuts`; ``None``: its
     default).  ``frozen`` sets empirical-Bayes hyperparameters, which stay fixed while
     sampling: ``{"scale": 0.5}`` for every prior with that hyperparameter, or
-    ``{4: {"scale": 0.1}}`` for the prior of layer 4."""
+    ``{4: {"scale": 0.1}}`` for the prior of layer 4.  ``hyperpriors`` samples them instead,
+    in the same two forms with ``{"family": ..., <parameters>}`` tables as values."""
 
     num_samples: int = 500
     warmup: int = 500
@@ -314,6 +315,7 @@ class MCMCSpec:
     backend: str | None = None
     chain_method: str | None = None
     frozen: dict[str | int, Any] = field(default_factory=dict)
+    hyperpriors: dict[str | int, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -655,6 +657,57 @@ def _read_frozen(ctx: Context, key: str, raw: Any) -> dict[str | int, Any]:
     return out
 
 
+_HYPER_EXPECTED = ('expected a table { family = "half_cauchy", scale = 1.0 } (families: '
+                   + ", ".join(f"{f}({', '.join(p)})" for f, p in HYPERPRIOR_FAMILIES.items()) + ")")
+
+
+def _quoted(names) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def _read_hyperprior(ctx: Context, key: str, raw: Any) -> dict:
+    if not isinstance(raw, Mapping):
+        ctx.fail(key, _HYPER_EXPECTED, raw)
+    family = raw.get("family")
+    if family not in HYPERPRIOR_FAMILIES:
+        hint = did_you_mean(str(family), list(HYPERPRIOR_FAMILIES))
+        ctx.fail(join(key, "family"), f"expected one of {_quoted(HYPERPRIOR_FAMILIES)}{hint}", family)
+    need = HYPERPRIOR_FAMILIES[family]
+    for k in raw:
+        if k != "family" and k not in need:
+            ctx.fail(join(key, k), f"not a parameter of {family}, which takes {_quoted(need)}", raw[k])
+    for k in need:
+        if k not in raw:
+            ctx.fail(join(key, k), f"expected a number: {family} takes {_quoted(need)}")
+        v = raw[k]
+        if not _is_number(v) or (k != "loc" and not v > 0):
+            ctx.fail(join(key, k), "expected a finite number" if k == "loc" else "expected a number > 0", v)
+    hyperprior(family, **{k: raw[k] for k in need})  # constructs
+    return dict(raw)
+
+
+def _read_hyperpriors(ctx: Context, key: str, raw: Any) -> dict[str | int, Any]:
+    """``{name: {family, ...}}`` for every adaptive prior, ``{"<layer>": {name: {family, ...}}}``
+    for one layer's prior (the layer index becomes an int)."""
+    raw = check_table(ctx, key, raw, "hyperparameter = { family = ..., ... }, or a table of them per layer index")
+    out: dict[str | int, Any] = {}
+    for k, v in raw.items():
+        if re.fullmatch(r"\d+", str(k)):
+            v = check_table(ctx, join(key, k), v, "hyperparameter = { family = ..., ... } for this layer's prior")
+            layer = {}
+            for name, d in v.items():
+                if name not in HYPER_PARAMETERS:
+                    ctx.fail(join(join(key, k), name), f"expected one of {_quoted(HYPER_PARAMETERS)}", d)
+                layer[name] = _read_hyperprior(ctx, join(join(key, k), name), d)
+            out[int(k)] = layer
+        elif k in HYPER_PARAMETERS:
+            out[k] = _read_hyperprior(ctx, join(key, k), v)
+        else:
+            hint = did_you_mean(str(k), list(HYPER_PARAMETERS))
+            ctx.fail(join(key, k), f"expected one of {_quoted(HYPER_PARAMETERS)}, or a layer index{hint}", v)
+    return out
+
+
 def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: str = "inference") -> InferenceSpec:
     """Check a parsed inference spec and return it as an :class:`InferenceSpec`."""
     ctx = ctx or Context()
@@ -673,8 +726,9 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     svi = SVISpec(**read_table(ctx, "svi", check_table(ctx, "svi", raw.get("svi", {}), "fit_svi settings"),
                                SVI_FIELDS, "[svi]"))
     mraw = check_table(ctx, mname, raw.get(mname, {}), "NUTS/HMC settings")
-    mc = read_table(ctx, mname, mraw, MCMC_FIELDS, f"[{mname}]", extra=("frozen",))
+    mc = read_table(ctx, mname, mraw, MCMC_FIELDS, f"[{mname}]", extra=("frozen", "hyperpriors"))
     frozen = _read_frozen(ctx, join(mname, "frozen"), mraw["frozen"]) if "frozen" in mraw else {}
+    hyper = _read_hyperpriors(ctx, join(mname, "hyperpriors"), mraw["hyperpriors"]) if "hyperpriors" in mraw else {}
     return InferenceSpec(name=inf["name"] or default_name, method=inf["method"], seed=inf["seed"],
                          device=inf["device"], dtype=inf["dtype"], description=inf["description"],
-                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen))
+                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper))
