@@ -425,6 +425,19 @@ def test_function_space_diagnostics_see_through_weight_symmetries(svi_fit, tmp_p
     assert any(m.startswith("R-hat of ") for m in bad.warnings)
 
 
+def test_mcmc_diagnostics_without_exported_weights(svi_fit, tmp_path):
+    """include_weights=False (large networks): the function-space and sampler diagnostics stay."""
+    _, d = svi_fit
+    t = to_datatree(_mcmc_posterior(svi_fit, offset=0.5), dataset=d, include_weights=False)
+    assert not t["posterior"].data_vars
+    dg = diagnose(t)
+    assert "rhat_max" not in dg.values and dg.values["f_rhat_max"] > 1.01 and dg.values["divergences"] == 1
+    assert any(w.startswith("Function-space R-hat") for w in dg.warnings)
+    report(t, tmp_path)
+    files = _files(tmp_path)
+    assert "function_convergence.png" in files and "trace.png" not in files
+
+
 def test_diagnose_svi(svi_tree):
     dg = diagnose(svi_tree)
     assert "rhat_max" not in dg.values

@@ -304,7 +304,22 @@ def loo(tree, pointwise: bool = True):
                     return az.loo_approximate_posterior(tree, ss["log_p"], ss["log_q"], pointwise=pointwise)
                 except Exception:  # noqa: BLE001 - fall back to plain PSIS-LOO, noted by diagnose()
                     pass
-        return az.loo(tree, pointwise=pointwise)
+        return az.loo(tree, pointwise=pointwise, reff=_likelihood_reff(tree))
+
+
+def _likelihood_reff(tree) -> float | None:
+    """ArviZ takes the relative efficiency of the draws from the posterior's variables; a tree
+    exported without its weights has none, so it is taken from exp(log-likelihood) instead,
+    averaged over observations (as ``relative_eff`` of the R package loo).  None otherwise."""
+    import arviz_stats as azs
+
+    if not _has(tree, "posterior") or tree["posterior"].data_vars:
+        return None
+    ll = np.concatenate([v.values.reshape(*v.shape[:2], -1)
+                         for v in tree["log_likelihood"].to_dataset().data_vars.values()], -1)
+    lik = np.exp(ll - ll.max(axis=(0, 1), keepdims=True))
+    ess = azs.ess(lik, chain_axis=0, draw_axis=1, method="mean")
+    return float(max(np.nanmean(ess) / (ll.shape[0] * ll.shape[1]), 1e-3))
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -317,9 +332,12 @@ class Diagnostics:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     table: object = None  # pandas DataFrame of az.summary for the worst parameters
-
-    def to_dict(self) -> dict:
-        return {"values": self.values, "warnings": self.warnings, "notes": self.notes}
+    #: MCMC: the per-weight statistic the worst weights are ranked by (R-hat, or bulk ESS with
+    #: one chain) and whether larger is worse; reused by the report's trace and rank plots
+    ranking: object = None
+    ranking_largest: bool = True
+    #: MCMC: :func:`function_space_convergence` of the tree (None without per-draw predictions)
+    function_space: object = None
 
 
 def _fmt_index(coords: dict) -> str:
@@ -382,7 +400,7 @@ def function_space_convergence(tree):
 
 def _function_space(d: Diagnostics, tree, nchain: int) -> bool | None:
     """Adds the function-space R-hat/ESS to ``d``; True when they pass, None when unavailable."""
-    fs = function_space_convergence(tree)
+    fs = d.function_space = function_space_convergence(tree)
     if fs is None:
         return None
     name = fs.attrs["variable"]
@@ -434,6 +452,58 @@ def _input_at(tree, i: int) -> float | None:
     return float(x[i] * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0))
 
 
+def _weight_space(d: Diagnostics, tree, nchain: int) -> list[str]:
+    """R-hat, bulk/tail ESS and MCSE of the weights into ``d``; returns the sentences about
+    weight-space problems (warnings or a note, as :func:`diagnose` decides) and sets
+    ``d.ranking`` and ``d.table`` (the worst weights)."""
+    import arviz as az
+
+    weight_msgs: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rhat = az.rhat(tree).to_dataset() if nchain > 1 else None
+        ess_bulk = az.ess(tree, method="bulk").to_dataset()
+        ess_tail = az.ess(tree, method="tail").to_dataset()
+        mcse = az.mcse(tree, method="mean").to_dataset()
+    if rhat is not None:
+        worst = _extreme(rhat, largest=True)
+        n_bad = _count(rhat, lambda v: v > RHAT_MAX)
+        if worst is not None:
+            d.values["rhat_max"] = worst[2]
+            d.values["rhat_max_at"] = worst[0] + _fmt_index(worst[1])
+            d.values["rhat_num_above"] = n_bad
+            if worst[2] > RHAT_MAX:
+                more = f" ({n_bad} parameters are above {RHAT_MAX})" if n_bad > 1 else ""
+                weight_msgs.append(
+                    f"R-hat of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.3g}, above {RHAT_MAX}{more}: "
+                    f"the chains disagree; run longer chains (more warmup and draws) or reparameterise.")
+    else:
+        d.notes.append("R-hat needs at least two chains; this run has one.")
+    ess_min = ESS_MIN_PER_CHAIN * nchain
+    for kind, ds in (("bulk", ess_bulk), ("tail", ess_tail)):
+        worst = _extreme(ds, largest=False)
+        if worst is None:
+            continue
+        d.values[f"ess_{kind}_min"] = worst[2]
+        d.values[f"ess_{kind}_min_at"] = worst[0] + _fmt_index(worst[1])
+        if worst[2] < ess_min:
+            n_bad = _count(ds, lambda v: v < ess_min)
+            weight_msgs.append(
+                f"{kind.capitalize()} ESS of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.0f}, below "
+                f"{ess_min} ({ESS_MIN_PER_CHAIN} per chain; {n_bad} parameters in all): "
+                f"{'posterior means' if kind == 'bulk' else 'interval ends'} are imprecise; draw more samples.")
+    worst = _extreme(mcse, largest=True)
+    if worst is not None:
+        d.values["mcse_mean_max"] = worst[2]
+        d.values["mcse_mean_max_at"] = worst[0] + _fmt_index(worst[1])
+    d.ranking, d.ranking_largest = (rhat, True) if rhat is not None else (ess_bulk, False)
+    try:
+        d.table = _worst_table(tree, d.ranking, largest=d.ranking_largest)
+    except Exception:  # noqa: BLE001
+        d.table = None
+    return weight_msgs
+
+
 def diagnose(tree, loo_result=None) -> Diagnostics:
     """Convergence and reliability diagnostics of a tree, with warnings as sentences.
 
@@ -451,45 +521,8 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
     ndraw = int(post.sizes.get("draw", 0)) if post is not None else 0
     has_vars = post is not None and len(post.data_vars) > 0
 
-    if method in ("nuts", "hmc") and has_vars:
-        weight_msgs: list[str] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rhat = az.rhat(tree).to_dataset() if nchain > 1 else None
-            ess_bulk = az.ess(tree, method="bulk").to_dataset()
-            ess_tail = az.ess(tree, method="tail").to_dataset()
-            mcse = az.mcse(tree, method="mean").to_dataset()
-        if rhat is not None:
-            worst = _extreme(rhat, largest=True)
-            n_bad = _count(rhat, lambda v: v > RHAT_MAX)
-            if worst is not None:
-                d.values["rhat_max"] = worst[2]
-                d.values["rhat_max_at"] = worst[0] + _fmt_index(worst[1])
-                d.values["rhat_num_above"] = n_bad
-                if worst[2] > RHAT_MAX:
-                    more = f" ({n_bad} parameters are above {RHAT_MAX})" if n_bad > 1 else ""
-                    weight_msgs.append(
-                        f"R-hat of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.3g}, above {RHAT_MAX}{more}: "
-                        f"the chains disagree; run longer chains (more warmup and draws) or reparameterise.")
-        else:
-            d.notes.append("R-hat needs at least two chains; this run has one.")
-        ess_min = ESS_MIN_PER_CHAIN * nchain
-        for kind, ds in (("bulk", ess_bulk), ("tail", ess_tail)):
-            worst = _extreme(ds, largest=False)
-            if worst is None:
-                continue
-            d.values[f"ess_{kind}_min"] = worst[2]
-            d.values[f"ess_{kind}_min_at"] = worst[0] + _fmt_index(worst[1])
-            if worst[2] < ess_min:
-                n_bad = _count(ds, lambda v: v < ess_min)
-                weight_msgs.append(
-                    f"{kind.capitalize()} ESS of {worst[0]}{_fmt_index(worst[1])} is {worst[2]:.0f}, below "
-                    f"{ess_min} ({ESS_MIN_PER_CHAIN} per chain; {n_bad} parameters in all): "
-                    f"{'posterior means' if kind == 'bulk' else 'interval ends'} are imprecise; draw more samples.")
-        worst = _extreme(mcse, largest=True)
-        if worst is not None:
-            d.values["mcse_mean_max"] = worst[2]
-            d.values["mcse_mean_max_at"] = worst[0] + _fmt_index(worst[1])
+    if method in ("nuts", "hmc") and post is not None:
+        weight_msgs = _weight_space(d, tree, nchain) if has_vars else []
         f_ok = _function_space(d, tree, nchain)
         if weight_msgs and f_ok:
             v = d.values
@@ -544,12 +577,6 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
             d.values["acceptance_rate_mean"] = float(ss["acceptance_rate"].mean())
         if "step_size" in ss:
             d.values["step_size_mean"] = float(ss["step_size"].mean())
-        # the worst parameters in one table
-        try:
-            key = rhat if rhat is not None else ess_bulk
-            d.table = _worst_table(tree, key, largest=rhat is not None)
-        except Exception:  # noqa: BLE001
-            d.table = None
     elif method == "svi":
         k_vi = vi_pareto_k(tree)
         if k_vi is not None:

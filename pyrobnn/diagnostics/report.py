@@ -163,11 +163,13 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
     figs["loo_pit"] = _safe(P.plot_loo_pit, tree, out / "loo_pit.png")
     figs["pareto_k"] = _safe(P.plot_pareto_k, loo_res, out / "pareto_k.png")
     figs["svi_history"] = P.plot_svi_history(tree, out / "svi_history.png")
-    if method in ("nuts", "hmc") and len(tree["posterior"].data_vars):
-        items = _worst_items(tree, max_trace_params)
-        figs["trace"] = _safe(P.plot_trace, tree, out / "trace.png", items)
-        figs["rank"] = _safe(P.plot_rank, tree, out / "rank.png", items)
-        figs["function_convergence"] = _safe(P.plot_function_convergence, tree, out / "function_convergence.png")
+    if method in ("nuts", "hmc"):
+        if len(tree["posterior"].data_vars):
+            items = P.select_weights(tree, max_trace_params, stat=diag.ranking, largest=diag.ranking_largest)
+            figs["trace"] = _safe(P.plot_trace, tree, out / "trace.png", items)
+            figs["rank"] = _safe(P.plot_rank, tree, out / "rank.png", items)
+        figs["function_convergence"] = _safe(P.plot_function_convergence, tree, out / "function_convergence.png",
+                                             diag.function_space)
 
     nc_name = None
     if write_tree:
@@ -213,10 +215,11 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
         body.append(H.figure(figs["calibration"], "Reliability diagram: accuracy against confidence of the "
                                                   "predicted class; bars below the diagonal are over-confident."))
     body.append("<h2>Diagnostics</h2>")
+    worst = "largest R-hat" if diag.ranking_largest else "smallest bulk ESS"
     if diag.values:
         body.append(H.table(_diag_rows(diag.values), header=("diagnostic", "value")))
     if diag.table is not None:
-        body.append('<p class="small">Parameters with the largest R-hat (ArviZ summary):</p>')
+        body.append(f'<p class="small">Parameters with the {worst} (ArviZ summary):</p>')
         body.append(diag.table.to_html(classes="summary", border=0, na_rep="–"))
     if figs["svi_history"] is not None:
         body.append(H.figure(figs["svi_history"], "Negative ELBO, expected negative log-likelihood and KL "
@@ -227,7 +230,7 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
                                                            "where R-hat stays below and ESS above the dashed "
                                                            "lines."))
     if figs.get("trace") is not None:
-        body.append(H.figure(figs["trace"], "Traces and marginals of the parameters with the largest R-hat "
+        body.append(H.figure(figs["trace"], f"Traces and marginals of the parameters with the {worst} "
                                             "(divergences marked)."))
     if figs.get("rank") is not None:
         body.append(H.figure(figs["rank"], "Rank ECDF differences per chain: well-mixed chains stay inside "
@@ -264,20 +267,3 @@ def _safe(fn, *args):
     except Exception:  # noqa: BLE001 - one missing figure must not lose the whole report
         plt.close("all")
         return None
-
-
-def _worst_items(tree, n):
-    import warnings
-
-    import arviz as az
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            if int(tree["posterior"].sizes.get("chain", 1)) > 1:
-                stat = az.rhat(tree).to_dataset()
-                return P.select_weights(tree, n, stat=stat, largest=True)
-            stat = az.ess(tree, method="bulk").to_dataset()
-            return P.select_weights(tree, n, stat=stat, largest=False)
-        except Exception:  # noqa: BLE001
-            return P.select_weights(tree, n)
