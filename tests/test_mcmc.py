@@ -164,6 +164,24 @@ def test_hyperprior_per_layer_sites_and_export():
     assert tree["posterior"]["hyper.layers.0.scale"].dims == ("chain", "draw")
 
 
+def test_fixed_step_size_stays_fixed_while_the_mass_matrix_adapts():
+    x, y = tiny_data()
+    post = fit_nuts(tiny_net(), x, y, kernel="hmc", num_steps=5, step_size=0.01, adapt_step_size=False,
+                    adapt_mass_matrix=True, warmup=40, num_samples=5, chains=2, jit=False, progress=False)
+    assert torch.all(post.info["step_size_adapted"] == 0.01)
+    assert torch.all(post.sample_stats["step_size"] == 0.01)
+
+
+def test_pyro_backend_parallel_chains_with_few_draws():
+    """chain_method='parallel' hands Pyro a picklable kernel and reads the divergences without
+    Pyro's R-hat (which needs 4 draws)."""
+    x, y = tiny_data()
+    post = fit_nuts(tiny_net(), x, y, backend="pyro", chain_method="parallel", chains=2, num_samples=3, warmup=2,
+                    jit=False, progress=False)
+    assert post.samples["weights"].shape == (2, 3, tiny_net().num_weights)
+    assert post.sample_stats["diverging"].shape == (2, 3)
+
+
 def test_hierarchical_potential_by_hand():
     """The potential with sampled hyperparameters (Normal scale on layer 0, Laplace loc and
     scale on layer 2) equals a plain-torch log joint at random points, Jacobians included."""

@@ -818,10 +818,11 @@ def _check_int(name, value, minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _apply_frozen(model, frozen) -> None:
+def _apply_frozen(model, frozen) -> set:
     """Set hyperparameters of the model's priors before sampling.  ``frozen`` maps a buffer
     name (``"loc"``, ``"scale"``, ``"variance"``, ...) to a value for every adaptive prior that
-    has that buffer, or a Bayesian layer index to such a dict for that layer's prior."""
+    has that buffer, or a Bayesian layer index to such a dict for that layer's prior.  Returns
+    the (id(prior), hyperparameter) pairs it set."""
     if not isinstance(frozen, dict):
         raise ValueError(f"frozen must be a dict of hyperparameter values or None, got {type(frozen).__name__}")
     if not hasattr(model, "prior_modules"):
@@ -853,6 +854,7 @@ def _apply_frozen(model, frozen) -> None:
                 buf.copy_(new)
             else:
                 setattr(prior, name, new.clone())
+    return {(id(prior), name) for prior, name, _, _ in targets}
 
 
 def _build_potential(model, x, y, chains, init, seed, hypers, like):
@@ -881,18 +883,6 @@ def _build_potential(model, x, y, chains, init, seed, hypers, like):
                                                  if s.name in tr.nodes else hyper_init[s.name] for s in sites})
                           for tr in traces]).to(like)
     return potential, z0
-
-
-def _frozen_keys(model, frozen) -> set:
-    """(id(prior), hyperparameter) pairs that ``frozen`` sets (after :func:`_apply_frozen` has
-    checked it)."""
-    keys = set()
-    for key, val in frozen.items():
-        if isinstance(key, int):
-            keys |= {(id(model.prior_of(key)), k) for k in val}
-        else:
-            keys |= {(id(p), key) for p in model.prior_modules if p.adaptive and key in dict(p.named_buffers())}
-    return keys
 
 
 def _initial_values(model, x, y, chains, init, seed):
@@ -1031,14 +1021,13 @@ def fit_nuts(
         model.to(device=dev, dtype=float_dtype)
     x = x.to(device=dev, dtype=float_dtype)
     y = y.to(device=dev, dtype=float_dtype if torch.is_floating_point(y) else y.dtype)
-    if frozen is not None:
-        _apply_frozen(model, frozen)
+    frozen_keys = _apply_frozen(model, frozen) if frozen is not None else set()
     like = torch.zeros((), dtype=float_dtype, device=dev)
     hypers = _resolve_hyperpriors(model, hyperpriors, like) if hyperpriors else []
     if hypers and backend != "torch":
         raise ValueError("hyperpriors= needs backend='torch' (Pyro's kernel samples the model's own sites only)")
-    if frozen is not None and hypers:
-        both = {(id(h.prior), h.param) for h in hypers} & _frozen_keys(model, frozen)
+    if hypers:
+        both = {(id(h.prior), h.param) for h in hypers} & frozen_keys
         if both:
             raise ValueError("a hyperparameter cannot be both frozen and given a hyperprior; "
                              f"{len(both)} appear in both frozen= and hyperpriors=")
@@ -1163,7 +1152,8 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
             eps = state.step_size
             st = sampler.transition(state)
             if it < warmup:
-                if adapter.step(it, state.z, st["accept_prob"], state):
+                # a new mass matrix restarts the step size (Stan, Pyro) unless it is held fixed
+                if adapter.step(it, state.z, st["accept_prob"], state) and settings["adapt_step_size"]:
                     sampler.find_step_size(state)
                     adapter.reset_dual_averaging(state.step_size)
             else:
@@ -1173,10 +1163,10 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                 st["lp"] = -state.u
                 for k in names:
                     rec[k].append(st[k])
-            n = it + 1 if it < warmup else it - warmup + 1
-            a = float(st["accept_prob"].mean())
-            mean_acc = a if mean_acc is None else mean_acc + (a - mean_acc) / n
-            if progress:
+            if progress:  # the running mean acceptance costs a device sync: only for the bar
+                n = it + 1 if it < warmup else it - warmup + 1
+                a = float(st["accept_prob"].mean())
+                mean_acc = a if mean_acc is None else mean_acc + (a - mean_acc) / n
                 bar.set_postfix({"step size": f"{float(state.step_size.mean()):.2e}", "acc. prob": f"{mean_acc:.3f}"},
                                 refresh=False)
                 bar.update()
@@ -1255,10 +1245,15 @@ def _run_pyro(model, x, y, potential, z0, settings, seed, progress):
         kw["max_tree_depth"] = settings["max_tree_depth"]
     elif settings["num_steps"] is not None:
         kw["num_steps"] = settings["num_steps"]
+    if settings["chain_method"] == "parallel":
+        # Pyro pickles the kernel into its worker processes: its own class, not the local
+        # recording subclass (which the parallel path does not read anyway)
+        from pyro.infer.mcmc import HMC, NUTS
+
+        return _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress,
+                                  NUTS if kernel_name == "nuts" else HMC, kw)
     is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
     compile_s, compiled, reason = 0.0, False, None
-    if settings["chain_method"] == "parallel":
-        return _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress, Kernel, kw)
     if is_bnn:
         t0 = time.perf_counter()
         with pyro.validation_enabled(False):
@@ -1361,10 +1356,11 @@ def _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress, Ker
     t = time.perf_counter() - t0
     s = mcmc.get_samples(group_by_chain=True)
     draws = torch.cat([potential.unconstrain({k: s[k] for k in s}, batch=(chains, settings["num_samples"]))], -1)
-    diag = mcmc.diagnostics()
+    # the divergences Pyro's workers report, per chain (mcmc.diagnostics() would also compute
+    # R-hat and ESS of every site, and fails for fewer than 4 draws)
     div = torch.zeros(chains, settings["num_samples"], dtype=torch.bool)
-    for c in range(chains):
-        for i in diag.get("divergences", {}).get(f"chain {c}", []):
+    for c, d in enumerate(mcmc._diagnostics):
+        for i in (d or {}).get("divergences", []):
             div[c, i] = True
     extra = {"compiled": bool(settings["jit"]), "compile_fallback": None, "seconds_compile": 0.0,
              "seconds_warmup": float("nan"), "seconds_sampling": t}
