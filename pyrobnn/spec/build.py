@@ -17,6 +17,7 @@ from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 from .. import data as pbdata
 from ..data.paths import data_root
 from ..infer.guides import GUIDES, init_to_model
+from ..infer.mcmc import hyperprior
 from ..model import BNN, Bernoulli, Categorical, Conv2d, Gaussian, Linear, priors
 from .datasets import DataFacts
 from .fields import Context
@@ -197,6 +198,4 @@ def mcmc_kwargs(spec) -> dict:
 
 
 def _hyperprior(d: dict):
-    from ..infer.mcmc import hyperprior
-
     return hyperprior(d["family"], **{k: v for k, v in d.items() if k != "family"})

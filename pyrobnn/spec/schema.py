@@ -25,7 +25,7 @@ from typing import Any
 
 from ..data import LOADERS, SKLEARN_DATASETS
 from ..infer.kl_schedule import SCHEDULES
-from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, hyperprior
+from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES
 from ..infer.svi import OPTIMIZERS
 from ..model.layers import ACTIVATIONS
 from ..model.sites import LAYOUTS
@@ -659,31 +659,16 @@ def _read_frozen(ctx: Context, key: str, raw: Any) -> dict[str | int, Any]:
 
 _HYPER_EXPECTED = ('expected a table { family = "half_cauchy", scale = 1.0 } (families: '
                    + ", ".join(f"{f}({', '.join(p)})" for f, p in HYPERPRIOR_FAMILIES.items()) + ")")
-
-
-def _quoted(names) -> str:
-    return ", ".join(f'"{n}"' for n in names)
+#: the parameters of each hyperprior family as fields: loc any real number, the others > 0
+HYPERPRIOR_FIELDS = {f: tuple(number(p) if p == "loc" else number(p, lo=0) for p in ps)
+                     for f, ps in HYPERPRIOR_FAMILIES.items()}
+_HYPER_PARAM = choice("hyperparameter", HYPER_PARAMETERS)
 
 
 def _read_hyperprior(ctx: Context, key: str, raw: Any) -> dict:
     if not isinstance(raw, Mapping):
         ctx.fail(key, _HYPER_EXPECTED, raw)
-    family = raw.get("family")
-    if family not in HYPERPRIOR_FAMILIES:
-        hint = did_you_mean(str(family), list(HYPERPRIOR_FAMILIES))
-        ctx.fail(join(key, "family"), f"expected one of {_quoted(HYPERPRIOR_FAMILIES)}{hint}", family)
-    need = HYPERPRIOR_FAMILIES[family]
-    for k in raw:
-        if k != "family" and k not in need:
-            ctx.fail(join(key, k), f"not a parameter of {family}, which takes {_quoted(need)}", raw[k])
-    for k in need:
-        if k not in raw:
-            ctx.fail(join(key, k), f"expected a number: {family} takes {_quoted(need)}")
-        v = raw[k]
-        if not _is_number(v) or (k != "loc" and not v > 0):
-            ctx.fail(join(key, k), "expected a finite number" if k == "loc" else "expected a number > 0", v)
-    hyperprior(family, **{k: raw[k] for k in need})  # constructs
-    return dict(raw)
+    return _read_family(ctx, key, raw, HYPERPRIOR_FIELDS, "hyperprior", None)
 
 
 def _read_hyperpriors(ctx: Context, key: str, raw: Any) -> dict[str | int, Any]:
@@ -697,14 +682,14 @@ def _read_hyperpriors(ctx: Context, key: str, raw: Any) -> dict[str | int, Any]:
             layer = {}
             for name, d in v.items():
                 if name not in HYPER_PARAMETERS:
-                    ctx.fail(join(join(key, k), name), f"expected one of {_quoted(HYPER_PARAMETERS)}", d)
+                    ctx.fail(join(join(key, k), name), f"expected {_HYPER_PARAM.expected}", d)
                 layer[name] = _read_hyperprior(ctx, join(join(key, k), name), d)
             out[int(k)] = layer
         elif k in HYPER_PARAMETERS:
             out[k] = _read_hyperprior(ctx, join(key, k), v)
         else:
             hint = did_you_mean(str(k), list(HYPER_PARAMETERS))
-            ctx.fail(join(key, k), f"expected one of {_quoted(HYPER_PARAMETERS)}, or a layer index{hint}", v)
+            ctx.fail(join(key, k), f"expected {_HYPER_PARAM.expected}, or a layer index{hint}", v)
     return out
 
 
