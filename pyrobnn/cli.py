@@ -118,25 +118,6 @@ def _check_out(out: Path, force: bool) -> None:
                          f"another --out")
 
 
-def _install_dir(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` directory onto ``out`` (replacing an old run)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _save_torch(obj, path: Path) -> None:
-    import torch
-
-    from .infer.checkpoint import atomic_write
-
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
 
 def _data_stats(ds) -> dict:
     out = {}
@@ -155,7 +136,7 @@ def cmd_fit(args) -> int:
 
     from . import spec as S
     from .diagnostics import report, to_datatree
-    from .infer.checkpoint import usual_mode
+    from .infer.checkpoint import replace_dir, usual_mode
     from .infer.svi import fit_svi
 
     mspec, ispec = _specs(args.model, args.inference, args.set or [])
@@ -192,14 +173,15 @@ def cmd_fit(args) -> int:
         # what `predict` needs to rebuild the posterior
         (tmp / "model.toml").write_text(mspec.source_text, encoding="utf-8")
         (tmp / "inference.toml").write_text(ispec.source_text, encoding="utf-8")
-        _save_torch({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / "model.pt")
+        # files are written into the private temporary directory, installed in one rename below
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / "model.pt")
         if guide is not None:
-            _save_torch({k: v.detach().cpu() for k, v in guide.state_dict().items()}, tmp / "guide.pt")
+            torch.save({k: v.detach().cpu() for k, v in guide.state_dict().items()}, tmp / "guide.pt")
         if post.samples is not None:
-            _save_torch({"samples": {k: v.detach().cpu() for k, v in post.samples.items()},
+            torch.save({"samples": {k: v.detach().cpu() for k, v in post.samples.items()},
                          "sample_stats": {k: torch.as_tensor(v).detach().cpu() for k, v in post.sample_stats.items()}},
                         tmp / "samples.pt")
-        _save_torch(_data_stats(data), tmp / "data.pt")
+        torch.save(_data_stats(data), tmp / "data.pt")
         run = {"method": post.method, "model": mspec.name, "inference": ispec.name, "dataset": data.name,
                "n_train": data.n_train, "n_test": data.n_test, "fit_seconds": fit_seconds,
                "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -209,7 +191,7 @@ def cmd_fit(args) -> int:
         tree = to_datatree(post, dataset=data, model_spec=mspec, inference_spec=ispec, seed=ispec.seed,
                            num_samples=_export_draws(post, data))
         report(tree, tmp)
-        _install_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -293,7 +275,7 @@ def load_run(run_dir):
         else:
             guide(x0, y0)
     guide.load_state_dict(torch.load(run / "guide.pt", weights_only=True))
-    return Posterior(model=net, method="svi", guide=guide), stats
+    return Posterior(model=net, method="svi", guide=guide, example_args=((x0, y0), {})), stats
 
 
 def cmd_predict(args) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from pyrobnn.cli import DEFAULT_INFERENCE, DEFAULT_MODEL, main
@@ -248,3 +249,15 @@ def test_export_draws_keeps_every_mcmc_draw_within_the_size_bound():
     assert _export_draws(NS(samples=None), toy) == 500  # SVI: independent guide draws
     assert _export_draws(NS(samples={"weights": 0}, num_stored=2000), big) == 100
     assert _export_draws(NS(samples=None), big) == 100
+
+
+def test_a_reloaded_svi_run_can_be_pruned(svi_run):
+    from pyrobnn.apps.pruning import prune
+    from pyrobnn.cli import load_run
+
+    post, _ = load_run(svi_run)
+    pruned, masks = prune(post, 0.5)
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    assert kept == total - total // 2
+    assert pruned.predict(torch.zeros(3, 1), num_samples=2).mean.shape == (3,)

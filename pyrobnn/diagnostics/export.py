@@ -63,6 +63,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..infer.checkpoint import replace_dir
+
 __all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "MCMC_STAT_NAMES", "MAX_INPUT_VALUES"]
 
 #: Pyro/pyrobnn sampler statistic names → ArviZ's ``sample_stats`` names.
@@ -582,13 +584,7 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
             with warnings.catch_warnings():  # zarr 3: consolidated metadata is not in the v3 spec
                 warnings.simplefilter("ignore", category=UserWarning)
                 tree.to_zarr(target, mode="w")
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-                os.replace(path, old / path.name)
-                os.replace(target, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(target, path)
+            replace_dir(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
