@@ -218,6 +218,17 @@ def test_svi_tree_values_match_posterior(svi_fit, svi_tree):
     np.testing.assert_allclose(pr["aleatoric_var"] + pr["epistemic_var"], pr["total_var"], rtol=1e-5)
 
 
+def test_evaluate_in_batches_equals_one_pass(svi_fit):
+    post, d = svi_fit
+    draws = post.draws(S, seed=0)
+    pred, ll = post.evaluate(d.x_test, d.y_test, draws, batch_size=7)
+    whole, ll1 = post.evaluate(d.x_test, d.y_test, draws, batch_size=10_000)
+    torch.testing.assert_close(ll, ll1)
+    torch.testing.assert_close(pred.mean_draws, whole.mean_draws)
+    torch.testing.assert_close(ll, post.log_likelihood(d.x_test, d.y_test, draws=draws))
+    assert post.evaluate(d.x_test, None, draws)[1] is None
+
+
 def test_svi_log_p_and_log_q_match_pyro_traces(svi_fit, svi_tree):
     """log_q = log q(w) of the guide and log_p = log p(w) + Σ log p(y|x,w) of the model, checked
     against Pyro's own trace densities for a few draws."""

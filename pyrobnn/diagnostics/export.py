@@ -156,11 +156,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _chunks(n: int, size: int):
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
 def _latent_fns(fn_owner, *args, **kwargs) -> dict:
     """Distribution of every latent sample site of a model or guide, from one trace."""
     from pyro import poutine
@@ -314,22 +309,17 @@ def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.
 # --------------------------------------------------------------------------- main
 @torch.no_grad()
 def _evaluate(posterior, x, y, draws, batch_size: int, seed: int):
-    """Prediction, one y draw per posterior draw (S, N), pointwise log-likelihood (c, s, N)."""
+    """Prediction, one y draw per posterior draw (S, N), pointwise log-likelihood (c, s, N) and
+    log predictive density (N,) (both None without ``y``), from one predictive pass."""
     from ..infer.predictive import predictive_log_likelihood
 
-    task = posterior.model.likelihood.task
-    pred = posterior.predict(x, draws=draws, batch_size=batch_size)
-    dev = pred.mean.device
-    g = torch.Generator(device=dev).manual_seed(int(seed))
+    pred, ll = posterior.evaluate(x, y, draws, batch_size)
+    g = torch.Generator(device=pred.mean.device).manual_seed(int(seed))
     y_draws = pred.sample_y(generator=g)
-    ll = lpd = None
-    if y is not None:
-        parts = [posterior.log_likelihood(x[sl], y[sl], draws=draws) for sl in _chunks(x.shape[0], batch_size)]
-        ll = torch.cat(parts, -1)
-        lpd = predictive_log_likelihood(ll.reshape(-1, ll.shape[-1]))
-    if task == "binary":
+    lpd = None if ll is None else predictive_log_likelihood(ll.reshape(-1, ll.shape[-1]))
+    if posterior.model.likelihood.task == "binary":
         y_draws = y_draws.long()
-    return task, pred, y_draws, ll, lpd
+    return pred, y_draws, ll, lpd
 
 
 def to_datatree(
@@ -414,7 +404,7 @@ def to_datatree(
         in_sample = "train" if x_tr is not None else "evaluation"
         xs = xs.to(device=dev, dtype=model.dtype if torch.is_floating_point(xs) else xs.dtype)
         ys = ys.to(dev)
-        _, _, ys_draws, ll_s, _ = _evaluate(posterior, xs, ys, draws, batch_size, seed + 1)
+        _, ys_draws, ll_s, _ = _evaluate(posterior, xs, ys, draws, batch_size, seed + 1)
         groups["posterior_predictive"] = xr.Dataset(
             {"obs": (("chain", "draw", "obs_id"), _np(ys_draws).reshape(chain, draw, -1))},
             coords={"chain": np.arange(chain), "draw": np.arange(draw), "obs_id": np.arange(xs.shape[0])})
@@ -428,7 +418,7 @@ def to_datatree(
     if x is not None:
         xe = x.to(device=dev, dtype=model.dtype if torch.is_floating_point(x) else x.dtype)
         ye = None if y is None else y.to(dev)
-        _, pred, y_draws, _, lpd = _evaluate(posterior, xe, ye, draws, batch_size, seed + 2)
+        pred, y_draws, _, lpd = _evaluate(posterior, xe, ye, draws, batch_size, seed + 2)
         groups["predictions"] = _predictions_dataset(task, pred, y_draws, lpd, chain, draw, "pred_id")
         groups["predictions_constant_data"] = _x_dataset(xe, "pred_id")
         if ye is not None:

@@ -101,32 +101,38 @@ class Posterior:
         return self.model.predictive_distribution(x, flat)
 
     @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor | None, draws: dict,
+                 batch_size: int = 4096) -> tuple[Prediction, torch.Tensor | None]:
+        """One vectorised predictive pass per batch of ``batch_size`` inputs that gives both the
+        :class:`Prediction` at ``x`` and, when ``y`` is given, the pointwise log-likelihood
+        log p(y_n | x_n, w) for every draw, (chain, draw, N) (else None)."""
+        task = self.model.likelihood.task
+        c, s = next(iter(draws.values())).shape[:2]
+        if y is not None:
+            y = y.to(self.model.device)
+            y = y if task == "multiclass" else y.to(self.model.dtype)
+        parts, lls = [], []
+        for start in range(0, x.shape[0], batch_size):
+            d = self.predictive_distribution(x[start:start + batch_size], draws)
+            parts.append(summarize_draws(task, d))
+            if y is not None:
+                lls.append(d.log_prob(y[start:start + batch_size]).reshape(c, s, -1))
+        pred = parts[0] if len(parts) == 1 else _concat_predictions(parts)
+        return pred, (torch.cat(lls, -1) if y is not None else None)
+
     def predict(self, x: torch.Tensor, num_samples: int = 200, draws: dict | None = None,
                 batch_size: int = 4096, seed: int | None = 0) -> Prediction:
         """Posterior predictive at ``x`` from ``num_samples`` draws, all draws in one vectorised
         pass per batch of ``batch_size`` inputs.  Returns a :class:`Prediction` (means,
         variance split, class probabilities and entropies)."""
         draws = self.draws(num_samples, seed=seed) if draws is None else draws
-        task = self.model.likelihood.task
-        parts = []
-        for start in range(0, x.shape[0], batch_size):
-            d = self.predictive_distribution(x[start:start + batch_size], draws)
-            parts.append(summarize_draws(task, d))
-        if len(parts) == 1:
-            return parts[0]
-        return _concat_predictions(parts)
+        return self.evaluate(x, None, draws, batch_size)[0]
 
-    @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, draws: dict | None = None,
-                       num_samples: int = 200, seed: int | None = 0) -> torch.Tensor:
+                       num_samples: int = 200, seed: int | None = 0, batch_size: int = 4096) -> torch.Tensor:
         """Pointwise log p(y_n | x_n, w) for every draw: (chain, draw, N)."""
         draws = self.draws(num_samples, seed=seed) if draws is None else draws
-        c, s = next(iter(draws.values())).shape[:2]
-        d = self.predictive_distribution(x, draws)
-        y = y.to(self.model.device)
-        if self.model.likelihood.task != "multiclass":
-            y = y.to(self.model.dtype)
-        return d.log_prob(y).reshape(c, s, -1)
+        return self.evaluate(x, y, draws, batch_size)[1]
 
     def log_predictive_density(self, x, y, **kw) -> torch.Tensor:
         """Pointwise log posterior-predictive density of (x, y): (N,)."""
