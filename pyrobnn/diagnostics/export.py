@@ -274,10 +274,7 @@ def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.
         dv["epistemic_var"] = ((dim,), _np(pred.epistemic_var))
         dv["total_var"] = ((dim,), _np(pred.total_var))
         # central 50% and 90% intervals of the predictive of y (Prediction.interval)
-        lo90, hi90 = pred.interval(0.9)
-        lo50, hi50 = pred.interval(0.5)
-        q = np.stack([_np(lo90), _np(lo50), _np(hi50), _np(hi90)], axis=-1)
-        dv["quantiles"] = ((dim, "quantile"), q)
+        dv["quantiles"] = ((dim, "quantile"), _np(pred.quantiles(_PRED_QUANTILES)).T)
         coords["quantile"] = np.array(_PRED_QUANTILES)
     else:
         probs = _np(pred.probs)

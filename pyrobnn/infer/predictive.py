@@ -60,18 +60,23 @@ class Prediction:
     def interval(self, prob: float = 0.9, num_per_draw: int = 20, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Central ``prob`` interval of the predictive distribution of y (regression), from
         ``num_per_draw`` y draws per posterior draw."""
-        if self.task != "regression":
-            raise ValueError("interval() is defined for regression predictions")
         if not 0 < prob < 1:
             raise ValueError(f"prob must lie in (0, 1), got {prob!r}")
+        lo, hi = self.quantiles(((1 - prob) / 2, (1 + prob) / 2), num_per_draw, seed)
+        return lo, hi
+
+    def quantiles(self, probs, num_per_draw: int = 20, seed: int = 0) -> torch.Tensor:
+        """Quantiles ``probs`` of the predictive distribution of y (regression), (len(probs), N),
+        from one set of ``num_per_draw`` y draws per posterior draw."""
+        if self.task != "regression":
+            raise ValueError("quantiles are defined for regression predictions")
         g = torch.Generator(device=self.mean_draws.device).manual_seed(seed)
         s, n = self.mean_draws.shape
         eps = torch.randn((num_per_draw, s, n), generator=g, dtype=self.mean_draws.dtype,
                           device=self.mean_draws.device)
         y = (self.mean_draws + self.noise_draws * eps).reshape(-1, n)
-        q = torch.tensor([(1 - prob) / 2, (1 + prob) / 2], dtype=y.dtype, device=y.device)
-        lo, hi = torch.quantile(y, q, dim=0)
-        return lo, hi
+        q = torch.tensor(probs, dtype=y.dtype, device=y.device)
+        return torch.quantile(y, q, dim=0)
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
