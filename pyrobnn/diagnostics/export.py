@@ -63,7 +63,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..infer.checkpoint import replace_dir
+from ..infer.checkpoint import replace_dir, seeded
 
 __all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "MCMC_STAT_NAMES", "MAX_INPUT_VALUES"]
 
@@ -425,7 +425,7 @@ def to_datatree(
     # variational densities for the approximate-posterior PSIS-LOO correction
     log_q = log_p = None
     if posterior.samples is None and posterior.guide is not None:
-        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in draws.items()}
+        flat = posterior.flatten(draws)
         probe = (x_tr if x_tr is not None else x)
         if probe is not None:
             probe = probe[:1].to(device=dev, dtype=model.dtype)
@@ -525,16 +525,11 @@ def to_datatree(
 @torch.no_grad()
 def _prior_groups(model, x, n, seed, posterior, batch_size):
     fns = _latent_fns(model, x[:1], None)
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(int(seed) + 3)
     try:
-        draws = {}
-        for name, fn in fns.items():
-            draws[name] = fn.sample((n,)).unsqueeze(0)
+        with seeded(int(seed) + 3):
+            draws = {name: fn.sample((n,)).unsqueeze(0) for name, fn in fns.items()}
     except (NotImplementedError, ValueError, RuntimeError) as exc:
         return {}, f"prior group skipped: the prior cannot be sampled ({exc})"
-    finally:
-        torch.random.set_rng_state(gen_state)
     if not all(torch.isfinite(v).all() for v in draws.values()):
         return {}, "prior group skipped: the prior is improper"
     out = {"prior": _posterior_dataset(model, draws)}

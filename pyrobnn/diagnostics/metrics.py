@@ -185,13 +185,17 @@ def _attr(tree, key, default=None):
     return tree.attrs.get(key, default)
 
 
-def _x_1d(tree, group: str) -> np.ndarray | None:
+def _x_1d(tree, group: str, original: bool = False) -> np.ndarray | None:
+    """The 1-D inputs ``x`` of ``group`` (None unless one input dimension); ``original``:
+    undo the data loader's standardisation recorded in the tree (``x_mean``, ``x_std``)."""
     if not _has(tree, group) or "x" not in tree[group].to_dataset():
         return None
     x = tree[group].to_dataset()["x"].values
     if x.ndim == 2 and x.shape[1] == 1:
         x = x[:, 0]
-    return x if x.ndim == 1 else None
+    if x.ndim != 1:
+        return None
+    return x * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0) if original else x
 
 
 def _in_training_range(tree) -> np.ndarray | None:
@@ -446,10 +450,8 @@ def _function_space(d: Diagnostics, tree, nchain: int) -> bool | None:
 
 def _input_at(tree, i: int) -> float | None:
     """The evaluation input number ``i`` in original units when inputs are 1-D, else None."""
-    x = _x_1d(tree, "predictions_constant_data")
-    if x is None or i >= x.shape[0]:
-        return None
-    return float(x[i] * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0))
+    x = _x_1d(tree, "predictions_constant_data", original=True)
+    return None if x is None or i >= x.shape[0] else float(x[i])
 
 
 def _weight_space(d: Diagnostics, tree, nchain: int) -> list[str]:

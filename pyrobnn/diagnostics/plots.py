@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..infer.checkpoint import atomic_write  # noqa: E402
+from .metrics import _has, _x_1d  # noqa: E402
 
 __all__ = [
     "save_figure", "plot_predictive_band", "plot_svi_history", "plot_reliability", "plot_ppc", "plot_loo_pit",
@@ -46,22 +47,13 @@ def _save_pc(pc, path, title: str | None = None) -> Path:
     return save_figure(fig, path)
 
 
-def _has(tree, group):
-    return group in tree.children
-
-
 def _ds(tree, group):
     return tree[group].to_dataset()
 
 
 def _x1d(tree, group) -> np.ndarray | None:
-    from .metrics import _x_1d
-
-    x = _x_1d(tree, group)
-    if x is None:
-        return None
     # inputs standardised by the data loader are plotted in their original units
-    return x * tree.attrs.get("x_std", 1.0) + tree.attrs.get("x_mean", 0.0)
+    return _x_1d(tree, group, original=True)
 
 
 def is_1d_regression(tree) -> bool:

@@ -16,7 +16,6 @@ Every file is written under a temporary name and renamed into place, ``index.htm
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import xarray as xr
@@ -73,16 +72,9 @@ def load_tree(tree_or_path) -> xr.DataTree:
     return load_datatree(p)
 
 
-def _fit_info(tree) -> dict:
-    try:
-        return json.loads(tree.attrs.get("fit_info", "{}"))
-    except (TypeError, ValueError):
-        return {}
-
-
 def summary_rows(tree) -> list[tuple[str, object]]:
     a = tree.attrs
-    info = _fit_info(tree)
+    info = M._fit_info(tree)
     rows = [("method", str(a.get("method", "?")).upper()), ("task", a.get("task", "?"))]
     if a.get("dataset"):
         rows.append(("dataset", a["dataset"]))

@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,19 @@ def replace_dir(src, dst) -> None:
 
 def atomic_torch_save(obj, path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextmanager
+def seeded(seed: int | None):
+    """Run a block with torch's CPU and CUDA generators seeded with ``seed`` and restore their
+    states afterwards, so the caller's random stream is untouched (``None``: no change)."""
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def rng_state(shuffle_generator: torch.Generator | None = None) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from pyro import poutine
 
+from .checkpoint import seeded
 from .predictive import Prediction, predictive_log_likelihood, summarize_draws
 
 __all__ = ["Posterior"]
@@ -63,18 +64,8 @@ class Posterior:
         n = 1000 if num_samples is None else int(num_samples)
         if n < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
-        state = None
-        if seed is not None:
-            state = torch.random.get_rng_state()
-            cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-            torch.manual_seed(seed)
-        try:
+        with seeded(seed):
             flat = self._guide_draws(n)
-        finally:
-            if state is not None:
-                torch.random.set_rng_state(state)
-                if cuda_state is not None:
-                    torch.cuda.set_rng_state_all(cuda_state)
         return {k: v.unsqueeze(0) for k, v in flat.items()}
 
     @torch.no_grad()
