@@ -21,7 +21,7 @@ import pandas as pd
 from . import html as H
 from . import metrics as M
 from . import plots as P
-from .report import _METRIC_LABELS, load_tree
+from .report import _DIAG_LABELS, _METRIC_LABELS, _warnings_html, load_tree
 
 __all__ = ["compare", "Comparison"]
 
@@ -91,14 +91,8 @@ def compare(trees: dict, out_dir=None, *, n_weights: int = 8, title: str = "pyro
             warn.append(f"ArviZ could not compare the ELPDs ({type(exc).__name__}: {exc}).")
     elif why is not None:
         warn.append(f"No ELPD comparison: {why}; PSIS-LOO values are only comparable on the same data.")
-    for name, d in diags.items():
-        if d.values.get("pareto_k_num_above_0.7"):
-            n_high = d.values["pareto_k_num_above_0.7"]
-            warn.append(f"{name}: Pareto k is above {M.PARETO_K_MAX} for {n_high} observation"
-                        f"{'s' if n_high > 1 else ''}, so its ELPD estimate is unreliable.")
-        for w in d.warnings:
-            if not w.startswith("Pareto k is above"):
-                warn.append(f"{name}: {w}")
+    # every fit's own warnings (diagnose's Pareto-k sentence already says its ELPD is unreliable)
+    warn += [f"{name}: {w}" for name, d in diags.items() for w in d.warnings]
 
     # ---- held-out metrics side by side
     pms = {name: M.predictive_metrics(t) for name, t in trees.items()}
@@ -138,7 +132,7 @@ def compare(trees: dict, out_dir=None, *, n_weights: int = 8, title: str = "pyro
                         header=("fit", "method", "dataset", "training points", "evaluation points",
                                 "chains × draws")))
     body.append("<h2>Warnings</h2>")
-    body += [f'<div class="warn">{H.esc(w)}</div>' for w in warn] or ['<div class="ok">None.</div>']
+    body.append(_warnings_html(warn, none="None."))
     body.append("<h2>Expected log predictive density (PSIS-LOO, training data)</h2>")
     if elpd is not None:
         body.append('<p class="small">Ranked by elpd (higher is better); elpd_diff and dse are relative to the '
@@ -163,18 +157,14 @@ def compare(trees: dict, out_dir=None, *, n_weights: int = 8, title: str = "pyro
     return result
 
 
-_DIAG_ROWS = (
-    ("f_rhat_max", "largest function-space R-hat"), ("f_ess_bulk_min", "smallest function-space bulk ESS"),
-    ("f_ess_tail_min", "smallest function-space tail ESS"), ("rhat_max", "largest weight R-hat"),
-    ("ess_bulk_min", "smallest weight bulk ESS"), ("divergences", "divergent transitions"),
-    ("tree_depth_at_max", "transitions at max tree depth"), ("vi_pareto_k", "Pareto k of p/q (SVI)"),
-    ("pareto_k_max", "largest PSIS-LOO Pareto k"),
-)
+#: the diagnostics values the comparison shows side by side
+_DIAG_KEYS = ("f_rhat_max", "f_ess_bulk_min", "f_ess_tail_min", "rhat_max", "ess_bulk_min", "divergences",
+              "tree_depth_at_max", "vi_pareto_k", "pareto_k_max")
 
 
 def _diagnostics_table(diags: dict, names: list) -> pd.DataFrame | None:
     """The convergence numbers of every fit, one column each (rows no fit has are left out)."""
-    rows = {label: [diags[n].values.get(key, np.nan) for n in names] for key, label in _DIAG_ROWS
+    rows = {_DIAG_LABELS[key]: [diags[n].values.get(key, np.nan) for n in names] for key in _DIAG_KEYS
             if any(key in diags[n].values for n in names)}
     return pd.DataFrame(rows, index=names).T if rows else None
 

@@ -102,33 +102,32 @@ def _metric_rows(pm: dict):
     return [(_METRIC_LABELS.get(k, k), v) for k, v in pm.items() if k != "reliability" and not isinstance(v, dict)]
 
 
+#: labels of the diagnostics values (:func:`pyrobnn.diagnostics.metrics.diagnose`)
+_DIAG_LABELS = {
+    "rhat_max": "largest R-hat", "rhat_max_at": "… at", "rhat_num_above": f"parameters with R-hat > {M.RHAT_MAX}",
+    "ess_bulk_min": "smallest bulk ESS", "ess_bulk_min_at": "… at", "ess_tail_min": "smallest tail ESS",
+    "ess_tail_min_at": "… at", "mcse_mean_max": "largest MCSE of a mean", "mcse_mean_max_at": "… at",
+    "divergences": "divergent transitions", "bfmi_min": "smallest E-BFMI", "tree_depth_at_max":
+    "transitions at max tree depth", "acceptance_rate_mean": "mean acceptance rate",
+    "step_size_mean": "mean step size", "vi_pareto_k": "Pareto k of p/q (variational fit)",
+    "elbo_rel_change_last_10pct": "relative ELBO change over the last 10% of epochs",
+    "elpd_loo": "elpd (PSIS-LOO, training data)", "elpd_loo_se": "elpd standard error", "p_loo":
+    "effective number of parameters p_loo", "loo_kind": "PSIS-LOO variant", "pareto_k_max": "largest Pareto k",
+    "pareto_k_num_above_0.7": "observations with Pareto k > 0.7",
+    "f_rhat_max": "largest function-space R-hat", "f_rhat_max_at": "… at", "f_rhat_num_above":
+    f"function values with R-hat > {M.RHAT_MAX}", "f_ess_bulk_min": "smallest function-space bulk ESS",
+    "f_ess_bulk_min_at": "… at", "f_ess_tail_min": "smallest function-space tail ESS",
+    "f_ess_tail_min_at": "… at",
+}
+
+
 def _diag_rows(values: dict):
-    labels = {
-        "rhat_max": "largest R-hat", "rhat_max_at": "… at", "rhat_num_above": f"parameters with R-hat > {M.RHAT_MAX}",
-        "ess_bulk_min": "smallest bulk ESS", "ess_bulk_min_at": "… at", "ess_tail_min": "smallest tail ESS",
-        "ess_tail_min_at": "… at", "mcse_mean_max": "largest MCSE of a mean", "mcse_mean_max_at": "… at",
-        "divergences": "divergent transitions", "bfmi_min": "smallest E-BFMI", "tree_depth_at_max":
-        "transitions at max tree depth", "acceptance_rate_mean": "mean acceptance rate",
-        "step_size_mean": "mean step size", "vi_pareto_k": "Pareto k of p/q (variational fit)",
-        "elbo_rel_change_last_10pct": "relative ELBO change over the last 10% of epochs",
-        "elpd_loo": "elpd (PSIS-LOO, training data)", "elpd_loo_se": "elpd standard error", "p_loo":
-        "effective number of parameters p_loo", "loo_kind": "PSIS-LOO variant", "pareto_k_max": "largest Pareto k",
-        "pareto_k_num_above_0.7": "observations with Pareto k > 0.7",
-        "f_rhat_max": "largest function-space R-hat", "f_rhat_max_at": "… at", "f_rhat_num_above":
-        f"function values with R-hat > {M.RHAT_MAX}", "f_ess_bulk_min": "smallest function-space bulk ESS",
-        "f_ess_bulk_min_at": "… at", "f_ess_tail_min": "smallest function-space tail ESS",
-        "f_ess_tail_min_at": "… at",
-    }
-    return [(labels.get(k, k), v) for k, v in values.items()]
+    return [(_DIAG_LABELS.get(k, k), v) for k, v in values.items()]
 
 
-def _warnings_html(d: M.Diagnostics) -> str:
-    parts = []
-    if d.warnings:
-        parts += [f'<div class="warn">{H.esc(w)}</div>' for w in d.warnings]
-    else:
-        parts.append('<div class="ok">No diagnostic raised a warning.</div>')
-    parts += [f'<p class="note">{H.esc(n)}</p>' for n in d.notes]
+def _warnings_html(warnings, notes=(), none: str = "No diagnostic raised a warning.") -> str:
+    parts = [f'<div class="warn">{H.esc(w)}</div>' for w in warnings] or [f'<div class="ok">{H.esc(none)}</div>']
+    parts += [f'<p class="note">{H.esc(n)}</p>' for n in notes]
     return "\n".join(parts)
 
 
@@ -189,7 +188,7 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
     title = title or f"pyrobnn report — {a.get('dataset') or task} — {method.upper()}"
     body = ["<h2>Fit</h2>", H.table(summary_rows(tree))]
     body.append("<h2>Warnings</h2>")
-    body.append(_warnings_html(diag))
+    body.append(_warnings_html(diag.warnings, diag.notes))
     if pm:
         body.append("<h2>Held-out predictive performance</h2>")
         body.append(f'<p class="small">On the {pm.get("n")} evaluation points, from the posterior predictive '
