@@ -64,6 +64,7 @@ import torch
 import xarray as xr
 
 from ..infer.checkpoint import replace_dir, seeded
+from ..infer.guides import latent_nodes
 
 __all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "MCMC_STAT_NAMES", "MAX_INPUT_VALUES"]
 
@@ -162,9 +163,7 @@ def _latent_fns(fn_owner, *args, **kwargs) -> dict:
 
     with torch.no_grad(), poutine.block():
         tr = poutine.trace(poutine.block(fn_owner, hide=["obs"])).get_trace(*args, **kwargs)
-    return {name: site["fn"] for name, site in tr.nodes.items()
-            if site["type"] == "sample" and not site["is_observed"]
-            and type(site["fn"]).__name__ != "_Subsample"}
+    return {name: site["fn"] for name, site in latent_nodes(tr)}
 
 
 def _log_density(fns: dict, draws: dict[str, torch.Tensor]) -> torch.Tensor | None:

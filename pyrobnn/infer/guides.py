@@ -99,6 +99,17 @@ class _Site:
     frames: tuple  # (name, size, dim) of the site's vectorised plates
 
 
+def latent_nodes(trace):
+    """(name, node) of every latent sample site of a Pyro trace: not observed, not auxiliary,
+    not a plate's subsample site."""
+    for name, node in trace.nodes.items():
+        if node["type"] != "sample" or node["is_observed"] or node["infer"].get("is_auxiliary"):
+            continue
+        if type(node["fn"]).__name__ == "_Subsample":
+            continue
+        yield name, node
+
+
 class SiteGuide(PyroModule):
     """Base class: discovers the model's latent sites and samples each from
     :meth:`site_distribution`.  Subclasses implement ``_init_site`` and ``site_distribution``
@@ -119,11 +130,7 @@ class SiteGuide(PyroModule):
         with poutine.block(), InitMessenger(init_to_model):
             trace = poutine.trace(self.model).get_trace(*args, **kwargs)
         sites = []
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary"):
-                continue
-            if type(site["fn"]).__name__ == "_Subsample":
-                continue
+        for name, site in latent_nodes(trace):
             frames = []
             for f in site["cond_indep_stack"]:
                 full = getattr(f, "full_size", None) or f.size

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 from ..model import priors
 from ..model.priors import laplace_log_prob, normal_log_prob
 from ..model.sites import SitePrior
-from .guides import _is_identity, init_to_model
+from .guides import _is_identity, init_to_model, latent_nodes
 from .posterior import Posterior
 from .svi import resolve_device
 
@@ -92,18 +92,9 @@ class _Site:
     identity: bool
 
 
-def _latent_nodes(trace):
-    for name, node in trace.nodes.items():
-        if node["type"] != "sample" or node["is_observed"] or node["infer"].get("is_auxiliary"):
-            continue
-        if type(node["fn"]).__name__ == "_Subsample":
-            continue
-        yield name, node
-
-
 def _layout(trace) -> tuple[list[_Site], dict]:
     sites, fns, start = [], {}, 0
-    for name, node in _latent_nodes(trace):
+    for name, node in latent_nodes(trace):
         fn = node["fn"]
         if fn.has_enumerate_support:
             raise ValueError(f"site {name!r} is discrete; NUTS/HMC need continuous latent sites")
