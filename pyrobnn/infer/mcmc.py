@@ -68,7 +68,7 @@ from ..model.priors import laplace_log_prob, normal_log_prob
 from ..model.sites import SitePrior
 from .guides import _is_identity, init_to_model, latent_nodes
 from .posterior import Posterior
-from .svi import resolve_device
+from .svi import check_int, place
 
 __all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy", "HYPER_PARAMETERS",
            "HYPERPRIOR_FAMILIES", "hyperprior"]
@@ -804,11 +804,6 @@ class _BatchedHMC:
 
 
 # ====================================================================== public API
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def _apply_frozen(model, frozen) -> set:
     """Set hyperparameters of the model's priors before sampling.  ``frozen`` maps a buffer
     name (``"loc"``, ``"scale"``, ``"variance"``, ...) to a value for every adaptive prior that
@@ -973,10 +968,10 @@ def fit_nuts(
     the log joint in unconstrained coordinates).  ``info`` records the settings, the seed,
     the adapted step sizes and inverse mass matrices, and the warmup / sampling wall times.
     """
-    _check_int("num_samples", num_samples, 1)
-    _check_int("warmup", warmup, 0)
-    _check_int("chains", chains, 1)
-    _check_int("max_tree_depth", max_tree_depth, 1)
+    check_int("num_samples", num_samples, 1)
+    check_int("warmup", warmup, 0)
+    check_int("chains", chains, 1)
+    check_int("max_tree_depth", max_tree_depth, 1)
     target_accept = float(target_accept)
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}")
@@ -985,7 +980,7 @@ def fit_nuts(
     if step_size is not None and not (float(step_size) > 0 and math.isfinite(float(step_size))):
         raise ValueError(f"step_size must be a positive number or None, got {step_size!r}")
     if num_steps is not None:
-        _check_int("num_steps", num_steps, 1)
+        check_int("num_steps", num_steps, 1)
     is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
     if backend is None:
         backend = "torch" if is_bnn else "pyro"
@@ -1006,12 +1001,7 @@ def fit_nuts(
         model.check_data(x, y)
 
     t_start = time.perf_counter()
-    dev = resolve_device(device, x)
-    float_dtype = dtype or (x.dtype if torch.is_floating_point(x) else torch.get_default_dtype())
-    if isinstance(model, torch.nn.Module):
-        model.to(device=dev, dtype=float_dtype)
-    x = x.to(device=dev, dtype=float_dtype)
-    y = y.to(device=dev, dtype=float_dtype if torch.is_floating_point(y) else y.dtype)
+    x, y, dev, float_dtype = place(model, x, y, device, dtype)
     frozen_keys = _apply_frozen(model, frozen) if frozen is not None else set()
     like = torch.zeros((), dtype=float_dtype, device=dev)
     hypers = _resolve_hyperpriors(model, hyperpriors, like) if hyperpriors else []

@@ -41,9 +41,24 @@ def resolve_device(device, x: torch.Tensor | None = None) -> torch.device:
     return device
 
 
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def place(model, x: torch.Tensor, y: torch.Tensor, device, dtype):
+    """Move ``model`` and the data to the resolved device (the data's device for "auto") and
+    floating dtype (``dtype``, else the data's); integer targets keep their dtype.  Returns
+    ``(x, y, device, float dtype)``."""
+    dev = resolve_device(device, x)
+    float_dtype = dtype or (x.dtype if torch.is_floating_point(x) else torch.get_default_dtype())
+    if isinstance(model, torch.nn.Module):
+        model.to(device=dev, dtype=float_dtype)
+    x = x.to(device=dev, dtype=float_dtype)
+    y = y.to(device=dev, dtype=float_dtype if torch.is_floating_point(y) else y.dtype)
+    return x, y, dev, float_dtype
 
 
 def fit_svi(
@@ -93,10 +108,10 @@ def fit_svi(
     the parameters of the last finite step left in place.  Returns a :class:`Posterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("num_particles", num_particles)
-    _check_positive_int("checkpoint_every", checkpoint_every)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_int("num_particles", num_particles)
+    check_int("checkpoint_every", checkpoint_every)
     if kl not in SCHEDULES:
         raise ValueError(f"kl must be one of {SCHEDULES}, got {kl!r}")
     if optimizer not in OPTIMIZERS:
@@ -106,11 +121,7 @@ def fit_svi(
     if seed is not None:
         pyro.set_rng_seed(seed)
 
-    dev = resolve_device(device, x)
-    float_dtype = dtype or (x.dtype if torch.is_floating_point(x) else torch.get_default_dtype())
-    model.to(device=dev, dtype=float_dtype)
-    x = x.to(device=dev, dtype=float_dtype)
-    y = y.to(device=dev, dtype=float_dtype if torch.is_floating_point(y) else y.dtype)
+    x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
     bsz = min(batch_size, n)
     num_batches = math.ceil(n / bsz)
