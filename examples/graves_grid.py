@@ -74,19 +74,11 @@ def error_pct(logits, y) -> float:
 
 
 @torch.no_grad()
-def pruned_error(post, net, x, y, fraction: float, is_point: bool) -> float:
-    """Test error with the ``fraction`` of weights of lowest |μ|/σ (|w| for a point estimate) set to 0,
-    predicting with the means of the rest."""
-    if not is_point:
-        pruned, _ = prune(post, fraction)
-        return error_pct(logits_at(net, pruned.guide.median(), x), y)
-    # a point estimate has σ = 0, so |μ|/σ carries no ranking: rank by |w| instead
-    w = post.guide.median()
-    flat = torch.cat([w[s].reshape(-1) for s in net.weight_sites]).abs()
-    k = int(round(fraction * flat.numel()))
-    threshold = torch.kthvalue(flat, k).values if k > 0 else torch.tensor(-1.0)
-    kept = {s: torch.where(w[s].abs() > threshold, w[s], torch.zeros_like(w[s])) for s in net.weight_sites}
-    return error_pct(logits_at(net, kept, x), y)
+def pruned_error(post, net, x, y, fraction: float) -> float:
+    """Test error with the ``fraction`` of weights of lowest |μ|/σ set to 0 (``prune``; a point
+    estimate, σ = 0, is ranked by |w|), predicting with the means of the rest."""
+    pruned, _ = prune(post, fraction)
+    return error_pct(logits_at(net, pruned.guide.median(), x), y)
 
 
 def run_row(name, model_name, inference_name, epochs_override):
@@ -131,8 +123,8 @@ def run_row(name, model_name, inference_name, epochs_override):
     if not is_point:
         snr = torch.cat([v.reshape(-1) for v in signal_to_noise(guide, net.weight_sites).values()])
         snr_fraction = float((snr < 1).float().mean())
-        err_snr = pruned_error(post, net, ds.x_test, ds.y_test, snr_fraction, is_point)
-    pruning = {f: pruned_error(post, net, ds.x_test, ds.y_test, f, is_point) for f in PRUNE_FRACTIONS}
+        err_snr = pruned_error(post, net, ds.x_test, ds.y_test, snr_fraction)
+    pruning = {f: pruned_error(post, net, ds.x_test, ds.y_test, f) for f in PRUNE_FRACTIONS}
     ok = [f for f, e in pruning.items() if e <= err_mean + PRUNE_TOLERANCE]
     max_removable = max(ok) if ok else 0.0
     hyper = {k: v for k, v in net.prior_of(0).hyperparameters().items()}
