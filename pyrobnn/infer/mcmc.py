@@ -63,8 +63,6 @@ from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from ..model import priors
-from ..model.priors import laplace_log_prob, normal_log_prob
 from ..model.sites import SitePrior
 from .guides import _is_identity, init_to_model, latent_nodes
 from .posterior import Posterior
@@ -167,7 +165,7 @@ class PotentialEnergy:
         for s in self.sites:
             v = values[s.name]
             if s.name in self._hyper_sites:
-                term = _site_log_prob(self.fns[s.name], v.reshape(c, -1), bound)
+                term = self.fns[s.name].log_prob(v.reshape(c, -1), bound)
             else:
                 term = self.fns[s.name].log_prob(v).reshape(c, -1).sum(-1)
             if s.name in jac:
@@ -181,9 +179,7 @@ class PotentialEnergy:
 
 
 # ---------------------------------------------------------------------- hyperpriors
-#: prior families whose hyperparameters can be given hyperpriors, with their log density as a
-#: function of (w, loc, scale) broadcasting over chains
-_HYPER_FAMILIES = ((priors.Normal, normal_log_prob), (priors.Laplace, laplace_log_prob))
+#: hyperparameters that can be given hyperpriors (of the priors whose ``given_hyperparameters`` list them)
 HYPER_PARAMETERS = ("loc", "scale")
 
 
@@ -230,31 +226,6 @@ class _Hyper:
     dist: object
 
 
-def _family_log_prob(prior):
-    for cls, fn in _HYPER_FAMILIES:
-        if isinstance(prior, cls):
-            return fn
-    return None
-
-
-def _site_log_prob(site_prior: SitePrior, w: torch.Tensor, bound: dict) -> torch.Tensor:
-    """log p(w | hyperparameters) of a packed weight site (C, D): parts whose prior has sampled
-    hyperparameters (``bound``: id(prior) → {"loc"/"scale": (C, 1)}) use them, the others their
-    own values."""
-    total = None
-    for part in site_prior.parts:
-        v = w[:, part.start:part.stop]
-        given = bound.get(id(part.prior))
-        if given is None:
-            lp = part.prior.log_prob_sum(v, part.prior_index())
-        else:
-            loc = given.get("loc", part.prior.loc)
-            scale = given.get("scale", part.prior.scale)
-            lp = _family_log_prob(part.prior)(v, loc, scale).sum(-1)
-        total = lp if total is None else total + lp
-    return total
-
-
 def _on(dist, like):
     """``dist`` with its parameters on ``like``'s device and dtype (standard families)."""
     try:
@@ -282,7 +253,7 @@ def _resolve_hyperpriors(model, hyperpriors, like) -> list[_Hyper]:
                 raise ValueError(f"hyperpriors[{key}] must be a dict {{hyperparameter: distribution}}, got {val!r}")
             wanted += [(model.prior_of(key), k, v, f"hyperpriors[{key}][{k!r}]") for k, v in val.items()]
         else:
-            adaptive = [p for p in model.prior_modules if p.adaptive and _family_log_prob(p) is not None]
+            adaptive = [p for p in model.prior_modules if p.adaptive and p.given_hyperparameters]
             if not adaptive:
                 raise ValueError(f"hyperpriors[{key!r}]: the model has no adaptive Normal or Laplace prior; use "
                                  f"{{layer: {{{key!r}: ...}}}} to give any layer's Normal or Laplace prior one")
@@ -291,11 +262,12 @@ def _resolve_hyperpriors(model, hyperpriors, like) -> list[_Hyper]:
     seen: dict[tuple[int, str], str] = {}
     every = model.bayesian_layers
     for prior, param, dist, label in wanted:
-        if _family_log_prob(prior) is None:
+        if not prior.given_hyperparameters:
             raise ValueError(f"{label}: hyperpriors are supported for Normal and Laplace priors (and their adaptive "
                              f"variants), not {type(prior).__name__}")
-        if param not in HYPER_PARAMETERS:
-            raise ValueError(f"{label}: unknown hyperparameter {param!r}; expected one of {list(HYPER_PARAMETERS)}")
+        if param not in prior.given_hyperparameters:
+            raise ValueError(f"{label}: unknown hyperparameter {param!r}; expected one of "
+                             f"{list(prior.given_hyperparameters)}")
         if not isinstance(dist, torch.distributions.Distribution) or dist.batch_shape or dist.event_shape:
             raise ValueError(f"{label} must be a scalar torch/Pyro distribution (e.g. "
                              f"pyro.distributions.HalfCauchy(1.0)), got {dist!r}")

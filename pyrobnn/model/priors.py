@@ -76,6 +76,9 @@ class Prior(nn.Module):
 
     #: has per-weight hyperparameters; :meth:`bind` sizes them
     per_weight = False
+    #: hyperparameters that :meth:`log_prob_at` accepts as given tensors (e.g. sampled by MCMC
+    #: under a hyperprior); empty when the family has none
+    given_hyperparameters: tuple[str, ...] = ()
     #: hyperparameters are set by :meth:`update` (empirical Bayes)
     adaptive = False
     #: the density integrates to one (``False`` for :class:`Flat`)
@@ -120,8 +123,15 @@ class Normal(Prior):
         self._buf("loc", loc)
         self._buf("scale", _positive("scale", scale))
 
+    given_hyperparameters = ("loc", "scale")
+
     def log_prob(self, w, index=None):
-        return normal_log_prob(w, self.loc, self.scale)
+        return self.log_prob_at(w)
+
+    def log_prob_at(self, w, loc=None, scale=None):
+        """Elementwise log density with ``loc`` and/or ``scale`` given (tensors broadcasting
+        against ``w``, e.g. one row per MCMC chain) instead of the stored ones."""
+        return normal_log_prob(w, self.loc if loc is None else loc, self.scale if scale is None else scale)
 
     def log_prob_sum(self, w, index=None):
         # the per-weight constant −log σ − ½ log 2π is added once, times the count
@@ -143,8 +153,14 @@ class Laplace(Prior):
         self._buf("loc", loc)
         self._buf("scale", _positive("scale", scale))
 
+    given_hyperparameters = ("loc", "scale")
+
     def log_prob(self, w, index=None):
-        return laplace_log_prob(w, self.loc, self.scale)
+        return self.log_prob_at(w)
+
+    def log_prob_at(self, w, loc=None, scale=None):
+        """Elementwise log density with ``loc`` and/or ``scale`` given instead of the stored ones."""
+        return laplace_log_prob(w, self.loc if loc is None else loc, self.scale if scale is None else scale)
 
     def sample(self, shape, index=None):
         return torch.distributions.Laplace(self.loc, self.scale).sample(shape)

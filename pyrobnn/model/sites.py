@@ -83,11 +83,18 @@ class SitePrior(TorchDistribution):
     def _whole(self, part):
         return part.start == 0 and part.stop == self.num_weights
 
-    def log_prob(self, value):
+    def log_prob(self, value, given: dict | None = None):
+        """Σ of every part's prior log density.  ``given`` maps id(prior) to hyperparameter
+        tensors ({"scale": (C, 1), ...}) that replace that prior's stored ones (hyperparameters
+        sampled under a hyperprior)."""
         total = None
         for part in self.parts:
             v = value if self._whole(part) else value[..., part.start:part.stop]
-            lp = part.prior.log_prob_sum(v, part.prior_index())
+            over = given.get(id(part.prior)) if given else None
+            if over:
+                lp = part.prior.log_prob_at(v, **over).sum(-1)
+            else:
+                lp = part.prior.log_prob_sum(v, part.prior_index())
             total = lp if total is None else total + lp
         return total.expand(torch.broadcast_shapes(total.shape, self.batch_shape))
 
