@@ -104,3 +104,16 @@ class Clock:
 
 def machine() -> str:
     return f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
+def finish(stem: str, quick: bool, clock, text: str, payload: dict, fig, figure_stem: str | None = None) -> None:
+    """Every script's ending: its table (``.md``), its numbers with the wall time, ``--quick``
+    and the machine (``.json``) and its figure (``.png``) into ``results/``, then the table and
+    the wall time on stdout."""
+    write_text(output_name(stem, quick, "md"), text)
+    write_json(output_name(stem, quick, "json"),
+               {**payload, "wall_seconds": clock.seconds, "quick": quick, "machine": machine()})
+    save_figure(fig, output_name(figure_stem or stem, quick, "png"))
+    print()
+    print(text)
+    print(f"wall time: {clock}")

@@ -30,7 +30,7 @@ from torch import nn
 
 import pyrobnn as pb
 
-from _common import Clock, machine, markdown_table, output_name, parse_args, save_figure, write_json, write_text
+from _common import Clock, finish, machine, markdown_table, parse_args
 
 WIDTHS = (1, 2, 4, 8, 16, 32, 64)
 WIDE = (256, 1024)
@@ -203,15 +203,10 @@ def main():
     fig.suptitle("ARD Bayesian network vs unregularised network on breast cancer (Basov, figure 1)")
     fig.tight_layout()
 
-    write_text(output_name("basov_ard", args.quick, "md"), text)
-    write_json(output_name("basov_ard", args.quick, "json"),
-               {"summary": summary, "runs": runs, "pearson_bnn": pearson_bnn, "pearson_plain": pearson_plain,
-                "widths": list(widths), "seeds": list(seeds), "plain_epochs": plain_epochs, "bnn_epochs": bnn_epochs,
-                "wall_seconds": clock.seconds, "quick": args.quick, "machine": machine()})
-    save_figure(fig, output_name("basov_ard", args.quick, "png"))
-    print()
-    print(text)
-    print(f"wall time: {clock}")
+    finish("basov_ard", args.quick, clock, text,
+           {"summary": summary, "runs": runs, "pearson_bnn": pearson_bnn, "pearson_plain": pearson_plain,
+            "widths": list(widths), "seeds": list(seeds), "plain_epochs": plain_epochs, "bnn_epochs": bnn_epochs},
+           fig)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,7 @@ from torch import nn
 import pyrobnn as pb
 from pyrobnn.apps.pruning import prune, signal_to_noise
 
-from _common import REPO, Clock, fmt, machine, markdown_table, output_name, parse_args, save_figure, write_json, \
-    write_text
+from _common import REPO, Clock, finish, fmt, machine, markdown_table, parse_args
 
 BATCH = 128
 SGD_LR, SGD_MOMENTUM = 0.01, 0.9
@@ -233,15 +232,9 @@ def main():
     fig.suptitle(f"Bayes by Backprop on Fashion-MNIST, 784-400-400-10, {epochs} epochs")
     fig.tight_layout()
 
-    write_text(output_name("blundell_classification", args.quick, "md"), text)
-    write_json(output_name("blundell_classification", args.quick, "json"),
-               {"results": results, "curves": curves, "pruning": prunes, "epochs": epochs, "batch_size": BATCH,
-                "n_train": ds.x_train.shape[0], "n_test": ds.x_test.shape[0], "wall_seconds": clock.seconds,
-                "quick": args.quick, "machine": machine()})
-    save_figure(fig, output_name("blundell_classification", args.quick, "png"))
-    print()
-    print(text)
-    print(f"wall time: {clock}")
+    finish("blundell_classification", args.quick, clock, text,
+           {"results": results, "curves": curves, "pruning": prunes, "epochs": epochs, "batch_size": BATCH,
+            "n_train": ds.x_train.shape[0], "n_test": ds.x_test.shape[0]}, fig)
 
 
 if __name__ == "__main__":

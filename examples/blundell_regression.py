@@ -36,7 +36,7 @@ import pyrobnn as pb
 from pyrobnn.data import toy_function
 from pyrobnn.infer.mcmc import fit_nuts
 
-from _common import Clock, fmt, machine, markdown_table, output_name, parse_args, save_figure, write_json, write_text
+from _common import Clock, finish, fmt, machine, markdown_table, parse_args
 
 N_TRAIN, N_TEST = 300, 200
 TRAIN_RANGE = (0.0, 0.5)
@@ -204,14 +204,8 @@ def main():
     fig.suptitle("Toy regression of Blundell et al. (2015): predictive bands (grey: training range)")
     fig.tight_layout()
 
-    write_text(output_name("blundell_regression", args.quick, "md"), text)
-    write_json(output_name("blundell_regression", args.quick, "json"),
-               {"results": results, "settings": {k: v for k, v in cfg.items()}, "n_train": N_TRAIN, "n_test": N_TEST,
-                "prior": PRIOR, "wall_seconds": clock.seconds, "quick": args.quick, "machine": machine()})
-    save_figure(fig, output_name("blundell_regression", args.quick, "png"))
-    print()
-    print(text)
-    print(f"wall time: {clock}")
+    finish("blundell_regression", args.quick, clock, text,
+           {"results": results, "settings": dict(cfg), "n_train": N_TRAIN, "n_test": N_TEST, "prior": PRIOR}, fig)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,7 @@ import pyrobnn as pb
 from pyrobnn.apps.pruning import prune, signal_to_noise
 from pyrobnn.spec import build_data, build_guide, build_model, load_inference_spec, load_model_spec, svi_kwargs
 
-from _common import REPO, Clock, fmt, machine, markdown_table, output_name, parse_args, save_figure, write_json, \
-    write_text
+from _common import REPO, Clock, finish, fmt, markdown_table, parse_args
 
 # (Graves' row name, model spec, inference spec) — his table order
 ROWS = [
@@ -209,13 +208,7 @@ def main():
     fig.suptitle("Graves (2011) grid on digits: validation error while training")
     fig.tight_layout()
 
-    write_text(output_name("graves_grid", args.quick, "md"), text)
-    write_json(output_name("graves_grid", args.quick, "json"),
-               {"rows": results, "wall_seconds": clock.seconds, "quick": args.quick, "machine": machine()})
-    save_figure(fig, output_name("graves_grid_curves", args.quick, "png"))
-    print()
-    print(text)
-    print(f"wall time: {clock}")
+    finish("graves_grid", args.quick, clock, text, {"rows": results}, fig, figure_stem="graves_grid_curves")
 
 
 if __name__ == "__main__":
