@@ -721,23 +721,22 @@ class _BatchedHMC:
             x = torch.where(fwd, right, left)
             step = torch.where(forward, state.step_size, -state.step_size)[:, None]
             size = 1 << j
-            xs, us = [], []
-            check_at = 8
+            # the sub-tree's states, written in place (P, C, 3, D) and potentials (P, C)
+            X, U = x.new_empty((size, *x.shape)), h0.new_empty((size, c))
+            check_at, P = 8, size
             for k in range(size):
                 x, u = self.leapfrog(x, step, inv_mass)
                 self.calls += 1
-                xs.append(x)
-                us.append(u)
+                X[k], U[k] = x, u
                 if k + 1 == check_at and k + 1 < size:
                     check_at *= 2
-                    X, U = torch.stack(xs), torch.stack(us)
-                    R = X[:, :, 1]
-                    stop, _ = self._terminations(R, U + self.kinetic(R, inv_mass), h0, inv_mass)
+                    R = X[:k + 1, :, 1]
+                    stop, _ = self._terminations(R, U[:k + 1] + self.kinetic(R, inv_mass), h0, inv_mass)
                     if bool((stop.any(0) | ~active).all()):
+                        P = k + 1
                         break
-            X, U = torch.stack(xs), torch.stack(us)  # (P, C, 3, D), (P, C)
+            X, U = X[:P], U[:P]
             R = X[:, :, 1]
-            P = X.shape[0]
             H = U + self.kinetic(R, inv_mass)
             stop, div = self._terminations(R, H, h0, inv_mass)
             stopped = stop.any(0)
