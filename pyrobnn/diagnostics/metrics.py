@@ -349,31 +349,43 @@ def _fmt_index(coords: dict) -> str:
     return f"[{', '.join(vals)}]" if vals else ""
 
 
-def _scalar_items(ds):
-    """(label, DataArray-of-scalars) for every component of every variable of a Dataset of
-    per-parameter statistics."""
-    for name, da in ds.data_vars.items():
-        if da.ndim == 0:
-            yield name, {}, float(da)
-            continue
-        vals = da.values.ravel()
-        for k in range(vals.size):
-            idx = np.unravel_index(k, da.shape)
-            yield name, dict(zip(da.dims, idx)), float(vals[k])
+def _flat(ds):
+    """Every scalar of every variable of a Dataset of per-parameter statistics, as
+    (names, variable index per scalar, flat index within it, values) — one array pass instead
+    of one Python step per weight."""
+    names = list(ds.data_vars)
+    vals = [np.asarray(ds[n].values, dtype=float).ravel() for n in names]
+    var = np.concatenate([np.full(v.size, i) for i, v in enumerate(vals)]) if vals else np.zeros(0, int)
+    flat = np.concatenate([np.arange(v.size) for v in vals]) if vals else np.zeros(0, int)
+    values = np.concatenate(vals) if vals else np.zeros(0)
+    return names, var, flat, values
+
+
+def _item(ds, names, var, flat, k):
+    name = names[var[k]]
+    da = ds[name]
+    coords = dict(zip(da.dims, np.unravel_index(int(flat[k]), da.shape))) if da.ndim else {}
+    return name, coords
+
+
+def _ranked(ds, n: int | None, largest: bool) -> list[tuple[str, dict, float]]:
+    """The ``n`` finite scalars with the largest (or smallest) value, (name, coords, value),
+    ties in the order of the Dataset."""
+    names, var, flat, values = _flat(ds)
+    ok = np.flatnonzero(np.isfinite(values))
+    order = ok[np.argsort(-values[ok] if largest else values[ok], kind="stable")][:n]
+    return [(*_item(ds, names, var, flat, k), float(values[k])) for k in order]
 
 
 def _extreme(ds, largest: bool):
-    best = None
-    for name, coords, v in _scalar_items(ds):
-        if not np.isfinite(v):
-            continue
-        if best is None or (v > best[2] if largest else v < best[2]):
-            best = (name, coords, v)
-    return best
+    top = _ranked(ds, 1, largest)
+    return top[0] if top else None
 
 
 def _count(ds, pred) -> int:
-    return int(sum(int(pred(v)) for _, _, v in _scalar_items(ds) if np.isfinite(v)))
+    values = _flat(ds)[3]
+    values = values[np.isfinite(values)]
+    return int(np.count_nonzero(pred(values)))
 
 
 def function_space_convergence(tree):
@@ -646,8 +658,7 @@ def _worst_table(tree, stat_ds, largest: bool, n: int = 10):
     """az.summary for the ``n`` scalar parameters with the largest R-hat (or smallest ESS)."""
     import arviz as az
 
-    items = sorted((t for t in _scalar_items(stat_ds) if np.isfinite(t[2])), key=lambda t: t[2],
-                   reverse=largest)[:n]
+    items = _ranked(stat_ds, n, largest)
     if not items:
         return None
     ds = scalar_dataset(tree["posterior"].to_dataset(), [(name, coords) for name, coords, _ in items])

@@ -298,12 +298,11 @@ def select_weights(tree, n: int = 6, stat=None, largest=True) -> list[tuple[str,
     """A handful of scalar parameters to plot: the ``n`` with the largest (or smallest)
     value of a per-parameter statistic ``stat`` (a Dataset like ``az.rhat``), else the first
     entries of each weight tensor plus ``noise``."""
-    from .metrics import _scalar_items
+    from .metrics import _ranked
 
     post = _ds(tree, "posterior")
     if stat is not None:
-        items = sorted((t for t in _scalar_items(stat) if np.isfinite(t[2])), key=lambda t: t[2], reverse=largest)
-        return [(name, coords) for name, coords, _ in items[:n]]
+        return [(name, coords) for name, coords, _ in _ranked(stat, n, largest)]
     out = []
     names = list(post.data_vars)
     per = max(1, n // max(1, len(names)))
