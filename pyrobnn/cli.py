@@ -2,8 +2,8 @@
 
 ::
 
-    pyrobnn fit [MODEL.toml] [INFERENCE.toml] [--out DIR] [--set key=value ...] [--force]
-                [--device DEVICE] [--quiet]
+    pyrobnn fit [MODEL.toml] [INFERENCE.toml] [--out DIR] [--set key=value ...] [--force | --resume]
+                [--wait] [--device DEVICE] [--quiet]
     pyrobnn predict RUN_DIR --x FILE.csv|.npy|.npz --out FILE.csv|.npy|.npz
     pyrobnn report RUN_DIR|FILE.nc [--out DIR]
     pyrobnn compare DIR DIR ... [--out DIR]
@@ -13,7 +13,15 @@
 into the run directory, together with what ``predict`` needs (``model.toml``,
 ``inference.toml``, ``model.pt``, ``guide.pt`` or ``samples.pt``, ``data.pt``).  With no
 spec it runs the built-in default, toy regression with a mean-field guide.  The run directory
-is written under a temporary name and renamed into place when complete.
+is written under a temporary name and renamed into place when complete, with ``manifest.json``
+holding the SHA-256 digest of every file, which ``predict``, ``report`` and ``compare`` verify.
+
+A fit holds an advisory lock on its run directory (``.<name>.lock`` beside it): a second fit to
+the same ``--out`` fails at once naming the holder's process id, or waits with ``--wait``.
+Until it is complete, a fit keeps its checkpoint in ``.<name>.partial`` beside the run
+directory (SVI: every ``svi.checkpoint_every`` epochs, and on Ctrl-C after the current step);
+``--resume`` continues it to the same result as an uninterrupted fit.  ``--force`` replaces
+only a directory that is a pyrobnn run (it has a valid manifest), never anything else.
 
 Bad arguments, malformed specs and missing files end with exit status 2 and one line on
 stderr; a fit that fails (e.g. a non-finite loss) ends with status 1.
@@ -23,13 +31,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .infer.checkpoint import atomic_write, load_torch_file, replace_dir, usual_mode
+from .infer.svi import resolve_device
+from .utils.lock import LockHeld, PathLock
+from .utils.manifest import MANIFEST, IntegrityError, is_run_dir, read_manifest, verify_manifest, write_manifest
 
 __all__ = ["main", "DEFAULT_MODEL", "DEFAULT_INFERENCE"]
 
@@ -57,6 +73,10 @@ _INFERENCE_TABLES = ("inference", "guide", "svi", "nuts", "hmc", "mcmc")
 
 class UsageError(Exception):
     """A problem with the command's arguments or inputs: exit status 2, one line."""
+
+
+class Interrupted(Exception):
+    """The user interrupted a fit; its checkpoint is saved: exit status 130, one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,13 +130,144 @@ def _new_run_dir(mspec, ispec) -> Path:
     return p
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool, resume: bool = False) -> None:
+    """Refuse an ``--out`` that cannot or must not be written: a link, a file, a non-empty
+    directory without ``--force``, and with ``--force`` anything but a pyrobnn run directory."""
+    if out.is_symlink():
+        raise UsageError(f"--out {str(out)!r} is a symbolic link; pass the real path of the directory "
+                         f"(pyrobnn never writes or deletes through links)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UsageError(f"run directory {str(out)!r} already exists; pass --force to overwrite it or choose "
-                         f"another --out")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            hint = " (a finished run: nothing to resume)" if resume and is_run_dir(out) else ""
+            raise UsageError(f"run directory {str(out)!r} already exists{hint}; pass --force to replace it or "
+                             f"choose another --out")
+        if not is_run_dir(out):
+            raise UsageError(f"--force: {str(out)!r} is not a pyrobnn run directory (it has no valid "
+                             f"{MANIFEST}); pyrobnn replaces only run directories it wrote. Choose another --out "
+                             f"or remove that directory yourself")
+        _no_links_inside(out)
 
+
+def _no_links_inside(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            if (Path(dirpath) / name).is_symlink():
+                raise UsageError(f"--force: {str(Path(dirpath) / name)!r} inside the run directory is a symbolic "
+                                 f"link; pyrobnn will not replace a directory holding links. Remove it yourself")
+
+
+def _prepare_parent(out: Path, need_bytes: int) -> None:
+    """Create ``--out``'s parent and check, before any fitting, that it is writable and that its
+    file system has room for the run (``need_bytes``, an estimate)."""
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"--out {str(out)!r}: cannot write in {str(parent)!r} ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(parent).free
+    if free < need_bytes:
+        raise UsageError(f"--out {str(out)!r}: the file system of {str(parent)!r} has {_size(free)} free; the run "
+                         f"needs about {_size(need_bytes)}. Free some space or choose another --out")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _run_bytes(net, data, ispec) -> int:
+    """An upper estimate of a run directory's size: the exported draws of every weight and the
+    pointwise groups (float64), MCMC samples, checkpoints, figures and a 50% margin."""
+    weights = int(getattr(net, "num_weights", 0))
+    n_points = data.n_train + data.n_test
+    if ispec.method == "svi":
+        draws, stored = min(500, max(100, int(5e6 // max(n_points, 1)))), 0
+    else:
+        draws = ispec.mcmc.chains * ispec.mcmc.num_samples
+        stored = draws * weights * 4
+    exported = draws * weights * 8 + 3 * min(draws * n_points * max(1, data.num_classes or 1), 5e6) * 8
+    return int(1.5 * (exported + stored + 8 * weights * 4 + 20e6))
+
+
+def _leftovers(out: Path) -> list[Path]:
+    """Temporary entries that an interrupted write of ``out`` leaves beside it (``.<name>.XXXXXXXX.tmp``
+    directories and ``.old`` directories of a replace)."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.[A-Za-z0-9_]{{8}}\.(tmp|old)$")
+    if not out.parent.is_dir():
+        return []
+    return [p for p in out.parent.iterdir() if pattern.match(p.name)]
+
+
+def _remove_leftovers(out: Path, quiet: bool) -> None:
+    """Remove what an earlier, killed write of ``out`` left (called with ``out``'s lock held, so
+    no live process owns them)."""
+    for p in _leftovers(out):
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        else:
+            shutil.rmtree(p)
+        _say(quiet, f"pyrobnn: removed {str(p)!r}, left by an interrupted run")
+
+
+def _partial_dir(out: Path) -> Path:
+    """Where an unfinished fit of ``out`` keeps its checkpoint until the run is complete."""
+    return out.parent / f".{out.name}.partial"
+
+
+def _lock(out: Path, wait: bool, quiet: bool) -> PathLock:
+    lock = PathLock(out, wait=False)
+    try:
+        return lock.acquire()
+    except LockHeld as exc:
+        if not wait:
+            raise UsageError(f"--out {str(out)!r} is being written by another pyrobnn process (PID "
+                             f"{exc.pid if exc.pid is not None else 'unknown'}); wait for it with --wait or "
+                             f"choose another --out") from None
+        _say(quiet, f"pyrobnn: waiting for process {exc.pid} to finish writing {str(out)!r}")
+    return PathLock(out, wait=True).acquire()
+
+
+def _start_partial(out: Path, mspec, ispec, args) -> tuple[Path, bool]:
+    """The checkpoint directory of this fit, and whether the fit resumes from it.
+
+    An unfinished fit's directory is resumed only with ``--resume`` and the same specs;
+    ``--force`` discards it; otherwise the user is told it exists."""
+    partial = _partial_dir(out)
+    ident = {"model": hashlib.sha256(mspec.source_text.encode()).hexdigest(),
+             "inference": hashlib.sha256(ispec.source_text.encode()).hexdigest()}
+    if partial.is_symlink():
+        raise UsageError(f"{str(partial)!r} is a symbolic link; remove it (pyrobnn never writes through links)")
+    if partial.is_dir() and not (partial / "checkpoint.pt").exists():
+        shutil.rmtree(partial)  # killed before its first checkpoint: nothing to resume
+    if partial.exists():
+        if args.resume:
+            try:
+                saved = json.loads((partial / "fit.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"--resume: {str(partial / 'fit.json')!r} cannot be read ({exc}); pass --force "
+                                 f"to start the fit over") from None
+            differ = [k for k in ("model", "inference") if saved.get(k) != ident[k]]
+            if differ:
+                raise UsageError(f"--resume: the unfinished fit of {str(out)!r} used another "
+                                 f"{' and '.join(differ)} spec (after --set overrides); resume with the same specs, "
+                                 f"or pass --force instead of --resume to start over")
+            return partial, (partial / "checkpoint.pt").is_file()
+        if not args.force:
+            raise UsageError(f"an unfinished fit of {str(out)!r} was interrupted ({str(partial)!r} holds its "
+                             f"checkpoint); pass --resume to continue it, or --force to start over")
+        shutil.rmtree(partial)
+    partial.mkdir()
+    usual_mode(partial, directory=True)
+    atomic_write(partial / "fit.json", lambda tmp: Path(tmp).write_text(json.dumps(ident), encoding="utf-8"))
+    return partial, False
 
 
 def _data_stats(ds) -> dict:
@@ -132,41 +283,60 @@ def _data_stats(ds) -> dict:
 
 # --------------------------------------------------------------------------- fit
 def cmd_fit(args) -> int:
-    import torch
-
     from . import spec as S
-    from .diagnostics import report, to_datatree
-    from .infer.checkpoint import replace_dir, usual_mode
-    from .infer.svi import fit_svi
 
     mspec, ispec = _specs(args.model, args.inference, args.set or [])
     if args.device:
         ispec = S.load_inference_spec(ispec, [f"inference.device={args.device}"])
     out = Path(args.out) if args.out else _new_run_dir(mspec, ispec)
-    _check_out(out, args.force)
+    _check_out(out, args.force, args.resume)
 
+    resolve_device(ispec.device)  # e.g. CUDA asked for where there is none: before anything is built
     data = S.build_data(mspec)
     net = S.build_model(mspec)
+    _prepare_parent(out, _run_bytes(net, data, ispec))
+    with _lock(out, args.wait, args.quiet):
+        _check_out(out, args.force, args.resume)  # again: another process may have written it meanwhile
+        _remove_leftovers(out, args.quiet)
+        partial, resuming = _start_partial(out, mspec, ispec, args)
+        try:
+            return _fit_locked(args, mspec, ispec, data, net, out, partial, resuming)
+        finally:
+            if partial.is_dir() and not (partial / "checkpoint.pt").exists():
+                shutil.rmtree(partial)  # failed before its first checkpoint: nothing to resume
+
+
+def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resuming: bool) -> int:
+    import torch
+
+    from . import spec as S
+    from .diagnostics import report, to_datatree
+    from .infer.svi import FitInterrupted, fit_svi
+
     _say(args.quiet, f"pyrobnn fit: {mspec.name} ({net.num_weights} weights) on {data.name} "
-                     f"({data.n_train} training / {data.n_test} test points), {ispec.method.upper()}")
+                     f"({data.n_train} training / {data.n_test} test points), {ispec.method.upper()}"
+                     + (f"; resuming from {str(partial / 'checkpoint.pt')!r}" if resuming else ""))
     t0 = time.perf_counter()
     guide = None
-    if ispec.method == "svi":
-        guide = S.build_guide(ispec, net)
-        post = fit_svi(net, guide, data.x_train, data.y_train, progress=not args.quiet, **S.svi_kwargs(ispec))
-    else:
-        try:
+    ckpt = partial / "checkpoint.pt"
+    try:
+        if ispec.method == "svi":
+            guide = S.build_guide(ispec, net)
+            post = fit_svi(net, guide, data.x_train, data.y_train, progress=not args.quiet, checkpoint=ckpt,
+                           resume=resuming, **S.svi_kwargs(ispec))
+        else:
             from .infer.mcmc import fit_nuts
-        except ImportError as exc:
-            raise UsageError(f"method {ispec.method!r} needs pyrobnn.infer.mcmc, which is not available ({exc})") \
-                from None
-        post = fit_nuts(net, data.x_train, data.y_train, progress=not args.quiet, **S.mcmc_kwargs(ispec))
+
+            post = fit_nuts(net, data.x_train, data.y_train, progress=not args.quiet, **S.mcmc_kwargs(ispec))
+    except FitInterrupted as exc:
+        again = _command_line(args, resume=True)
+        raise Interrupted(f"stopped after {exc.where}; the last good parameters are saved in {str(exc.checkpoint)!r}."
+                          f" Continue with: {again}") from None
     fit_seconds = time.perf_counter() - t0
     post.info = dict(post.info or {})
     post.info["fit_seconds"] = fit_seconds
     _say(args.quiet, f"pyrobnn fit: fitted in {fit_seconds:.1f} s; writing the report")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     usual_mode(tmp, directory=True)
     try:
@@ -191,12 +361,30 @@ def cmd_fit(args) -> int:
         tree = to_datatree(post, dataset=data, model_spec=mspec, inference_spec=ispec, seed=ispec.seed,
                            num_samples=_export_draws(post, data))
         report(tree, tmp)
+        write_manifest(tmp)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(partial)
     print(f"report: {out / 'index.html'}")
     return 0
+
+
+def _command_line(args, resume: bool) -> str:
+    """The ``pyrobnn fit`` command line of ``args`` (with ``--resume``), quoted for a shell."""
+    parts = ["pyrobnn", "fit"] + [a for a in (args.model, args.inference) if a]
+    for item in args.set or []:
+        parts += ["--set", item]
+    if args.out:
+        parts += ["--out", args.out]
+    if args.device:
+        parts += ["--device", args.device]
+    if args.quiet:
+        parts.append("--quiet")
+    if resume:
+        parts.append("--resume")
+    return shlex.join(parts)
 
 
 def _export_draws(post, data) -> int | None:
@@ -239,6 +427,10 @@ def _read_x(path: Path):
     raise UsageError(f"--x {str(path)!r}: expected a .csv, .npy or .npz file")
 
 
+#: The files of a run directory that :func:`load_run` reads.
+_RUN_FILES = ("model.toml", "inference.toml", "model.pt", "data.pt", "guide.pt", "samples.pt")
+
+
 def load_run(run_dir):
     """Rebuild the :class:`~pyrobnn.infer.posterior.Posterior` saved by ``pyrobnn fit`` in
     ``run_dir``; returns ``(posterior, data_stats)``."""
@@ -248,16 +440,22 @@ def load_run(run_dir):
     from .infer.posterior import Posterior
 
     run = Path(run_dir)
+    if not run.is_dir():
+        raise UsageError(f"{str(run)!r} is not a directory; expected a run directory written by 'pyrobnn fit'")
     for name in ("model.toml", "inference.toml", "model.pt", "data.pt"):
         if not (run / name).is_file():
             raise UsageError(f"{str(run)!r} is not a run directory written by 'pyrobnn fit' (no {name})")
+    try:  # every file read below
+        verify_manifest(run, [n for n in _RUN_FILES if (run / n).exists()])
+    except IntegrityError as exc:
+        raise UsageError(str(exc)) from None
     mspec = S.load_model_spec(run / "model.toml")
     ispec = S.load_inference_spec(run / "inference.toml")
     net = S.build_model(mspec)
-    stats = torch.load(run / "data.pt", weights_only=True)
-    net.load_state_dict(torch.load(run / "model.pt", weights_only=True))
+    stats = load_torch_file(run / "data.pt", "run file")
+    net.load_state_dict(load_torch_file(run / "model.pt", "run file"))
     if (run / "samples.pt").is_file():
-        saved = torch.load(run / "samples.pt", weights_only=True)
+        saved = load_torch_file(run / "samples.pt", "run file")
         post = Posterior(model=net, method=ispec.method, samples=saved["samples"],
                          sample_stats=saved.get("sample_stats", {}))
         return post, stats
@@ -274,7 +472,7 @@ def load_run(run_dir):
             guide.setup(x0, y0)
         else:
             guide(x0, y0)
-    guide.load_state_dict(torch.load(run / "guide.pt", weights_only=True))
+    guide.load_state_dict(load_torch_file(run / "guide.pt", "run file"))
     return Posterior(model=net, method="svi", guide=guide, example_args=((x0, y0), {})), stats
 
 
@@ -351,11 +549,43 @@ def cmd_report(args) -> int:
     src = Path(args.path)
     if not src.exists():
         raise UsageError(f"{str(src)!r}: no such file or directory")
-    tree = load_tree(src)
+    _verify_if_run(src)
     out = Path(args.out) if args.out else (src if src.is_dir() and src.suffix != ".zarr" else src.parent)
-    index = report(tree, out)
+    if out.is_symlink():
+        raise UsageError(f"--out {str(out)!r} is a symbolic link; pass the real path of the directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(out, wait=False, quiet=True):
+        run = is_run_dir(out)
+        if run:
+            _remove_run_leftovers(out)
+        tree = load_tree(src)
+        index = report(tree, out)
+        if run:  # the report's files were replaced: record their new digests
+            write_manifest(out)
     print(f"report: {index}")
     return 0
+
+
+def _verify_if_run(path: Path) -> None:
+    """Check the posterior file that ``report``/``compare`` will read against the manifest of its run
+    directory, if it lies in one."""
+    run = path if path.is_dir() else path.parent
+    if (run / MANIFEST).exists():
+        names = [n for n in ("posterior.nc", "posterior.zarr") if (run / n).exists()] if path.is_dir() else [path.name]
+        try:
+            verify_manifest(run, names)
+        except IntegrityError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _remove_run_leftovers(run: Path) -> None:
+    """Temporary files an interrupted report left inside ``run`` (atomic writes: ``.<file>.XXXXXXXX.tmp``,
+    replaced stores: ``.<name>.XXXXXXXX.old``); none is listed in the manifest."""
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")
+    listed = read_manifest(run)["files"]
+    for p in run.iterdir():
+        if pattern.match(p.name) and p.name not in listed and not p.is_symlink():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def cmd_compare(args) -> int:
@@ -372,6 +602,7 @@ def cmd_compare(args) -> int:
         name = p.name if p.is_dir() else p.stem
         if name in trees or name == "":
             name = f"{name or 'fit'}-{len(trees) + 1}"
+        _verify_if_run(p)
         trees[name] = load_tree(p)
         names.append(name)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -397,7 +628,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="run directory (default: runs/<model>-<inference>-<timestamp>)")
     f.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a spec field, e.g. --set svi.epochs=10 --set prior.scale=0.5 (repeatable)")
-    f.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    f.add_argument("--force", action="store_true",
+                   help="replace an existing run directory (only one written by pyrobnn) and discard an unfinished "
+                        "fit's checkpoint")
+    f.add_argument("--resume", action="store_true",
+                   help="continue the unfinished fit of --out from its last checkpoint (same specs); the result "
+                        "equals an uninterrupted fit's")
+    f.add_argument("--wait", action="store_true",
+                   help="if another pyrobnn process is writing --out, wait for it instead of failing at once")
     f.add_argument("--device", help="cpu, cuda, cuda:<index> or auto (overrides inference.device)")
     f.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bars or messages; print only the report path")
@@ -475,6 +713,9 @@ def main(argv=None) -> int:
         msg = str(exc).splitlines()[0] if str(exc) else repr(exc)
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"{prog}: interrupted: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -153,14 +153,21 @@ def test_fit_refuses_to_overwrite(svi_run, capsys):
     assert (svi_run / "index.html").stat().st_mtime_ns == before
 
 
-def test_fit_force_replaces_the_run(tmp_path, capsys):
+def test_fit_force_replaces_a_run_but_nothing_else(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    code, stdout, _ = _run(["fit", "--set", "svi.epochs=1", "--set", "data.n_test=20", "--out", str(out),
-                            "--force", "--quiet"], capsys)
+    argv = ["fit", "--set", "svi.epochs=1", "--set", "data.n_test=20", "--out", str(out), "--force", "--quiet"]
+    code, _, err = _run(argv, capsys)  # not a pyrobnn run: refused, untouched
+    assert code == 2 and "not a pyrobnn run directory" in err and str(out) in err
+    assert sorted(p.name for p in out.iterdir()) == ["stale.txt"]
+    (out / "stale.txt").unlink()
+    code, stdout, _ = _run(argv, capsys)  # an empty directory may be written
     assert code == 0 and stdout.strip() == f"report: {out / 'index.html'}"
-    assert not (out / "stale.txt").exists() and (out / "index.html").exists()
+    (out / "stale.txt").write_text("a note the user added to the run")
+    code, stdout, _ = _run(argv, capsys)  # a run (recognised by its manifest) is replaced
+    assert code == 0 and stdout.strip() == f"report: {out / 'index.html'}"
+    assert not (out / "stale.txt").exists() and (out / "index.html").exists() and (out / "manifest.json").exists()
 
 
 def test_report_command_rewrites_the_report(svi_run, capsys):

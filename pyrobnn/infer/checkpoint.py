@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "seeded",
+           "preserve_rng", "load_torch_file", "CheckpointError"]
 
 
 def usual_mode(path, directory: bool = False) -> None:
@@ -66,14 +67,29 @@ def atomic_torch_save(obj, path) -> None:
 
 
 @contextmanager
+def preserve_rng():
+    """Run a block and restore every global generator it may touch afterwards (torch's CPU and
+    CUDA generators, Python's ``random``, NumPy's legacy global state), so library code that
+    seeds or restores generators leaves the caller's random streams as they were."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+@contextmanager
 def seeded(seed: int | None):
-    """Run a block with torch's CPU and CUDA generators seeded with ``seed`` and restore their
-    states afterwards, so the caller's random stream is untouched (``None``: no change)."""
+    """Run a block with torch's CPU and CUDA generators seeded with ``seed`` and restore every
+    global generator afterwards (:func:`preserve_rng`), so the caller's random stream is untouched
+    (``None``: no change)."""
     if seed is None:
         yield
         return
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    with preserve_rng():
         torch.manual_seed(int(seed))
         yield
 
@@ -108,25 +124,71 @@ def set_rng_state(state: dict, shuffle_generator: torch.Generator | None = None)
         shuffle_generator.set_state(state["shuffle"])
 
 
-def save_checkpoint(path, *, model, guide, optimizer, epoch: int, history: list, shuffle_generator=None) -> None:
-    atomic_torch_save(
-        {
-            "model": model.state_dict(),
-            "guide": guide.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": rng_state(shuffle_generator),
-            "epoch": int(epoch),
-            "history": history,
-        },
-        path,
-    )
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read: truncated, corrupted, not a checkpoint, or holding code."""
 
 
-def load_checkpoint(path, *, model, guide, optimizer, shuffle_generator=None) -> tuple[int, list]:
-    """Restore state from ``path``; returns (epochs completed, history)."""
-    ck = torch.load(path, weights_only=True, map_location="cpu")
-    model.load_state_dict(ck["model"])
-    guide.load_state_dict(ck["guide"])
-    optimizer.load_state_dict(ck["optimizer"])
+def load_torch_file(path, what: str = "file"):
+    """``torch.load(path, weights_only=True)`` on the CPU, with one clear error for a file that is
+    not a plain-tensor file: truncated or corrupted, or a pickle that holds code.  The latter is
+    never loaded: such a file can run arbitrary code when unpickled, and pyrobnn never writes
+    one."""
+    import pickle
+
+    path = Path(path)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{what} {str(path)!r} holds Python objects other than tensors and plain values ({first[:200]}); "
+            "pyrobnn never writes such files and will not unpickle it, because unpickling can run code stored "
+            "in the file. If you made this file yourself and trust its source, convert it to plain tensors "
+            "(a state_dict) and save that.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{what} {str(path)!r} cannot be read: it is truncated, corrupted or not a file "
+                              f"written by torch.save ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") \
+            from None
+
+
+def save_checkpoint(path, *, model, guide, optimizer, epoch: int, history: list, shuffle_generator=None,
+                    batch: int = 0, perm: torch.Tensor | None = None, sums: torch.Tensor | None = None) -> None:
+    """Write a training checkpoint atomically.  ``epoch`` epochs are complete; ``batch`` > 0
+    minibatches of the next one are too, with ``perm`` its order and ``sums`` its running sums
+    (a checkpoint taken between two steps, e.g. on an interrupt)."""
+    state = {
+        "model": model.state_dict(),
+        "guide": guide.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(shuffle_generator),
+        "epoch": int(epoch),
+        "history": history,
+        "batch": int(batch),
+    }
+    if batch:
+        state["perm"] = None if perm is None else perm.detach().cpu()
+        state["sums"] = sums.detach().cpu()
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path, *, model, guide, optimizer, shuffle_generator=None) -> dict:
+    """Restore state from ``path``; returns ``{"epoch", "history", "batch", "perm", "sums"}``
+    (epochs completed, history, minibatches completed in the next epoch with its order and
+    running sums)."""
+    ck = load_torch_file(path, "checkpoint")
+    if not isinstance(ck, dict) or not {"model", "guide", "optimizer", "rng", "epoch", "history"} <= set(ck):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an SVI checkpoint written by pyrobnn (it lacks "
+                              f"the model, guide, optimizer, generator or epoch entries)")
+    try:
+        model.load_state_dict(ck["model"])
+        guide.load_state_dict(ck["guide"])
+        optimizer.load_state_dict(ck["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} was written for another model or guide "
+                              f"({str(exc).splitlines()[0][:300]}); start without resume or use the same model "
+                              f"and guide") from None
     set_rng_state(ck["rng"], shuffle_generator)
-    return ck["epoch"], list(ck["history"])
+    return {"epoch": ck["epoch"], "history": list(ck["history"]), "batch": int(ck.get("batch", 0)),
+            "perm": ck.get("perm"), "sums": ck.get("sums")}

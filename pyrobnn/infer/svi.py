@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pyro
@@ -11,12 +14,12 @@ import torch
 from pyro import poutine
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, preserve_rng, save_checkpoint, seeded
 from .elbo import elbo_terms, make_elbo
 from .kl_schedule import SCHEDULES, kl_weight
 from .posterior import Posterior
 
-__all__ = ["fit_svi", "NonFiniteLossError", "resolve_device", "OPTIMIZERS"]
+__all__ = ["fit_svi", "NonFiniteLossError", "FitInterrupted", "resolve_device", "OPTIMIZERS"]
 
 OPTIMIZERS = {
     "adam": (torch.optim.Adam, 1e-3),
@@ -88,6 +91,7 @@ def fit_svi(
     resume: bool = False,
     callback=None,
     max_plate_nesting: int = 1,
+    handle_interrupt: bool = True,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
 
@@ -118,9 +122,63 @@ def fit_svi(
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     if hasattr(model, "check_data"):
         model.check_data(x, y)
-    if seed is not None:
-        pyro.set_rng_seed(seed)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt is None:
+        raise ValueError("resume=True needs checkpoint=<path>")
+    # the caller's global generators are restored afterwards: training seeds torch's and a resumed
+    # run restores the checkpoint's
+    scope = seeded(seed) if seed is not None else preserve_rng() if resume else nullcontext()
+    with scope, _StopOnInterrupt(handle_interrupt) as stop:
+        return _train(model, guide, x, y, stop=stop, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                      lr=lr, optimizer_kwargs=optimizer_kwargs, kl=kl, anneal_epochs=anneal_epochs, elbo=elbo,
+                      num_particles=num_particles, vectorize_particles=vectorize_particles,
+                      empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
+                      progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
+                      callback=callback, max_plate_nesting=max_plate_nesting)
 
+
+class FitInterrupted(KeyboardInterrupt):
+    """SVI was stopped by an interrupt (Ctrl-C) between two steps.
+
+    ``checkpoint`` is the file holding the parameters, optimiser and generator states after the
+    last completed step (``None`` when the fit had no ``checkpoint``), ``where`` says which step;
+    ``fit_svi(..., checkpoint=that, resume=True)`` continues to the same result as a run that was
+    never interrupted."""
+
+    def __init__(self, where: str, checkpoint: Path | None):
+        self.where, self.checkpoint = where, checkpoint
+        saved = f"; parameters saved to {str(checkpoint)!r}" if checkpoint is not None else \
+            "; the model and guide hold the parameters of that step (pass checkpoint= to save them)"
+        super().__init__(f"interrupted after {where}{saved}")
+
+
+class _StopOnInterrupt:
+    """While active (in the main thread, ``enabled``), the first SIGINT only sets ``requested``,
+    so training stops at the next step boundary with consistent parameters; a second SIGINT
+    interrupts at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C stops at once
+
+    def __enter__(self):
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
+           elbo, num_particles, vectorize_particles, empirical_bayes, device, dtype, seed, shuffle, progress, ckpt,
+           checkpoint_every, resume, callback, max_plate_nesting) -> Posterior:
     x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
     bsz = min(batch_size, n)
@@ -141,25 +199,32 @@ def fit_svi(
     opt = opt_cls(params, lr=default_lr if lr is None else lr, **(optimizer_kwargs or {}))
     elbo_obj = make_elbo(elbo, num_particles, vectorize_particles, max_plate_nesting)
 
-    start_epoch, history = 0, []
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if resume:
-        if ckpt is None:
-            raise ValueError("resume=True needs checkpoint=<path>")
-        if ckpt.exists():
-            start_epoch, history = load_checkpoint(ckpt, model=model, guide=guide, optimizer=opt,
-                                                   shuffle_generator=shuffle_gen)
+    start_epoch, history, start_batch, saved_perm, saved_sums = 0, [], 0, None, None
+    if resume and ckpt.exists():
+        ck = load_checkpoint(ckpt, model=model, guide=guide, optimizer=opt, shuffle_generator=shuffle_gen)
+        start_epoch, history, start_batch = ck["epoch"], ck["history"], ck["batch"]
+        saved_perm, saved_sums = ck["perm"], ck["sums"]
+
+    def save(epoch_done: int, batch_done: int = 0, perm=None, sums=None) -> None:
+        save_checkpoint(ckpt, model=model, guide=guide, optimizer=opt, epoch=epoch_done, history=history,
+                        shuffle_generator=shuffle_gen, batch=batch_done, perm=perm, sums=sums)
 
     eb = empirical_bayes and getattr(model, "has_adaptive_prior", False) and hasattr(guide, "loc_scale")
     bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=not progress, initial=start_epoch,
                total=epochs, dynamic_ncols=True)
-    step = start_epoch * num_batches
+    step = start_epoch * num_batches + start_batch
     validate = True
     for epoch in bar:
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
-        sums = torch.zeros(3, device=dev, dtype=float_dtype)
-        for i in range(num_batches):
+        first = start_batch if epoch == start_epoch else 0
+        if first:  # resumed between two steps: the epoch's order and running sums come from the checkpoint
+            perm = saved_perm.to(dev) if saved_perm is not None else None
+            sums = saved_sums.to(device=dev, dtype=float_dtype)
+        else:
+            perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
+            sums = torch.zeros(3, device=dev, dtype=float_dtype)
+        for i in range(first, num_batches):
+            where = f"epoch {epoch + 1}, step {step + 1} (minibatch {i + 1} of {num_batches})"
             idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
             xb, yb = x[idx], y[idx]
             if eb:
@@ -168,24 +233,30 @@ def fit_svi(
             with pyro.validation_enabled(validate):
                 terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
             validate = False
-            step += 1
-            where = f"epoch {epoch + 1}, step {step} (minibatch {i + 1} of {num_batches})"
             if not torch.isfinite(terms.loss):
                 bad = [name for name, v in (("NLL", terms.nll), ("KL", terms.kl)) if not torch.isfinite(v)]
                 bar.close()
                 raise NonFiniteLossError(
                     f"non-finite loss at {where}: {' and '.join(bad) or 'loss'} "
-                    f"{'are' if len(bad) > 1 else 'is'} {terms.loss.item()}; parameters are those of the last "
-                    f"finite step. Check the data for NaN/inf, lower the learning rate or the guide's init_scale.")
+                    f"{'are' if len(bad) > 1 else 'is'} {terms.loss.item()}; "
+                    f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for NaN/inf or extreme values "
+                    f"(this minibatch: rows {_rows(idx, n)}), lower the learning rate or the guide's init_scale.")
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             if not bool(torch.stack([p.grad.sum() for p in params if p.grad is not None]).isfinite().all()):
                 bar.close()
                 raise NonFiniteLossError(
-                    f"non-finite gradient at {where} (the loss {terms.loss.item():.6g} is finite); parameters are "
-                    f"those of the last finite step. Check the data for NaN/inf or lower the learning rate.")
+                    f"non-finite gradient at {where} (the loss {terms.loss.item():.6g} is finite); "
+                    f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for extreme values (this "
+                    f"minibatch: rows {_rows(idx, n)}) or lower the learning rate.")
             opt.step()
+            step += 1
             sums += torch.stack([terms.loss.detach(), terms.nll.detach(), torch.as_tensor(terms.kl).detach()])
+            if stop.requested and i + 1 < num_batches:
+                bar.close()
+                if ckpt is not None:
+                    save(epoch, i + 1, perm, sums)
+                raise FitInterrupted(f"{where[:-1]}; the epoch is incomplete)", ckpt)
         means = (sums / num_batches).tolist()
         rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
                "seconds": time.perf_counter() - t0}
@@ -193,9 +264,11 @@ def fit_svi(
         bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}", refresh=False)
         if callback is not None:
             callback(rec)
-        if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            save_checkpoint(ckpt, model=model, guide=guide, optimizer=opt, epoch=epoch + 1, history=history,
-                            shuffle_generator=shuffle_gen)
+        if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stop.requested):
+            save(epoch + 1)
+        if stop.requested and epoch + 1 < epochs:
+            bar.close()
+            raise FitInterrupted(f"epoch {epoch + 1} (step {step}, the end of the epoch)", ckpt)
     bar.close()
     if eb:
         model.update_priors(guide.loc_scale)
@@ -204,3 +277,18 @@ def fit_svi(
             "n_data": n, "guide": type(guide).__name__}
     return Posterior(model=model, method="svi", guide=guide, history=history, info=info,
                      example_args=((x[:1], y[:1]), {"n_data": n}))
+
+
+def _kept(ckpt, save, epoch, batch, perm, sums) -> str:
+    """The sentence saying where the last finite step's parameters are, saving them if a
+    checkpoint path was given."""
+    if ckpt is None:
+        return "the model and guide keep the parameters of the last finite step"
+    save(epoch, batch, perm, sums)
+    return f"the parameters of the last finite step are kept and saved to {str(ckpt)!r}"
+
+
+def _rows(idx, n: int, limit: int = 8) -> str:
+    rows = torch.arange(n)[idx.cpu() if torch.is_tensor(idx) else idx].tolist()
+    more = f", ... ({len(rows)} rows)" if len(rows) > limit else ""
+    return ", ".join(str(r) for r in rows[:limit]) + more

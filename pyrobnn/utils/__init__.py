@@ -1,0 +1,2 @@
+"""Utilities at the bottom of the package: they import nothing from pyrobnn's other layers, so
+every layer (data, model, spec, infer, diagnostics, cli) may use them."""
