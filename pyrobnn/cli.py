@@ -289,13 +289,18 @@ def cmd_fit(args) -> int:
     if args.device:
         ispec = S.load_inference_spec(ispec, [f"inference.device={args.device}"])
     out = Path(args.out) if args.out else _new_run_dir(mspec, ispec)
-    _check_out(out, args.force, args.resume)
+    if args.resume and args.force:
+        raise UsageError("--resume continues an unfinished fit and --force starts over: pass one of them")
+    if not (args.resume and is_run_dir(out)):  # a finished run is reported under the lock below
+        _check_out(out, args.force, args.resume)
 
     resolve_device(ispec.device)  # e.g. CUDA asked for where there is none: before anything is built
     data = S.build_data(mspec)
     net = S.build_model(mspec)
     _prepare_parent(out, _run_bytes(net, data, ispec))
     with _lock(out, args.wait, args.quiet):
+        if args.resume and _finished(out, mspec, ispec):  # finished by the process we waited for
+            return 0
         _check_out(out, args.force, args.resume)  # again: another process may have written it meanwhile
         _remove_leftovers(out, args.quiet)
         partial, resuming = _start_partial(out, mspec, ispec, args)
@@ -369,6 +374,28 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
     shutil.rmtree(partial)
     print(f"report: {out / 'index.html'}")
     return 0
+
+
+def _finished(out: Path, mspec, ispec) -> bool:
+    """``--resume`` of a fit that is already complete (e.g. killed after installing the run but
+    before removing its checkpoint): True, after checking that the run used the same specs and
+    removing the stale checkpoint."""
+    if out.is_symlink() or not is_run_dir(out):
+        return False
+    try:
+        verify_manifest(out, ["model.toml", "inference.toml"])
+    except IntegrityError as exc:
+        raise UsageError(str(exc)) from None
+    same = ((out / "model.toml").read_text(encoding="utf-8") == mspec.source_text
+            and (out / "inference.toml").read_text(encoding="utf-8") == ispec.source_text)
+    if not same:
+        raise UsageError(f"--resume: {str(out)!r} is a finished run of other specs; pass --force to replace it or "
+                         f"choose another --out")
+    partial = _partial_dir(out)
+    if partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial)
+    print(f"report: {out / 'index.html'} (the run was already complete)")
+    return True
 
 
 def _command_line(args, resume: bool) -> str:

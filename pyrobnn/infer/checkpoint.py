@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -139,9 +140,10 @@ def load_torch_file(path, what: str = "file"):
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        which = f" (it refers to {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"{what} {str(path)!r} holds Python objects other than tensors and plain values ({first[:200]}); "
+            f"{what} {str(path)!r} holds Python objects other than tensors and plain values{which}; "
             "pyrobnn never writes such files and will not unpickle it, because unpickling can run code stored "
             "in the file. If you made this file yourself and trust its source, convert it to plain tensors "
             "(a state_dict) and save that.") from None
