@@ -509,6 +509,15 @@ def cmd_predict(args) -> int:
 
     post, stats = load_run(args.run_dir)
     x = _read_x(Path(args.x))
+    if x.dtype.kind not in "biuf":
+        raise UsageError(f"--x {args.x!r}: expected numbers, got an array of {x.dtype}")
+    if x.shape[0] == 0:
+        raise UsageError(f"--x {args.x!r}: holds no rows")
+    finite = np.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise UsageError(f"--x {args.x!r}: {len(rows)} row{'s hold' if len(rows) > 1 else ' holds'} NaN or inf "
+                         f"(first: row {rows[0] + 1} of the data); predictions need finite inputs")
     shape = tuple(stats.get("input_shape", ()))
     if x.ndim == 1 and len(shape) == 1 and shape[0] == 1:
         x = x[:, None]
