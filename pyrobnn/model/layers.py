@@ -23,15 +23,15 @@ from torch import nn
 from ..utils.validation import check_bool, check_int
 from .memory import check_fits, estimate_model
 
-__all__ = ["BayesianLayer", "Linear", "Conv2d", "Flatten", "Activation", "ACTIVATIONS", "make_activation"]
+__all__ = ["MAX_SIZE", "BayesianLayer", "Linear", "Conv2d", "Flatten", "Activation", "ACTIVATIONS", "make_activation"]
 
 
 #: largest width, channel count or kernel size a layer accepts (torch indexes with 32-bit ints in places)
-_MAX_SIZE = 2**31 - 1
+MAX_SIZE = 2**31 - 1
 
 
 def _size(name: str, value) -> int:
-    return check_int(name, value, 1, maximum=_MAX_SIZE, expected=f">= 1 (an integer <= {_MAX_SIZE})")
+    return check_int(name, value, 1, maximum=MAX_SIZE, expected=f">= 1 (an integer <= {MAX_SIZE})")
 
 
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
@@ -39,8 +39,8 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an integer or a pair of integers, got {value!r}")
-        return tuple(check_int(f"{name}[{i}]", v, minimum, maximum=_MAX_SIZE) for i, v in enumerate(value))
-    v = check_int(name, value, minimum, maximum=_MAX_SIZE)
+        return tuple(check_int(f"{name}[{i}]", v, minimum, maximum=MAX_SIZE) for i, v in enumerate(value))
+    v = check_int(name, value, minimum, maximum=MAX_SIZE)
     return (v, v)
 
 
