@@ -127,7 +127,8 @@ class Field:
             low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
             high_bad = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
             if low_bad or high_bad:
-                ctx.fail(key, f"expected {self.expected}", given)
+                upper = f" (and <= {_num(self.hi)})" if high_bad and self.hi == MAX_INT else ""
+                ctx.fail(key, f"expected {self.expected}{upper}", given)
         return value
 
 
