@@ -119,7 +119,8 @@ class SiteGuide(PyroModule):
     def __init__(self, model):
         super().__init__()
         if not callable(model):
-            raise TypeError(f"model must be a Pyro model (a callable such as a pyrobnn BNN), got {type(model).__name__}")
+            raise TypeError(f"model must be a Pyro model (a callable such as a pyrobnn BNN), got "
+                            f"{type(model).__name__}")
         self.__dict__["model"] = model  # not a submodule: its parameters are the model's own
         self._sites: list[_Site] | None = None
 

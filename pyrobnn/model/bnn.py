@@ -343,7 +343,8 @@ class BNN(PyroModule):
             raise ValueError(f"{xn} of shape {tuple(x.shape)} does not fit the network: {e}") from None
         out, k = shapes[-1], self.likelihood.num_outputs()
         if out is not None and out != (k,):
-            raise ValueError(f"the network's output has shape {out} per example but the {type(self.likelihood).__name__} "
+            lik = type(self.likelihood).__name__
+            raise ValueError(f"the network's output has shape {out} per example but the {lik} "
                              f"likelihood reads {k} output{'s' if k > 1 else ''} per example: the last layer must "
                              f"have {k} output{'s' if k > 1 else ''}")
         for name, t in ((xn, x), (yn, y)):

@@ -16,7 +16,6 @@ model spec); the message says which.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,12 +192,3 @@ def estimate_nuts(num_weights: int, *, n_data: int, chains: int, num_samples: in
         "data": int(data_bytes),
     })
 
-
-def tensor_bytes(*tensors) -> int:
-    """Bytes held by the given tensors (``None`` entries skipped)."""
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-
-def prod(shape) -> int:
-    """Number of elements of a shape."""
-    return math.prod(int(d) for d in shape)

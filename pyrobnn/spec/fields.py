@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 
 from .errors import SpecError, did_you_mean
 
-__all__ = ["MAX_INT", "REQUIRED", "Field", "Context", "integer", "number", "flag", "text", "choice", "read_table", "check_table",
-           "check_keys", "join"]
+__all__ = ["MAX_INT", "REQUIRED", "Field", "Context", "integer", "number", "flag", "text", "choice", "read_table",
+           "check_table", "check_keys", "join"]
 
 
 class _Required:
