@@ -35,6 +35,8 @@ from torch import nn
 from torch.distributions import biject_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
+from ..utils.validation import check_positive
+
 __all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model"]
 
 
@@ -44,9 +46,7 @@ def softplus_inverse(x: torch.Tensor) -> torch.Tensor:
 
 
 def _positive(name: str, value) -> float:
-    if not float(value) > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
+    return check_positive(name, value)
 
 
 def _is_identity(t) -> bool:
@@ -97,6 +97,7 @@ class _Site:
     event_dim: int  # event dims of the unconstrained Normal
     transform: object
     frames: tuple  # (name, size, dim) of the site's vectorised plates
+    value_shape: tuple = ()  # shape of the site's value in the model (constrained space)
 
 
 def latent_nodes(trace):
@@ -117,6 +118,9 @@ class SiteGuide(PyroModule):
 
     def __init__(self, model):
         super().__init__()
+        if not callable(model):
+            raise TypeError(f"model must be a Pyro model (a callable such as a pyrobnn BNN), got "
+                            f"{type(model).__name__}")
         self.__dict__["model"] = model  # not a submodule: its parameters are the model's own
         self._sites: list[_Site] | None = None
 
@@ -147,13 +151,38 @@ class SiteGuide(PyroModule):
             event_dim = fn.event_dim + transform.domain.event_dim - transform.codomain.event_dim
             if _is_identity(transform):
                 transform = identity_transform
-            s = _Site(name, name.replace(".", "__"), u.shape, event_dim, transform, tuple(frames))
+            s = _Site(name, name.replace(".", "__"), u.shape, event_dim, transform, tuple(frames), tuple(value.shape))
             self._init_site(s, u)
             sites.append(s)
         if not sites:
             raise ValueError("the model has no latent sample sites to put a guide on")
         self._sites = sites
         return self
+
+    def check_model(self, model, name: str = "guide") -> None:
+        """Raise ValueError if this guide (called ``name`` in the message) cannot be used with
+        ``model``: its latent sites and their shapes — those it was set up for, or before set-up
+        those of the network it was built for — must be the model's.  Models that do not list
+        their sites (``latent_site_shapes``) are not checked."""
+        want = model.latent_site_shapes() if hasattr(model, "latent_site_shapes") else None
+        if want is None:
+            return
+        if self._sites is not None:
+            have = {s.name: tuple(s.value_shape) for s in self._sites}
+            when = "was set up for"
+        elif hasattr(self.model, "latent_site_shapes"):
+            have = self.model.latent_site_shapes()
+            when = "was built for a network with"
+        else:
+            return
+        want = {k: tuple(v) for k, v in want.items()}
+        if have != want:
+            def show(d):
+                return ", ".join(f"{k} {v}" for k, v in d.items())
+            raise ValueError(
+                f"{name} ({type(self).__name__}) {when} the sites {{{show(have)}}} but the model has "
+                f"{{{show(want)}}}: the guide belongs to another network; build it with this model, e.g. "
+                f"pyrobnn.guides.{type(self).__name__}(model)")
 
     def _init_site(self, site: _Site, value: torch.Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -66,7 +66,11 @@ from tqdm.auto import tqdm
 from ..model.sites import SitePrior
 from .guides import _is_identity, init_to_model, latent_nodes
 from .posterior import Posterior
-from .svi import check_int, place
+from ..model.memory import estimate_nuts
+from ..utils.validation import ArgumentTypeError, check_bool, check_int, check_number
+from .arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
+    prepare_data
+from .svi import place, resolve_device
 
 __all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy", "HYPER_PARAMETERS",
            "HYPERPRIOR_FAMILIES", "hyperprior"]
@@ -74,6 +78,8 @@ __all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", 
 KERNELS = ("nuts", "hmc")
 BACKENDS = ("torch", "pyro")
 CHAIN_METHODS = ("vectorized", "sequential", "parallel")
+#: deepest NUTS tree accepted: a tree of depth d takes up to 2^d − 1 leapfrog steps per draw
+MAX_TREE_DEPTH = 30
 MAX_ENERGY_ERROR = 1000.0  # divergence threshold (Stan, Pyro, NumPyro)
 _LOG_STEP_TARGET = math.log(0.8)  # step-size heuristic: double/halve until exp(-ΔH) crosses 0.8 (Stan)
 
@@ -901,6 +907,7 @@ def fit_nuts(
     hyperpriors: dict | None = None,
     backend: str | None = None,
     chain_method: str | None = None,
+    check_memory: bool | None = None,
 ) -> Posterior:
     """Sample the posterior of ``model`` given (x, y) with NUTS (or HMC), full batch.
 
@@ -938,20 +945,40 @@ def fit_nuts(
     chosen state; pyro backend: at the start of the transition) and ``lp`` (−potential energy:
     the log joint in unconstrained coordinates).  ``info`` records the settings, the seed,
     the adapted step sizes and inverse mass matrices, and the warmup / sampling wall times.
+
+    Every argument is checked before any work (``ValueError``/``TypeError`` naming it), the data
+    as for :func:`pyrobnn.fit_svi`.  ``check_memory`` (default: the model's own setting, True)
+    refuses a run whose memory (:func:`pyrobnn.model.memory.estimate_nuts`: stored draws, chain
+    states, the worst-case NUTS trajectory buffer, activations) exceeds what the device has
+    available; ``check_memory=False`` tries anyway.
     """
-    check_int("num_samples", num_samples, 1)
-    check_int("warmup", warmup, 0)
-    check_int("chains", chains, 1)
-    check_int("max_tree_depth", max_tree_depth, 1)
-    target_accept = float(target_accept)
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}")
+    # ---- every argument checked before any work
+    num_samples = check_int("num_samples", num_samples, 1)
+    warmup = check_int("warmup", warmup, 0)
+    chains = check_int("chains", chains, 1)
+    # a tree of depth d takes up to 2^d − 1 leapfrog steps per draw and keeps 2^(d−1) states
+    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 1, MAX_TREE_DEPTH)
+    target_accept = check_number("target_accept", target_accept, 0.0, 1.0, lo_open=True, hi_open=True,
+                                 expected="a number that lies in (0, 1)")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if step_size is not None and not (float(step_size) > 0 and math.isfinite(float(step_size))):
-        raise ValueError(f"step_size must be a positive number or None, got {step_size!r}")
+    if step_size is not None:
+        step_size = check_number("step_size", step_size, 0.0, lo_open=True, expected="a positive number or None")
     if num_steps is not None:
-        check_int("num_steps", num_steps, 1)
+        num_steps = check_int("num_steps", num_steps, 1)
+    for name, flag in (("jit", jit), ("adapt_step_size", adapt_step_size), ("adapt_mass_matrix", adapt_mass_matrix),
+                       ("progress", progress)):
+        check_bool(name, flag)
+    check_memory = check_optional_bool("check_memory", check_memory)
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
+    if isinstance(init, str) and init not in ("model", "median"):
+        raise ValueError(f"init must be 'model', 'median' or a dict {{site: value}}, got {init!r}")
+    if not isinstance(init, (str, dict)):
+        raise ArgumentTypeError(f"init must be 'model', 'median' or a dict {{site: value}}, got {type(init).__name__}")
+    for name, value in (("frozen", frozen), ("hyperpriors", hyperpriors)):
+        if value is not None and not isinstance(value, dict):
+            raise ArgumentTypeError(f"{name} must be a dict or None, got {type(value).__name__}")
     is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
     if backend is None:
         backend = "torch" if is_bnn else "pyro"
@@ -968,8 +995,14 @@ def fit_nuts(
                          "(the torch backend vectorises chains: chain_method='vectorized')")
     if backend == "pyro" and chain_method == "vectorized":
         raise ValueError("chain_method='vectorized' needs backend='torch'")
-    if hasattr(model, "check_data"):
-        model.check_data(x, y)
+    x, y = prepare_data(model, x, y)
+    if hasattr(model, "memory_facts"):
+        fdt = float_dtype_of(x, dtype)
+        est = estimate_nuts(**model.memory_facts(x.shape[1:]), n_data=x.shape[0], chains=chains,
+                            num_samples=num_samples, max_tree_depth=max_tree_depth, kernel=kernel,
+                            data_bytes=data_bytes(x, y, fdt), trajectory_buffer=backend == "torch", dtype=fdt,
+                            device=resolve_device(device, x))
+        check_fit_memory(model, check_memory, est)
 
     t_start = time.perf_counter()
     x, y, dev, float_dtype = place(model, x, y, device, dtype)

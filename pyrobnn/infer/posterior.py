@@ -97,6 +97,8 @@ class Posterior:
         """One vectorised predictive pass per batch of ``batch_size`` inputs that gives both the
         :class:`Prediction` at ``x`` and, when ``y`` is given, the pointwise log-likelihood
         log p(y_n | x_n, w) for every draw, (chain, draw, N) (else None)."""
+        if hasattr(self.model, "prepare_data"):  # x must fit the network, y the likelihood (ValueError naming them)
+            x, y = self.model.prepare_data(x, y)
         task = self.model.likelihood.task
         c, s = next(iter(draws.values())).shape[:2]
         if y is not None:

@@ -14,6 +14,17 @@ import torch
 from pyro import poutine
 from tqdm.auto import tqdm
 
+from ..model.memory import estimate_svi
+from ..utils.validation import ArgumentTypeError, check_bool, check_int, check_positive
+from .arguments import (
+    check_dtype,
+    check_fit_memory,
+    check_optional_bool,
+    check_seed,
+    data_bytes,
+    float_dtype_of,
+    prepare_data,
+)
 from .checkpoint import load_checkpoint, preserve_rng, save_checkpoint, seeded
 from .elbo import elbo_terms, make_elbo
 from .kl_schedule import SCHEDULES, kl_weight
@@ -44,11 +55,9 @@ def resolve_device(device, x: torch.Tensor | None = None) -> torch.device:
     return device
 
 
-def check_int(name: str, value, minimum: int = 1) -> None:
-    """Raise ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+#: guide class → its family in :mod:`pyrobnn.model.memory` estimates
+_GUIDE_FAMILIES = {"MeanField": "meanfield", "ARD": "ard", "Delta": "delta", "WeightNoise": "weight_noise",
+                   "AutoNormal": "auto_normal", "AutoLowRankMultivariateNormal": "auto_lowrank"}
 
 
 def place(model, x: torch.Tensor, y: torch.Tensor, device, dtype):
@@ -91,6 +100,7 @@ def fit_svi(
     resume: bool = False,
     callback=None,
     max_plate_nesting: int = 1,
+    check_memory: bool | None = None,
     handle_interrupt: bool = True,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
@@ -108,23 +118,63 @@ def fit_svi(
     there, or when available).  Checkpoints (``checkpoint=path``) are written atomically every
     ``checkpoint_every`` epochs and at the end; ``resume=True`` continues from one.
 
+    Every argument is checked before any work (``ValueError``/``TypeError`` naming it): x must
+    fit the network, y the likelihood (numpy arrays are accepted; integer 0/1 labels are
+    observed as floats under a Bernoulli likelihood), the guide must have been built for this
+    network.  ``check_memory`` (default: the model's own setting, True) refuses a fit whose
+    memory (:func:`pyrobnn.model.memory.estimate_svi`) exceeds what the device has available,
+    before anything is allocated; pass ``check_memory=False`` to try anyway.
+
     A non-finite loss raises :class:`NonFiniteLossError` naming the step and the term, with
     the parameters of the last finite step left in place.  Returns a :class:`Posterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
-    check_int("epochs", epochs)
-    check_int("batch_size", batch_size)
-    check_int("num_particles", num_particles)
-    check_int("checkpoint_every", checkpoint_every)
+    # ---- every argument checked before any work (no guide parameter created, no step taken)
+    epochs = check_int("epochs", epochs)
+    batch_size = check_int("batch_size", batch_size)
+    num_particles = check_int("num_particles", num_particles)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    anneal_epochs = check_int("anneal_epochs", anneal_epochs)
+    max_plate_nesting = check_int("max_plate_nesting", max_plate_nesting)
     if kl not in SCHEDULES:
         raise ValueError(f"kl must be one of {SCHEDULES}, got {kl!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if hasattr(model, "check_data"):
-        model.check_data(x, y)
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if resume and ckpt is None:
+    if elbo not in ("trace", "meanfield"):
+        raise ValueError(f"elbo must be 'trace' or 'meanfield', got {elbo!r}")
+    if lr is not None:
+        lr = check_positive("lr", lr)
+    if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
+        raise ArgumentTypeError(f"optimizer_kwargs must be a dict or None, got {type(optimizer_kwargs).__name__}")
+    for name, flag in (("vectorize_particles", vectorize_particles), ("empirical_bayes", empirical_bayes),
+                       ("shuffle", shuffle), ("progress", progress), ("resume", resume),
+                       ("handle_interrupt", handle_interrupt)):
+        check_bool(name, flag)
+    check_memory = check_optional_bool("check_memory", check_memory)
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
+    if callback is not None and not callable(callback):
+        raise ArgumentTypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
+        raise ArgumentTypeError(f"checkpoint must be a path (str or pathlib.Path) or None, got "
+                                f"{type(checkpoint).__name__}")
+    if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path>")
+    if not callable(guide):
+        raise ArgumentTypeError(f"guide must be a Pyro guide (e.g. pyrobnn.guides.MeanField(model)), got "
+                                f"{type(guide).__name__}")
+    x, y = prepare_data(model, x, y)
+    if hasattr(guide, "check_model"):
+        guide.check_model(model)
+    dev = resolve_device(device, x)
+    if hasattr(model, "memory_facts"):
+        fdt = float_dtype_of(x, dtype)
+        family = _GUIDE_FAMILIES.get(type(guide).__name__, "meanfield")
+        est = estimate_svi(**model.memory_facts(x.shape[1:]), n_data=x.shape[0], batch_size=batch_size,
+                           num_particles=num_particles, guide=family, rank=int(getattr(guide, "rank", 0) or 0),
+                           optimizer=optimizer, data_bytes=data_bytes(x, y, fdt), dtype=fdt, device=dev)
+        check_fit_memory(model, check_memory, est)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
     # the caller's global generators are restored afterwards: training seeds torch's and a resumed
     # run restores the checkpoint's
     scope = seeded(seed) if seed is not None else preserve_rng() if resume else nullcontext()

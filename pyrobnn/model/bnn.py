@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import pyro
@@ -10,8 +11,10 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..utils.validation import as_tensor, check_bool, count_nonfinite
 from .layers import Activation, BayesianLayer, Flatten
 from .likelihoods import Likelihood
+from .memory import OVERRIDE_HINT, check_fits, estimate_model
 from .priors import Normal, Prior
 from .sites import LAYOUTS, PriorPart, Segment, SitePrior
 
@@ -29,19 +32,6 @@ def _as_module(layer) -> nn.Module:
 
 
 
-def count_nonfinite(t: torch.Tensor, chunk: int = 1 << 20) -> int:
-    """Number of NaN/inf elements of ``t``, checked in slices of about ``chunk`` elements along
-    the first dimension, so that no full-size mask or copy is made (a data set of several
-    hundred MB is checked with a few MB of extra memory)."""
-    if not torch.is_floating_point(t) and not torch.is_complex(t):
-        return 0
-    if t.ndim == 0:
-        return int(not bool(torch.isfinite(t)))
-    if t.numel() == 0:
-        return 0
-    rows = max(1, chunk // max(1, t[0].numel()))
-    return sum(int((~torch.isfinite(part)).sum()) for part in t.split(rows))
-
 class BNN(PyroModule):
     """A Bayesian neural network as a Pyro model.
 
@@ -57,15 +47,25 @@ class BNN(PyroModule):
     site ``"weights"`` — the fastest under Pyro), ``"layer"`` (``"layers.<i>"``) or
     ``"tensor"`` (``"layers.<i>.weight"``, ``"layers.<i>.bias"``).  Whatever the layout,
     :meth:`unpack` names weights by layer.
+
+    ``check_memory`` (default True): refuse, before anything weight-sized is allocated, a
+    network whose weights cannot fit in the available memory (the least any fit needs, see
+    :func:`pyrobnn.model.memory.estimate_model`); the fits check their own, larger, need
+    unless given ``check_memory=False`` and follow this setting by default.
     """
 
     def __init__(self, layers: Sequence, likelihood: Likelihood, prior: Prior | None = None,
-                 site_layout: str = "packed"):
+                 site_layout: str = "packed", check_memory: bool = True):
         super().__init__()
         if site_layout not in LAYOUTS:
             raise ValueError(f"site_layout must be one of {LAYOUTS}, got {site_layout!r}")
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"likelihood must be a pyrobnn Likelihood, got {type(likelihood).__name__}")
+        if prior is not None and not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a pyrobnn prior, got {type(prior).__name__}")
+        if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Iterable):
+            raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}")
+        self.check_memory = check_bool("check_memory", check_memory)
         self.layers = nn.ModuleList([_as_module(layer) for layer in layers])
         self.likelihood = likelihood
         self.site_layout = site_layout
@@ -75,6 +75,10 @@ class BNN(PyroModule):
         self._build_segments()
         if not self.segments:
             raise ValueError("a BNN needs at least one Bayesian layer (Linear/Conv2d with bayesian=True)")
+        if self.check_memory:  # before a per-weight prior allocates its hyperparameters
+            per_weight = self.num_weights if prior is not None and prior.per_weight else 0
+            check_fits(estimate_model(self.num_weights, self._num_parameters(), per_weight),
+                       hint=OVERRIDE_HINT.replace("check_memory=False", "check_memory=False to BNN(...)"))
         self.prior_modules = nn.ModuleList()
         self._segment_prior: list[Prior] = [None] * len(self.segments)
         self.set_prior(Normal(0.0, 1.0) if prior is None else prior)
@@ -111,6 +115,45 @@ class BNN(PyroModule):
     @property
     def weight_sites(self) -> list[str]:
         return list(self.site_sizes)
+
+    def latent_site_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every latent sample site (what a guide for this network must cover)."""
+        return {**{site: (n,) for site, n in self.site_sizes.items()}, **dict(self.likelihood.latent_shapes())}
+
+    def _num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ shapes and memory
+    def layer_shapes(self, input_shape: Sequence[int]) -> list[tuple[int, ...] | None]:
+        """Output shape of one example after each layer, for one example of ``input_shape``
+        (``None`` from the first module whose output shape cannot be told, e.g. a user's own).
+        ValueError naming the layer if a layer cannot take its input."""
+        shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape)
+        out: list[tuple[int, ...] | None] = []
+        for i, layer in enumerate(self.layers):
+            if shape is not None and hasattr(layer, "output_shape"):
+                try:
+                    shape = tuple(layer.output_shape(shape))
+                except ValueError as e:
+                    raise ValueError(f"layers.{i} ({layer!r}) {e}") from None
+            else:
+                shape = None
+            out.append(shape)
+        return out
+
+    def memory_facts(self, input_shape: Sequence[int] | None = None) -> dict[str, int]:
+        """Sizes that memory estimates need (:mod:`pyrobnn.model.memory`): ``num_weights``,
+        ``num_parameters`` (deterministic), ``per_weight_hyperparameters`` (prior buffers) and
+        ``activations_per_example`` (inputs and every layer's output for one example of
+        ``input_shape``; layers of unknown output count as wide as the widest known one)."""
+        acts = 0
+        if input_shape is not None:
+            shapes = [tuple(input_shape), *self.layer_shapes(input_shape)]
+            sizes = [math.prod(s) for s in shapes if s is not None]
+            acts = sum(sizes) + max(sizes, default=0) * sum(s is None for s in shapes)
+        hyper = sum(b.numel() for p in self.prior_modules for b in p.buffers() if b.dim() > 0)
+        return {"num_weights": self.num_weights, "num_parameters": self._num_parameters(),
+                "per_weight_hyperparameters": hyper, "activations_per_example": acts}
 
     @property
     def latent_sites(self) -> list[str]:
@@ -277,18 +320,54 @@ class BNN(PyroModule):
         latents = {k: draws[k].reshape(-1, 1) for k in self.likelihood.latent_shapes()}
         return self.likelihood.distribution(out, latents)
 
-    def check_data(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """Raise ValueError naming the problem if (x, y) do not fit this network."""
-        if not torch.is_tensor(x):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        for name, t in (("x", x), ("y", y)):
+    def check_data(self, x: torch.Tensor, y: torch.Tensor | None = None, names: tuple[str, str] = ("x", "y")) -> None:
+        """Raise ValueError naming the argument (``names``: how the caller calls x and y) if
+        (x, y) do not fit this network: x must have at least one row and, per row, the shape
+        the first layer takes (the layers must chain up to as many outputs as the likelihood
+        reads); y as many rows, and values the likelihood can observe; neither NaN nor inf.
+        TypeError for what is not a tensor or a numeric numpy array."""
+        xn, yn = names
+        x = as_tensor(xn, x)
+        y = None if y is None else as_tensor(yn, y)
+        if x.dim() < 2:
+            first = next((layer for layer in self.layers if hasattr(layer, "output_shape")), None)
+            hint = f" (one column: {xn}.unsqueeze(-1))" if getattr(first, "in_features", None) == 1 else ""
+            raise ValueError(f"{xn} must have one row per example, shape (N, ...), got shape {tuple(x.shape)}{hint}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{xn} has no rows (shape {tuple(x.shape)}): expected at least one example")
+        if torch.is_complex(x) or x.dtype == torch.bool:
+            raise ValueError(f"{xn} must hold real numbers, got dtype {x.dtype}")
+        try:
+            shapes = self.layer_shapes(x.shape[1:])
+        except ValueError as e:
+            raise ValueError(f"{xn} of shape {tuple(x.shape)} does not fit the network: {e}") from None
+        out, k = shapes[-1], self.likelihood.num_outputs()
+        if out is not None and out != (k,):
+            lik = type(self.likelihood).__name__
+            raise ValueError(f"the network's output has shape {out} per example but the {lik} "
+                             f"likelihood reads {k} output{'s' if k > 1 else ''} per example: the last layer must "
+                             f"have {k} output{'s' if k > 1 else ''}")
+        for name, t in ((xn, x), (yn, y)):
             bad = count_nonfinite(t) if t is not None else 0
             if bad:
                 raise ValueError(f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)")
         if y is not None:
-            if y.shape[0] != x.shape[0]:
-                raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
-            self.likelihood.check_targets(y)
+            if y.dim() == 0 or y.shape[0] != x.shape[0]:
+                rows = "no rows (a scalar)" if y.dim() == 0 else f"{y.shape[0]}"
+                raise ValueError(f"{xn} has {x.shape[0]} rows but {yn} has {rows}")
+            self.likelihood.check_targets(y, yn)
+
+    def prepare_data(self, x, y=None, names: tuple[str, str] = ("x", "y")):
+        """``(x, y)`` checked by :meth:`check_data` and ready for the model: numpy arrays become
+        tensors (sharing memory), targets take the form the likelihood observes (integer or bool
+        0/1 labels become floats for a Bernoulli likelihood, integer class labels int64).  The
+        caller's tensors are never changed; converted ones are new."""
+        x = as_tensor(names[0], x)
+        y = None if y is None else as_tensor(names[1], y)
+        self.check_data(x, y, names)
+        if y is not None:
+            y = self.likelihood.observed_form(y, x.dtype if torch.is_floating_point(x) else None)
+        return x, y
 
     # ------------------------------------------------------------------ specs
     @classmethod

@@ -20,7 +20,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BayesianLayer", "Linear", "Conv2d", "Flatten", "Activation", "ACTIVATIONS", "make_activation"]
+from ..utils.validation import check_bool, check_int
+from .memory import check_fits, estimate_model
+
+__all__ = ["MAX_SIZE", "BayesianLayer", "Linear", "Conv2d", "Flatten", "Activation", "ACTIVATIONS", "make_activation"]
+
+
+#: largest width, channel count or kernel size a layer accepts (torch indexes with 32-bit ints in places)
+MAX_SIZE = 2**31 - 1
+
+
+def _size(name: str, value) -> int:
+    return check_int(name, value, 1, maximum=MAX_SIZE, expected=f">= 1 (an integer <= {MAX_SIZE})")
+
+
+def _pair(name: str, value, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, as a pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an integer or a pair of integers, got {value!r}")
+        return tuple(check_int(f"{name}[{i}]", v, minimum, maximum=MAX_SIZE) for i, v in enumerate(value))
+    v = check_int(name, value, minimum, maximum=MAX_SIZE)
+    return (v, v)
 
 
 class BayesianLayer(nn.Module):
@@ -29,7 +50,7 @@ class BayesianLayer(nn.Module):
 
     def __init__(self, bayesian: bool = True):
         super().__init__()
-        self.bayesian = bool(bayesian)
+        self.bayesian = check_bool(f"{type(self).__name__} bayesian", bayesian)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -46,7 +67,20 @@ class BayesianLayer(nn.Module):
             k: (torch.rand(shape, generator=generator) * 2 - 1) * bound for k, shape in self.param_shapes().items()
         }
 
-    def _make_deterministic(self):
+    @property
+    def num_params(self) -> int:
+        """Number of weights and biases."""
+        return sum(math.prod(shape) for shape in self.param_shapes().values())
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:  # pragma: no cover - abstract
+        """Shape of one example's output for one example's input ``shape``; ValueError if the
+        layer cannot take that input."""
+        raise NotImplementedError
+
+    def _make_deterministic(self, check_memory: bool = True):
+        if check_memory:  # refuse before allocating a layer that cannot fit
+            check_fits(estimate_model(0, num_parameters=self.num_params, what=f"the deterministic {self!r}"),
+                       hint=f"pass check_memory=False to {type(self).__name__}")
         for k, v in self.init_values().items():
             self.register_parameter(k, nn.Parameter(v))
 
@@ -63,14 +97,14 @@ class Linear(BayesianLayer):
     draws) or ``(*S, N, in)`` (one input per draw).  Output ``(*S, N, out)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, bayesian: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, bayesian: bool = True,
+                 check_memory: bool = True):
         super().__init__(bayesian)
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if int(v) < 1:
-                raise ValueError(f"Linear {name} must be >= 1, got {v!r}")
-        self.in_features, self.out_features, self.has_bias = int(in_features), int(out_features), bool(bias)
+        self.in_features = _size("Linear in_features", in_features)
+        self.out_features = _size("Linear out_features", out_features)
+        self.has_bias = check_bool("Linear bias", bias)
         if not self.bayesian:
-            self._make_deterministic()
+            self._make_deterministic(check_bool("Linear check_memory", check_memory))
 
     @property
     def fan_in(self):
@@ -102,6 +136,12 @@ class Linear(BayesianLayer):
                 y = torch.bmm(xs, w.transpose(1, 2))
         return y.reshape(*lead, y.shape[-2], self.out_features)
 
+    def output_shape(self, shape):
+        if len(shape) != 1 or shape[0] != self.in_features:
+            flat = ' (put "flatten" before it)' if len(shape) > 1 and math.prod(shape) == self.in_features else ""
+            raise ValueError(f"expected inputs of shape ({self.in_features},) per example, got {tuple(shape)}{flat}")
+        return (self.out_features,)
+
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.has_bias}, bayesian={self.bayesian}"
 
@@ -112,16 +152,19 @@ class Conv2d(BayesianLayer):
     convolution with ``groups = S``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
-                 bayesian: bool = True):
+                 bayesian: bool = True, check_memory: bool = True):
         super().__init__(bayesian)
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if int(v) < 1:
-                raise ValueError(f"Conv2d {name} must be >= 1, got {v!r}")
-        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.in_channels, self.out_channels, self.kernel_size = int(in_channels), int(out_channels), k
-        self.stride, self.padding, self.has_bias = stride, padding, bool(bias)
+        self.in_channels = _size("Conv2d in_channels", in_channels)
+        self.out_channels = _size("Conv2d out_channels", out_channels)
+        self.kernel_size = _pair("Conv2d kernel_size", kernel_size, 1)
+        stride_pair, padding_pair = _pair("Conv2d stride", stride, 1), _pair("Conv2d padding", padding, 0)
+        # kept as given (an int stays an int) for F.conv2d and repr
+        self.stride = stride_pair if isinstance(stride, (tuple, list)) else stride_pair[0]
+        self.padding = padding_pair if isinstance(padding, (tuple, list)) else padding_pair[0]
+        self._stride2, self._padding2 = stride_pair, padding_pair
+        self.has_bias = check_bool("Conv2d bias", bias)
         if not self.bayesian:
-            self._make_deterministic()
+            self._make_deterministic(check_bool("Conv2d check_memory", check_memory))
 
     @property
     def fan_in(self):
@@ -155,6 +198,21 @@ class Conv2d(BayesianLayer):
         y = y.view(n, s, self.out_channels, *y.shape[-2:]).transpose(0, 1)
         return y.reshape(*lead, n, self.out_channels, *y.shape[-2:])
 
+    def output_shape(self, shape):
+        if len(shape) != 3:
+            raise ValueError(f"expected images of shape (channels={self.in_channels}, height, width) per example, "
+                             f"got {tuple(shape)}")
+        if shape[0] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channel{'s' if self.in_channels > 1 else ''}, "
+                             f"got images of shape {tuple(shape)}")
+        out = []
+        for d, k, st, p in zip(shape[1:], self.kernel_size, self._stride2, self._padding2):
+            if d + 2 * p < k:
+                raise ValueError(f"kernel_size {self.kernel_size} is larger than the padded input "
+                                 f"{tuple(shape)} (padding {self.padding})")
+            out.append((d + 2 * p - k) // st + 1)
+        return (self.out_channels, *out)
+
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, bias={self.has_bias}, bayesian={self.bayesian}")
@@ -166,10 +224,17 @@ class Flatten(nn.Module):
 
     def __init__(self, ndims: int = 3):
         super().__init__()
-        self.ndims = int(ndims)
+        self.ndims = check_int("Flatten ndims", ndims, 1, maximum=64)
 
     def forward(self, x):
         return x.flatten(-self.ndims)
+
+    def output_shape(self, shape):
+        """One example's shape after flattening its trailing ``ndims`` dimensions."""
+        if len(shape) < self.ndims:
+            raise ValueError(f"expected inputs with at least {self.ndims} dimensions per example, got {tuple(shape)}")
+        keep = tuple(shape[:len(shape) - self.ndims])
+        return (*keep, math.prod(shape[len(shape) - self.ndims:]))
 
 
 ACTIVATIONS = {
@@ -193,6 +258,10 @@ class Activation(nn.Module):
 
     def forward(self, x):
         return self.fn(x)
+
+    def output_shape(self, shape):
+        """Elementwise: the shape is unchanged."""
+        return tuple(shape)
 
     def extra_repr(self):
         return self.name

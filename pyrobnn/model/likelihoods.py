@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.validation import check_bool, check_int, check_number
+
 __all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical"]
 
 
@@ -38,8 +40,21 @@ class Likelihood(nn.Module):
         """Distribution of y given network output ``out`` of shape (*S, N, k)."""
         raise NotImplementedError
 
-    def check_targets(self, y: torch.Tensor) -> None:
-        """Raise ValueError if ``y`` cannot be observed under this likelihood."""
+    def check_targets(self, y: torch.Tensor, name: str = "y") -> None:
+        """Raise ValueError (naming the argument ``name``) if ``y`` cannot be observed under this
+        likelihood."""
+
+    def prepare_targets(self, y: torch.Tensor, dtype: torch.dtype | None = None, name: str = "y") -> torch.Tensor:
+        """``y`` checked (:meth:`check_targets`) and in the dtype the observation site takes
+        (``dtype``, the model's floating dtype, for real-valued targets).  Returns a new tensor
+        when a conversion is needed; the caller's is never changed."""
+        self.check_targets(y, name)
+        return self.observed_form(y, dtype)
+
+    def observed_form(self, y: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Checked targets ``y`` in the dtype the observation site takes (no checks; a new
+        tensor when converted)."""
+        return y
 
     def forward(self, out, y=None, n_data=None, latents=None):
         n = out.shape[-2]
@@ -70,15 +85,17 @@ class Gaussian(Likelihood):
     def __init__(self, scale: float = 1.0, learned: bool = False, heteroscedastic: bool = False,
                  noise_prior_scale: float = 1.0, min_scale: float = 1e-3):
         super().__init__()
+        learned = check_bool("Gaussian likelihood learned", learned)
+        heteroscedastic = check_bool("Gaussian likelihood heteroscedastic", heteroscedastic)
         if learned and heteroscedastic:
             raise ValueError("Gaussian likelihood: choose learned=True or heteroscedastic=True, not both")
-        scale = float(scale)
-        if not scale > 0:
-            raise ValueError(f"Gaussian likelihood scale must be > 0, got {scale!r}")
-        self.learned, self.heteroscedastic = bool(learned), bool(heteroscedastic)
+        scale = check_number("Gaussian likelihood scale", scale, lo=0, lo_open=True)
+        noise_prior_scale = check_number("Gaussian likelihood noise_prior_scale", noise_prior_scale, lo=0, lo_open=True)
+        min_scale = check_number("Gaussian likelihood min_scale", min_scale, lo=0)
+        self.learned, self.heteroscedastic = learned, heteroscedastic
         self.register_buffer("scale", torch.tensor(scale))
-        self.register_buffer("noise_prior_scale", torch.tensor(float(noise_prior_scale)))
-        self.register_buffer("min_scale", torch.tensor(float(min_scale)))
+        self.register_buffer("noise_prior_scale", torch.tensor(noise_prior_scale))
+        self.register_buffer("min_scale", torch.tensor(min_scale))
 
     @property
     def mode(self) -> str:
@@ -108,10 +125,14 @@ class Gaussian(Likelihood):
             scale = self.scale
         return dist.Normal(loc, scale)
 
-    def check_targets(self, y):
+    def check_targets(self, y, name="y"):
         if not torch.is_floating_point(y) or y.dim() != 1:
-            raise ValueError(f"Gaussian likelihood needs real targets of shape (N,), got dtype {y.dtype} "
-                             f"shape {tuple(y.shape)}")
+            hint = f" (use {name}.squeeze(-1))" if y.dim() == 2 and y.shape[1] == 1 else ""
+            raise ValueError(f"{name} must be real-valued targets of shape (N,) for the Gaussian likelihood, got dtype "
+                             f"{y.dtype} shape {tuple(y.shape)}{hint}")
+
+    def observed_form(self, y, dtype=None):
+        return y if dtype is None else y.to(dtype)
 
     def extra_repr(self):
         return f"noise={self.mode}, scale={float(self.scale):.4g}"
@@ -128,9 +149,25 @@ class Bernoulli(Likelihood):
     def distribution(self, out, latents):
         return dist.Bernoulli(logits=out[..., 0])
 
-    def check_targets(self, y):
-        if y.dim() != 1 or not bool(((y == 0) | (y == 1)).all()):
-            raise ValueError("Bernoulli likelihood needs targets of shape (N,) with values 0 or 1")
+    def check_targets(self, y, name="y"):
+        """Targets of shape (N,) with values 0 and 1: floats, integers or bools (integer and bool
+        labels are what data loaders and comparisons give; :meth:`prepare_targets` turns them into
+        floats for the Bernoulli site)."""
+        if y.dim() != 1:
+            raise ValueError(f"{name} must have shape (N,) for the Bernoulli likelihood, got shape {tuple(y.shape)}")
+        if torch.is_complex(y):
+            raise ValueError(f"{name} must hold values 0 or 1 for the Bernoulli likelihood, got dtype {y.dtype}")
+        if y.dtype != torch.bool:
+            bad = int(((y != 0) & (y != 1)).sum())
+            if bad:
+                first = y[(y != 0) & (y != 1)][0].item()
+                raise ValueError(f"{name} must hold values 0 or 1 for the Bernoulli likelihood; {bad} value"
+                                 f"{'s are' if bad > 1 else ' is'} not (e.g. {first!r})")
+
+    def observed_form(self, y, dtype=None):
+        if dtype is None:
+            dtype = y.dtype if torch.is_floating_point(y) else torch.get_default_dtype()
+        return y.to(dtype)
 
 
 class Categorical(Likelihood):
@@ -140,9 +177,7 @@ class Categorical(Likelihood):
 
     def __init__(self, num_classes: int):
         super().__init__()
-        if int(num_classes) < 2:
-            raise ValueError(f"Categorical likelihood needs num_classes >= 2, got {num_classes!r}")
-        self.num_classes = int(num_classes)
+        self.num_classes = check_int("Categorical likelihood num_classes", num_classes, 2, maximum=2**31 - 1)
 
     def num_outputs(self):
         return self.num_classes
@@ -150,12 +185,19 @@ class Categorical(Likelihood):
     def distribution(self, out, latents):
         return dist.Categorical(logits=out)
 
-    def check_targets(self, y):
-        if y.dtype not in (torch.int64, torch.int32) or y.dim() != 1:
-            raise ValueError(f"Categorical likelihood needs integer labels of shape (N,), got dtype {y.dtype}")
+    def check_targets(self, y, name="y"):
+        if torch.is_floating_point(y) or torch.is_complex(y) or y.dtype == torch.bool:
+            raise ValueError(f"{name} must hold integer class labels 0..{self.num_classes - 1} for the Categorical "
+                             f"likelihood, got dtype {y.dtype} (convert with {name}.long() if the values are whole)")
+        if y.dim() != 1:
+            raise ValueError(f"{name} must have shape (N,) for the Categorical likelihood (one label per row), got "
+                             f"shape {tuple(y.shape)}")
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise ValueError(f"Categorical likelihood: labels must lie in 0..{self.num_classes - 1}, "
-                             f"got range {int(y.min())}..{int(y.max())}")
+                             f"got range {int(y.min())}..{int(y.max())} in {name}")
+
+    def observed_form(self, y, dtype=None):
+        return y.long()
 
     def extra_repr(self):
         return f"num_classes={self.num_classes}"

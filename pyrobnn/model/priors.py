@@ -27,6 +27,8 @@ import math
 import torch
 from torch import nn
 
+from ..utils.validation import check_bool, check_number, check_positive
+
 __all__ = [
     "Prior",
     "Normal",
@@ -42,10 +44,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
+    return check_positive(name, value)
 
 
 def normal_log_prob(w, loc, scale):
@@ -120,7 +119,7 @@ class Normal(Prior):
 
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
         super().__init__()
-        self._buf("loc", loc)
+        self._buf("loc", check_number("loc", loc))
         self._buf("scale", _positive("scale", scale))
 
     given_hyperparameters = ("loc", "scale")
@@ -150,7 +149,7 @@ class Laplace(Prior):
 
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
         super().__init__()
-        self._buf("loc", loc)
+        self._buf("loc", check_number("loc", loc))
         self._buf("scale", _positive("scale", scale))
 
     given_hyperparameters = ("loc", "scale")
@@ -172,12 +171,16 @@ class ScaleMixture(Prior):
 
     def __init__(self, pi: float = 0.5, sigma1: float = 1.0, sigma2: float = math.exp(-6)):
         super().__init__()
-        pi = float(pi)
+        pi = check_number("pi", pi)
         if not 0.0 < pi < 1.0:
             raise ValueError(f"pi must lie in (0, 1), got {pi!r}")
+        sigma1, sigma2 = _positive("sigma1", sigma1), _positive("sigma2", sigma2)
+        if not sigma2 < sigma1:
+            raise ValueError(f"sigma2 must be < sigma1 (the narrow component of the mixture), got sigma1={sigma1!r}, "
+                             f"sigma2={sigma2!r}")
         self._buf("pi", pi)
-        self._buf("sigma1", _positive("sigma1", sigma1))
-        self._buf("sigma2", _positive("sigma2", sigma2))
+        self._buf("sigma1", sigma1)
+        self._buf("sigma2", sigma2)
 
     def log_prob(self, w, index=None):
         a = torch.log(self.pi) + normal_log_prob(w, 0.0, self.sigma1)
@@ -212,7 +215,7 @@ class ARD(Prior):
     def __init__(self, init_scale: float = 1.0, min_variance: float = 1e-16):
         super().__init__()
         self.init_scale = _positive("init_scale", init_scale)
-        self.min_variance = float(min_variance)
+        self.min_variance = check_number("min_variance", min_variance, lo=0.0)
         self.register_buffer("variance", torch.empty(0))
 
     def bind(self, num_weights: int) -> None:
@@ -256,7 +259,8 @@ class AdaptiveNormal(Normal):
     def __init__(self, loc: float = 0.0, scale: float = 1.0, fit_loc: bool = True, fit_scale: bool = True,
                  min_scale: float = 1e-8):
         super().__init__(loc, scale)
-        self.fit_loc, self.fit_scale, self.min_scale = bool(fit_loc), bool(fit_scale), float(min_scale)
+        self.fit_loc, self.fit_scale = check_bool("fit_loc", fit_loc), check_bool("fit_scale", fit_scale)
+        self.min_scale = check_number("min_scale", min_scale, lo=0.0)
 
     @torch.no_grad()
     def update(self, loc, scale):
@@ -310,7 +314,8 @@ class AdaptiveLaplace(Laplace):
     def __init__(self, loc: float = 0.0, scale: float = 1.0, fit_loc: bool = True, fit_scale: bool = True,
                  min_scale: float = 1e-8):
         super().__init__(loc, scale)
-        self.fit_loc, self.fit_scale, self.min_scale = bool(fit_loc), bool(fit_scale), float(min_scale)
+        self.fit_loc, self.fit_scale = check_bool("fit_loc", fit_loc), check_bool("fit_scale", fit_scale)
+        self.min_scale = check_number("min_scale", min_scale, lo=0.0)
 
     @torch.no_grad()
     def update(self, loc, scale):

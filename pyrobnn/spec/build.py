@@ -59,13 +59,14 @@ def build_likelihood(spec: LikelihoodSpec):
     return Categorical(spec.num_classes)
 
 
-def build_layer(spec: LayerSpec):
+def build_layer(spec: LayerSpec, check_memory: bool = True):
     """A :class:`~pyrobnn.Linear` / :class:`~pyrobnn.Conv2d` module, or an activation name /
     ``"flatten"`` as :class:`~pyrobnn.BNN` accepts them."""
     if spec.kind == "linear":
-        return Linear(*spec.size, bias=spec.bias, bayesian=spec.bayesian)
+        return Linear(*spec.size, bias=spec.bias, bayesian=spec.bayesian, check_memory=check_memory)
     if spec.kind == "conv2d":
-        return Conv2d(*spec.size, stride=spec.stride, padding=spec.padding, bias=spec.bias, bayesian=spec.bayesian)
+        return Conv2d(*spec.size, stride=spec.stride, padding=spec.padding, bias=spec.bias, bayesian=spec.bayesian,
+                      check_memory=check_memory)
     return spec.activation if spec.kind == "activation" else "flatten"
 
 
@@ -74,8 +75,8 @@ def build_model(spec) -> BNN:
     then each ``[[prior.override]]`` in order) and ``net.spec = spec``."""
     if not isinstance(spec, ModelSpec):
         spec = load_model_spec(spec)
-    net = BNN([build_layer(layer) for layer in spec.layers], build_likelihood(spec.likelihood),
-              build_prior(spec.prior), site_layout=spec.site_layout)
+    net = BNN([build_layer(layer, spec.check_memory) for layer in spec.layers], build_likelihood(spec.likelihood),
+              build_prior(spec.prior), site_layout=spec.site_layout, check_memory=spec.check_memory)
     if spec.prior.per_layer:
         net.set_prior(build_prior(spec.prior), per_layer=True)
     for override in spec.prior.overrides:

@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 
 from .errors import SpecError, did_you_mean
 
-__all__ = ["REQUIRED", "Field", "Context", "integer", "number", "flag", "text", "choice", "read_table", "check_table",
-           "check_keys", "join"]
+__all__ = ["MAX_INT", "REQUIRED", "Field", "Context", "integer", "number", "flag", "text", "choice", "read_table",
+           "check_table", "check_keys", "join"]
 
 
 class _Required:
@@ -92,6 +92,9 @@ class Field:
         if self.kind == "any":
             return self.doc or "a value"
         base = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[self.kind]
+        if self.kind == "int" and self.hi is not None and self.lo is not None:
+            upper = "" if self.hi == MAX_INT else f" (and <= {_num(self.hi)})"
+            return f"{base} >= {_num(self.lo)}{upper}"
         if self.lo is not None and self.hi is not None:
             left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
             return f"{base} in {left}{_num(self.lo)}, {_num(self.hi)}{right}"
@@ -124,7 +127,8 @@ class Field:
             low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
             high_bad = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
             if low_bad or high_bad:
-                ctx.fail(key, f"expected {self.expected}", given)
+                upper = f" (and <= {_num(self.hi)})" if high_bad and self.hi == MAX_INT else ""
+                ctx.fail(key, f"expected {self.expected}{upper}", given)
         return value
 
 
@@ -132,9 +136,14 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def integer(name: str, default: Any = REQUIRED, lo: int | None = None, doc: str = "") -> Field:
-    """An integer field, optionally ``>= lo``."""
-    return Field(name, "int", default, lo=lo, doc=doc)
+#: largest integer a TOML document can hold (and torch can count to)
+MAX_INT = 2**63 - 1
+
+
+def integer(name: str, default: Any = REQUIRED, lo: int | None = None, hi: int | None = None, doc: str = "") -> Field:
+    """An integer field, optionally ``>= lo``, and ``<= hi`` (default: the largest 64-bit integer,
+    the TOML limit, shown in messages only when ``hi`` is given)."""
+    return Field(name, "int", default, lo=lo, hi=MAX_INT if hi is None else hi, doc=doc)
 
 
 def number(name: str, default: Any = REQUIRED, lo: float | None = None, hi: float | None = None,

@@ -25,9 +25,11 @@ from typing import Any
 
 from ..data import LOADERS, SKLEARN_DATASETS
 from ..infer.kl_schedule import SCHEDULES
-from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES
+from ..infer.arguments import MAX_SEED
+from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, MAX_TREE_DEPTH
 from ..infer.svi import OPTIMIZERS
-from ..model.layers import ACTIVATIONS
+from ..model.layers import ACTIVATIONS, MAX_SIZE, Conv2d, Linear
+from ..model.memory import InsufficientMemoryError, check_fits, estimate_model
 from ..model.sites import LAYOUTS
 from .datasets import TASK_LIKELIHOOD, DataFacts, data_facts
 from .errors import did_you_mean
@@ -58,6 +60,7 @@ MODEL_FIELDS = (
     text("name", None, doc="defaults to the file name"),
     text("description", ""),
     choice("site_layout", LAYOUTS, "packed", doc="packed: one site for all weights; layer; tensor"),
+    flag("check_memory", True, doc="refuse a network (and fits) that cannot fit in the available memory"),
     Field("layers", "any", doc='a list of layers: activation names, "flatten" and tables such as '
                                "{ linear = [in, out] } or { conv2d = [in, out, kernel] }"),
 )
@@ -66,8 +69,8 @@ LAYER_KINDS: dict[str, tuple[int, str, tuple[Field, ...]]] = {
     # kind: (number of sizes, what they are, options)
     "linear": (2, "[in_features, out_features]", (flag("bias", True), flag("bayesian", True))),
     "conv2d": (3, "[in_channels, out_channels, kernel_size]",
-               (flag("bias", True), flag("bayesian", True), integer("stride", 1, lo=1),
-                integer("padding", 0, lo=0))),
+               (flag("bias", True), flag("bayesian", True), integer("stride", 1, lo=1, hi=MAX_SIZE),
+                integer("padding", 0, lo=0, hi=MAX_SIZE))),
 }
 
 _LOC = number("loc", 0.0)
@@ -90,13 +93,13 @@ LIKELIHOOD_FAMILIES: dict[str, tuple[Field, ...]] = {
     "gaussian": (choice("noise", NOISE_MODES, "fixed"), number("scale", 1.0, lo=0),
                  number("noise_prior_scale", 1.0, lo=0)),
     "bernoulli": (),
-    "categorical": (integer("num_classes", None, lo=2),),
+    "categorical": (integer("num_classes", None, lo=2, hi=MAX_SIZE),),
 }
 """Likelihood family → its keys (see :mod:`pyrobnn.model.likelihoods`)."""
 
 DATA_HINTS: dict[str, Field] = {f.name: f for f in (
     text("name"), text("root"), text("path"), text("task"),
-    integer("n_train", lo=1), integer("n_test", lo=0), integer("seed", lo=0), integer("split", lo=0),
+    integer("n_train", lo=1), integer("n_test", lo=0), integer("seed", lo=0, hi=MAX_SEED), integer("split", lo=0),
     number("test_fraction", lo=0, hi=1, lo_open=False), number("noise", lo=0, lo_open=False),
     flag("flatten"), flag("standardize"), flag("normalize"),
 )}
@@ -107,7 +110,7 @@ INFERENCE_FIELDS = (
     text("name", None, doc="defaults to the file name"),
     text("description", ""),
     choice("method", METHODS, "svi"),
-    integer("seed", 0, lo=0),
+    integer("seed", 0, lo=0, hi=MAX_SEED),
     text("device", "auto", doc='"auto", "cpu", "cuda" or "cuda:<index>"'),
     choice("dtype", ("float32", "float64"), None, doc="default: follow the data"),
 )
@@ -145,7 +148,7 @@ MCMC_FIELDS = (
     integer("warmup", 500, lo=0),
     integer("chains", 4, lo=1),
     number("target_accept", 0.8, lo=0, hi=1),
-    integer("max_tree_depth", 10, lo=1),
+    integer("max_tree_depth", 10, lo=1, hi=MAX_TREE_DEPTH),
     flag("jit", True),
     number("step_size", None, lo=0, doc="initial step size (adapted during warmup); default: found by doubling"),
     integer("num_steps", None, lo=1, doc="leapfrog steps per HMC trajectory; default: a trajectory length of 2π"),
@@ -262,6 +265,7 @@ class ModelSpec:
     data: DataSpec | None = None
     description: str = ""
     site_layout: str = "packed"
+    check_memory: bool = True
     path: str | None = field(default=None, compare=False)
     source_text: str = field(default="", compare=False, repr=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
@@ -389,8 +393,8 @@ def _read_layer(ctx: Context, key: str, item: Any) -> LayerSpec:
     n, what, options = LAYER_KINDS[kind]
     size = item[kind]
     if not (isinstance(size, (list, tuple)) and len(size) == n
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
-        ctx.fail(join(key, kind), f"expected {what}: {n} integers >= 1", size)
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIZE for v in size)):
+        ctx.fail(join(key, kind), f"expected {what}: {n} integers >= 1 (and <= {MAX_SIZE})", size)
     opts = read_table(ctx, key, item, options, f"a {kind} layer", extra=(kind,))
     return LayerSpec(kind, tuple(size), **opts)
 
@@ -613,8 +617,30 @@ def validate_model(raw: Mapping, ctx: Context | None = None, default_name: str =
     likelihood = _read_likelihood(ctx, raw.get("likelihood", {}), facts, out_shape)
     _check_outputs(ctx, layers, out_shape, likelihood)
     prior = _read_prior(ctx, "prior", raw.get("prior", {}), layers, top=True)
+    if m["check_memory"]:
+        _check_model_memory(ctx, layers, prior)
     return ModelSpec(name=m["name"] or default_name, layers=layers, prior=prior, likelihood=likelihood, data=data,
-                     description=m["description"], site_layout=m["site_layout"])
+                     description=m["description"], site_layout=m["site_layout"], check_memory=m["check_memory"])
+
+
+def _check_model_memory(ctx: Context, layers: tuple[LayerSpec, ...], prior: PriorSpec) -> None:
+    """SpecError naming the largest layer if the network cannot fit in the available memory
+    (:func:`pyrobnn.model.memory.estimate_model`, the least any fit needs), before anything is built."""
+    counts = {}
+    for i, layer in enumerate(layers):
+        if layer.kind == "linear":  # Bayesian layer objects allocate nothing: they only count
+            counts[i] = Linear(*layer.size, bias=layer.bias).num_params
+        elif layer.kind == "conv2d":
+            counts[i] = Conv2d(*layer.size, bias=layer.bias).num_params
+    weights = sum(n for i, n in counts.items() if layers[i].bayesian)
+    per_weight = weights if "ard" in {prior.family, *(o.family for o in prior.overrides)} else 0
+    est = estimate_model(weights, sum(n for i, n in counts.items() if not layers[i].bayesian), per_weight)
+    try:
+        check_fits(est, hint='set model.check_memory = false (command line: --set model.check_memory=false)')
+    except InsufficientMemoryError as e:
+        big = max(counts, key=counts.get)
+        ctx.fail(_layer_key(big, layers[big]), f"expected a network that fits in memory ({counts[big]:,} weights in "
+                                                f"this layer, {weights:,} in all): {e}", _layer_value(layers[big]))
 
 
 # ============================================================================ inference validation
