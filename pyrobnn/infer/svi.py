@@ -125,8 +125,15 @@ def fit_svi(
     memory (:func:`pyrobnn.model.memory.estimate_svi`) exceeds what the device has available,
     before anything is allocated; pass ``check_memory=False`` to try anyway.
 
-    A non-finite loss raises :class:`NonFiniteLossError` naming the step and the term, with
-    the parameters of the last finite step left in place.  Returns a :class:`Posterior` whose
+    With ``handle_interrupt`` (in the main thread), a first Ctrl-C (SIGINT) stops training after
+    the current step: the state is saved to ``checkpoint`` (also mid-epoch) and
+    :class:`FitInterrupted` is raised; ``resume=True`` then continues bit for bit as if never
+    interrupted.  A second Ctrl-C interrupts at once.  The caller's global random generators
+    are left as they were (``seed`` seeds a private copy of torch's).
+
+    A non-finite loss raises :class:`NonFiniteLossError` naming the step, the term and the
+    minibatch's rows, with the parameters of the last finite step left in place (and saved to
+    ``checkpoint`` when given).  Returns a :class:`Posterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
     # ---- every argument checked before any work (no guide parameter created, no step taken)
