@@ -1,14 +1,18 @@
 """Atomic training checkpoints.
 
-A checkpoint holds the model's and the guide's state, the optimiser's state, every random
+An SVI checkpoint holds the model's and the guide's state, the optimiser's state, every random
 number generator that training draws from, the epoch and the history, so that a run killed
-and resumed with the same seed ends with the same parameters as an uninterrupted one.
+and resumed with the same seed ends with the same parameters as an uninterrupted one (the
+NUTS/HMC sampler's checkpoint is assembled in :mod:`pyrobnn.infer.mcmc` from the helpers here).
 Files are written to a temporary name and renamed into place, and read with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``; a run records a *fingerprint* of its settings and data
+(:func:`tensor_digest`) so that resuming another run's checkpoint is refused
+(:func:`fingerprint_differences`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -19,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+           "tensor_digest", "fingerprint_differences"]
 
 
 def usual_mode(path, directory: bool = False) -> None:
@@ -62,7 +67,58 @@ def replace_dir(src, dst) -> None:
 
 
 def atomic_torch_save(obj, path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (temporary name, then rename)."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_checkpoint(path, kind: str | None = None) -> dict:
+    """Load the checkpoint at ``path`` onto the CPU with ``torch.load(weights_only=True)``.
+
+    A file that cannot be read (truncated, corrupt, not a torch file, or holding more than
+    tensors and plain types) raises ``ValueError`` naming the file; with ``kind`` the file must
+    also be a dict whose ``"kind"`` entry equals it."""
+    try:
+        ck = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"checkpoint file {path} cannot be read ({type(e).__name__}: {first}); it is truncated, "
+                         f"corrupt or not a checkpoint. Remove it to start afresh.") from e
+    if kind is not None and not (isinstance(ck, dict) and ck.get("kind") == kind):
+        found = ck.get("kind") if isinstance(ck, dict) else type(ck).__name__
+        raise ValueError(f"checkpoint file {path} is not a {kind} checkpoint (found {found!r}). Remove it or give "
+                         f"another checkpoint path.")
+    return ck
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 (hex) of the tensors' dtypes, shapes and values, e.g. to tell whether a checkpoint
+    was written for the same data.  Tensors on a GPU are copied to the CPU to be hashed."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach()
+        h.update(f"{t.dtype}{tuple(t.shape)};".encode())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint_differences(saved: dict, current: dict) -> list[str]:
+    """One line per entry of two run fingerprints (flat dicts of plain values) that differs:
+    ``"name: <saved> in the checkpoint, <current> in this call"`` (digests shortened)."""
+
+    def show(v):
+        if isinstance(v, str) and len(v) == 64 and all(ch in "0123456789abcdef" for ch in v):
+            return f"sha256 {v[:12]}…"
+        return "(absent)" if v is _MISSING else repr(v)
+
+    out = []
+    for key in list(saved) + [k for k in current if k not in saved]:
+        a, b = saved.get(key, _MISSING), current.get(key, _MISSING)
+        if a != b:
+            out.append(f"{key}: {show(a)} in the checkpoint, {show(b)} in this call")
+    return out
+
+
+_MISSING = object()
 
 
 @contextmanager
@@ -124,7 +180,7 @@ def save_checkpoint(path, *, model, guide, optimizer, epoch: int, history: list,
 
 def load_checkpoint(path, *, model, guide, optimizer, shuffle_generator=None) -> tuple[int, list]:
     """Restore state from ``path``; returns (epochs completed, history)."""
-    ck = torch.load(path, weights_only=True, map_location="cpu")
+    ck = read_checkpoint(path)
     model.load_state_dict(ck["model"])
     guide.load_state_dict(ck["guide"])
     optimizer.load_state_dict(ck["optimizer"])
