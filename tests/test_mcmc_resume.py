@@ -236,21 +236,25 @@ fit_nuts(net, d.x_train, d.y_train, checkpoint={ckpt!r}, checkpoint_every=5, **{
 
 
 @pytest.mark.slow
-def test_killed_process_resumes_bitwise(tmp_path):
+@pytest.mark.parametrize("jit", [False, True])
+def test_killed_process_resumes_bitwise(tmp_path, jit):
     """A process sampling with checkpoints is killed (SIGKILL) at a random moment after its
-    first checkpoint; the run resumed here equals an uninterrupted run bit for bit."""
-    kw = {**KW, "warmup": 150, "num_samples": 150, "max_tree_depth": 5}
+    first checkpoint; the run resumed here equals an uninterrupted run bit for bit.  With
+    ``jit=True`` the killed process compiles its step without Inductor's caches, so the two
+    processes' compiled steps are built independently."""
+    kw = {**KW, "warmup": 150, "num_samples": 150, "max_tree_depth": 5, "jit": jit}
     ck = tmp_path / "killed.ckpt"
     script = tmp_path / "run.py"
     root = str(Path(pb.__file__).resolve().parent.parent)
     script.write_text(textwrap.dedent(KILL_SCRIPT.format(root=root, threads=torch.get_num_threads(), ckpt=str(ck),
                                                          kw=kw)))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"} if jit else None
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not ck.exists():
             assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.01)
         time.sleep(random.Random(20240611).uniform(0.0, 1.0))
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -262,7 +266,7 @@ def test_killed_process_resumes_bitwise(tmp_path):
     done = saved_iterations(ck)[0]
     assert 0 < done < kw["warmup"] + kw["num_samples"]
     post = fit_nuts(net(), *data(), checkpoint=ck, checkpoint_every=5, resume=True, **kw)
-    assert post.info["resumed_at"] == [done]
+    assert post.info["resumed_at"] == [done] and post.info["compiled"] == jit
     assert_bitwise_equal(post, fit_nuts(net(), *data(), **kw))
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "read_checkpoint",
-           "tensor_digest", "fingerprint_differences"]
+__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
+           "read_checkpoint", "tensor_digest", "fingerprint_differences"]
 
 
 def usual_mode(path, directory: bool = False) -> None:

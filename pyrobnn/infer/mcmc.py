@@ -996,8 +996,8 @@ def fit_nuts(
     statistics, bit for bit, as an uninterrupted run with the same seed on the same device.
     The file records the settings, the seed and a fingerprint of the model and data (shapes,
     dtype, digests of x, y, the prior/likelihood buffers and the initial state): resuming a
-    run that differs raises ``ValueError`` naming what differs; an unreadable file raises
-    ``ValueError`` naming it.  ``callback(record)`` (torch backend) is called after every
+    run that differs raises ``ValueError`` naming what differs (``checkpoint_every`` and
+    ``progress`` may change); an unreadable file raises ``ValueError`` naming it.  ``callback(record)`` (torch backend) is called after every
     iteration with ``{"iteration", "iterations", "phase", "chain", "accept_prob",
     "step_size", "checkpoint_written"}`` (chain: None when chains are vectorised); an exception
     it raises stops the run, leaving the last checkpoint in place.
@@ -1244,12 +1244,15 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                 gen.set_state(saved["generator"])
                 sampler.calls, calls_warm = int(saved["calls"]), int(saved["calls_warmup"])
                 kept = saved["draws"]
+                if not (0 <= start <= total and state.zg.shape == (chains, 3, dim)
+                        and kept.shape == (chains, max(0, start - warmup), dim)):
+                    raise ValueError(f"iteration {start} of {total}, state {tuple(state.zg.shape)}, draws "
+                                     f"{tuple(kept.shape)}")
                 draws[:, :kept.shape[1]] = kept.to(like.device)
                 for k in names:
                     rec[k] = list(saved["stats"][k].to(like.device).unbind(1))
-                elapsed, t_warm, mean_acc = float(saved["seconds"]), float(saved["seconds_warmup"]), saved["mean_accept"]
-                if not (0 <= start <= total and state.zg.shape == (chains, 3, dim) and kept.shape[1] == max(0, start - warmup)):
-                    raise ValueError(f"iteration {start} of {total}, state of shape {tuple(state.zg.shape)}")
+                elapsed, t_warm = float(saved["seconds"]), float(saved["seconds_warmup"])
+                mean_acc = saved["mean_accept"]
             except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
                 where = "" if chain is None else f" (chain {chain})"
                 raise ValueError(f"checkpoint file {checkpointer.path} holds an incomplete or inconsistent sampler "
