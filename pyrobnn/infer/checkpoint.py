@@ -1,14 +1,18 @@
 """Atomic training checkpoints.
 
-A checkpoint holds the model's and the guide's state, the optimiser's state, every random
+An SVI checkpoint holds the model's and the guide's state, the optimiser's state, every random
 number generator that training draws from, the epoch and the history, so that a run killed
-and resumed with the same seed ends with the same parameters as an uninterrupted one.
+and resumed with the same seed ends with the same parameters as an uninterrupted one (the
+NUTS/HMC sampler's checkpoint is assembled in :mod:`pyrobnn.infer.mcmc` from the helpers here).
 Files are written to a temporary name and renamed into place, and read with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``; a run records a *fingerprint* of its settings and data
+(:func:`tensor_digest`) so that resuming another run's checkpoint is refused
+(:func:`fingerprint_differences`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -21,7 +25,8 @@ import numpy as np
 import torch
 
 __all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "seeded",
-           "preserve_rng", "load_torch_file", "CheckpointError"]
+           "preserve_rng", "load_torch_file", "read_checkpoint", "CheckpointError", "tensor_digest",
+           "fingerprint_differences"]
 
 
 def usual_mode(path, directory: bool = False) -> None:
@@ -64,7 +69,50 @@ def replace_dir(src, dst) -> None:
 
 
 def atomic_torch_save(obj, path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (temporary name, then rename)."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_checkpoint(path, kind: str | None = None) -> dict:
+    """Load the checkpoint at ``path`` (:func:`load_torch_file`); with ``kind`` the file must be a
+    dict whose ``"kind"`` entry equals it.  Raises :class:`CheckpointError` naming the file."""
+    ck = load_torch_file(path, "checkpoint file")
+    if kind is not None and not (isinstance(ck, dict) and ck.get("kind") == kind):
+        found = ck.get("kind") if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(f"checkpoint file {str(path)!r} is not a {kind} checkpoint (found {found!r}). Remove "
+                              f"it or give another checkpoint path.")
+    return ck
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 (hex) of the tensors' dtypes, shapes and values, e.g. to tell whether a checkpoint
+    was written for the same data.  Tensors on a GPU are copied to the CPU to be hashed."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach()
+        h.update(f"{t.dtype}{tuple(t.shape)};".encode())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint_differences(saved: dict, current: dict) -> list[str]:
+    """One line per entry of two run fingerprints (flat dicts of plain values) that differs:
+    ``"name: <saved> in the checkpoint, <current> in this call"`` (digests shortened)."""
+
+    def show(v):
+        if isinstance(v, str) and len(v) == 64 and all(ch in "0123456789abcdef" for ch in v):
+            return f"sha256 {v[:12]}…"
+        return "(absent)" if v is _MISSING else repr(v)
+
+    out = []
+    for key in list(saved) + [k for k in current if k not in saved]:
+        a, b = saved.get(key, _MISSING), current.get(key, _MISSING)
+        if a != b:
+            out.append(f"{key}: {show(a)} in the checkpoint, {show(b)} in this call")
+    return out
+
+
+_MISSING = object()
 
 
 @contextmanager
@@ -141,15 +189,18 @@ def load_torch_file(path, what: str = "file"):
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        which = f" (it refers to {found.group(1)})" if found else ""
+        if found is None:  # not a pickle that names forbidden objects: a damaged file
+            raise CheckpointError(f"{what} {str(path)!r} cannot be read: it is truncated, corrupted or not a file "
+                                  f"written by torch.save") from None
+        which = f" (it refers to {found.group(1)})"
         raise CheckpointError(
             f"{what} {str(path)!r} holds Python objects other than tensors and plain values{which}; "
             "pyrobnn never writes such files and will not unpickle it, because unpickling can run code stored "
             "in the file. If you made this file yourself and trust its source, convert it to plain tensors "
             "(a state_dict) and save that.") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, BadZipFile, ... for a bad file
         raise CheckpointError(f"{what} {str(path)!r} cannot be read: it is truncated, corrupted or not a file "
                               f"written by torch.save ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") \
             from None
@@ -179,7 +230,7 @@ def load_checkpoint(path, *, model, guide, optimizer, shuffle_generator=None) ->
     """Restore state from ``path``; returns ``{"epoch", "history", "batch", "perm", "sums"}``
     (epochs completed, history, minibatches completed in the next epoch with its order and
     running sums)."""
-    ck = load_torch_file(path, "checkpoint")
+    ck = read_checkpoint(path)
     if not isinstance(ck, dict) or not {"model", "guide", "optimizer", "rng", "epoch", "history"} <= set(ck):
         raise CheckpointError(f"checkpoint {str(path)!r} is not an SVI checkpoint written by pyrobnn (it lacks "
                               f"the model, guide, optimizer, generator or epoch entries)")

@@ -55,6 +55,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pyro
 import torch
@@ -63,13 +64,15 @@ from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from ..model.sites import SitePrior
-from .guides import _is_identity, init_to_model, latent_nodes
-from .posterior import Posterior
 from ..model.memory import estimate_nuts
+from ..model.sites import SitePrior
 from ..utils.validation import ArgumentTypeError, check_bool, check_int, check_number
 from .arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
     prepare_data
+from .checkpoint import atomic_torch_save, fingerprint_differences, read_checkpoint, tensor_digest
+from .guides import _is_identity, init_to_model, latent_nodes
+from .interrupt import FitInterrupted, StopOnInterrupt
+from .posterior import Posterior
 from .svi import place, resolve_device
 
 __all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy", "HYPER_PARAMETERS",
@@ -524,6 +527,17 @@ class _Adapter:
         self.mean = self.mean + delta / self.n
         self.m2 = self.m2 + delta * (z - self.mean)
 
+    _STATE = ("window", "n", "mean", "m2", "mu", "g_avg", "x_avg", "t")
+
+    def state_dict(self) -> dict:
+        """Dual averaging, Welford sums and window position (tensors and ints)."""
+        return {k: getattr(self, k) for k in self._STATE}
+
+    def load_state_dict(self, saved: dict, like) -> None:
+        for k in self._STATE:
+            v = saved[k]
+            setattr(self, k, v.to(like.device) if torch.is_tensor(v) else int(v))
+
     def variance(self):
         """Regularised per-chain variance (Stan): n/(n+5) var + 1e-3 · 5/(n+5)."""
         n = self.n
@@ -567,6 +581,13 @@ class _State:
     @property
     def z(self):
         return self.zg[:, 0]
+
+    def state_dict(self) -> dict:
+        return {"zg": self.zg, "u": self.u.clone(), "step_size": self.step_size, "inv_mass": self.inv_mass}
+
+    @classmethod
+    def from_state_dict(cls, saved: dict, like) -> "_State":
+        return cls(*(saved[k].to(like.device) for k in ("zg", "u", "step_size", "inv_mass")))
 
 
 _BLOCKS: dict = {}
@@ -848,6 +869,37 @@ def _build_potential(model, x, y, chains, init, seed, hypers, like):
     return potential, z0
 
 
+def _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend) -> None:
+    """Errors naming the argument for ``checkpoint``, ``checkpoint_every``, ``resume`` and
+    ``callback`` of :func:`fit_nuts`."""
+    check_int("checkpoint_every", checkpoint_every)
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be True or False, got {resume!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=<path>, the file to resume from")
+    if checkpoint is not None and (not isinstance(checkpoint, (str, Path)) or Path(checkpoint).is_dir()):
+        raise ValueError(f"checkpoint must be the path of a file (it need not exist yet), got {checkpoint!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be a function of one argument (the iteration's record) or None, "
+                         f"got {callback!r}")
+    given = [name for name, v in (("checkpoint", checkpoint), ("callback", callback)) if v is not None]
+    if given and backend != "torch":
+        raise ValueError(f"{' and '.join(given)}= need{'s' if len(given) == 1 else ''} backend='torch': Pyro's "
+                         f"own kernel (backend='pyro') cannot be checkpointed or resumed")
+
+
+def _fingerprint(model, x, y, potential, z0, settings, seed, hypers) -> dict:
+    """What a checkpoint must agree with to be resumed: the settings and seed, the model's
+    architecture, sites and buffers (prior and likelihood hyperparameters), the data and the
+    initial state (plain values; tensors as SHA-256 digests)."""
+    return {**settings, "seed": seed, "model": repr(model),
+            "sites": ", ".join(f"{s.name}{tuple(s.shape)}" for s in potential.sites),
+            "model buffers": tensor_digest(*model.state_dict().values()),
+            "hyperpriors": ", ".join(f"{h.name}={h.dist!r}" for h in hypers),
+            "x shape": tuple(x.shape), "x dtype": str(x.dtype), "y shape": tuple(y.shape), "y dtype": str(y.dtype),
+            "x values": tensor_digest(x), "y values": tensor_digest(y), "initial state": tensor_digest(z0)}
+
+
 def _initial_values(model, x, y, chains, init, seed):
     """One trace of the model per chain under the init strategy: the model's own initial
     values (``init="model"``), Pyro's prior median (``"median"``) or given values."""
@@ -908,6 +960,11 @@ def fit_nuts(
     backend: str | None = None,
     chain_method: str | None = None,
     check_memory: bool | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 100,
+    resume: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    handle_interrupt: bool = True,
 ) -> Posterior:
     """Sample the posterior of ``model`` given (x, y) with NUTS (or HMC), full batch.
 
@@ -937,6 +994,26 @@ def fit_nuts(
     {layer: {"loc": ..., "scale": ...}} for that layer's Normal/Laplace prior; each becomes a
     site ``hyper.<param>`` (``hyper.layers.<i>.<param>`` for a prior on some layers only) in
     ``samples``, started at the prior's current value.  ``seed`` makes the run reproducible.
+
+    Checkpoints (torch backend): with ``checkpoint=path`` the sampler's whole state (iteration,
+    position, step size, inverse mass matrix, the adaptation's dual averaging and Welford sums,
+    the random generator, the draws and statistics so far, timing counters) is written
+    atomically every ``checkpoint_every`` iterations (warm-up or sampling), after every
+    warm-up adaptation window (:func:`adaptation_schedule`) and at the end; with
+    ``chain_method="sequential"`` the file holds every chain started.  ``resume=True``
+    continues from the file if it exists (else starts afresh) and gives the same draws and
+    statistics, bit for bit, as an uninterrupted run with the same seed on the same device.
+    The file records the settings, the seed and a fingerprint of the model and data (shapes,
+    dtype, digests of x, y, the prior/likelihood buffers and the initial state): resuming a
+    run that differs raises ``ValueError`` naming what differs (``checkpoint_every`` and
+    ``progress`` may change); an unreadable file raises ``ValueError`` naming it.
+    ``callback(record)`` (torch backend) is called after every iteration with
+    ``{"iteration", "iterations", "phase", "chain", "accept_prob", "step_size",
+    "checkpoint_written"}`` (chain: None when chains are vectorised); an exception it raises
+    stops the run, leaving the last checkpoint in place.  With ``handle_interrupt`` (torch
+    backend, main thread) a first Ctrl-C stops after the current iteration, writes the
+    checkpoint there and raises :class:`~pyrobnn.infer.interrupt.FitInterrupted`; a second one
+    interrupts at once.
 
     Returns a :class:`Posterior` with ``samples`` {site: (chain, draw, *shape)} and
     ``sample_stats`` {name: (chain, draw)}: ``diverging``, ``accept_prob`` (mean Metropolis
@@ -995,6 +1072,8 @@ def fit_nuts(
                          "(the torch backend vectorises chains: chain_method='vectorized')")
     if backend == "pyro" and chain_method == "vectorized":
         raise ValueError("chain_method='vectorized' needs backend='torch'")
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend)
+    check_bool("handle_interrupt", handle_interrupt)
     x, y = prepare_data(model, x, y)
     if hasattr(model, "memory_facts"):
         fdt = float_dtype_of(x, dtype)
@@ -1024,8 +1103,19 @@ def fit_nuts(
                     adapt_step_size=adapt_step_size, adapt_mass_matrix=adapt_mass_matrix,
                     init=init if isinstance(init, str) else "given", backend=backend, chain_method=chain_method,
                     device=str(dev), dtype=str(float_dtype).replace("torch.", ""))
-    run = _run_torch if backend == "torch" else _run_pyro
-    draws, stats, extra = run(model, x, y, potential, z0, settings, seed, progress)
+    resumed_at = None
+    if backend == "torch":
+        checkpointer = None
+        if checkpoint is not None:
+            checkpointer = _Checkpointer(checkpoint, checkpoint_every,
+                                         _fingerprint(model, x, y, potential, z0, settings, seed, hypers), warmup)
+            if resume and checkpointer.load():
+                resumed_at = [int(c["iteration"]) for c in checkpointer.chains]
+        with StopOnInterrupt(handle_interrupt) as stop:
+            draws, stats, extra = _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer,
+                                             callback, stop)
+    else:
+        draws, stats, extra = _run_pyro(model, x, y, potential, z0, settings, seed, progress)
     samples = {k: v.detach().cpu() for k, v in potential.constrain(draws).items()}
     stats = {k: v.detach().cpu() for k, v in stats.items()}
     info = {"seed": seed, **settings, "num_weights": getattr(model, "num_weights", None),
@@ -1034,6 +1124,8 @@ def fit_nuts(
             "seconds_total": time.perf_counter() - t_start}
     if hypers:
         info["hyperpriors"] = {h.name: repr(h.dist) for h in hypers}
+    if checkpoint is not None:  # iterations each chain had completed when resumed (None: a fresh run)
+        info.update(checkpoint=str(checkpoint), resumed_at=resumed_at)
     if hasattr(model, "prior_modules"):
         info["prior_hyperparameters"] = {i: model.prior_of(i).hyperparameters() for i in model.bayesian_layers}
     return Posterior(model=model, method=kernel, samples=samples, sample_stats=stats, info=info)
@@ -1072,15 +1164,17 @@ def _make_kernels(potential, chains, like, jit, what="leapfrog"):
         return eager, eager_vg, False, time.perf_counter() - t0, reason
 
 
-def _run_torch(model, x, y, potential, z0, settings, seed, progress):
+def _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer=None, callback=None, stop=None):
     chains = z0.shape[0]
     sequential = settings["chain_method"] == "sequential" and chains > 1
     with pyro.validation_enabled(False):
         kernels = _make_kernels(potential, 1 if sequential else chains, z0, settings["jit"])
+    run = partial(_run_torch_chains, settings=settings, progress=progress, kernels=kernels, checkpointer=checkpointer,
+                  callback=callback, stop=stop)
     if not sequential:
-        return _run_torch_chains(potential, z0, settings, seed, progress, kernels)
-    outs = [_run_torch_chains(potential, z0[c:c + 1], settings, None if seed is None else seed + c, progress,
-                              kernels, label=f" [{c}]") for c in range(chains)]
+        return run(potential, z0, seed=seed)
+    outs = [run(potential, z0[c:c + 1], seed=None if seed is None else seed + c, label=f" [{c}]", chain=c)
+            for c in range(chains)]
     draws = torch.cat([o[0] for o in outs], 0)
     stats = {k: torch.cat([o[1][k] for o in outs], 0) for k in outs[0][1]}
     extra = {}
@@ -1095,40 +1189,128 @@ def _run_torch(model, x, y, potential, z0, settings, seed, progress):
     return draws, stats, extra
 
 
-def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""):
+class _Checkpointer:
+    """The torch sampler's checkpoint file: the run's fingerprint (settings, seed, shapes and
+    digests of the model, data and initial state) and the loop state of every chain started —
+    one entry for vectorised chains; with ``chain_method="sequential"`` the finished chains'
+    final states, then the running chain's.  A loop state is everything the sampling loop
+    needs to continue exactly: iteration, phase-space state, step size, inverse mass matrix,
+    the adapter's dual averaging, Welford sums and window, the generator's state, the draws
+    and statistics recorded so far and the timing counters.  Written atomically
+    (:func:`~pyrobnn.infer.checkpoint.atomic_torch_save`) after every ``every`` iterations,
+    after the last iteration of every warm-up adaptation window and at the end of each chain."""
+
+    KIND = "pyrobnn.mcmc"
+    VERSION = 1
+
+    def __init__(self, path, every: int, fingerprint: dict, warmup: int):
+        self.path, self.every, self.fingerprint = Path(path), every, fingerprint
+        self.window_ends = {last for _, last in adaptation_schedule(warmup)}
+        self.chains: list[dict] = []
+
+    def load(self) -> bool:
+        """Read the file if there is one (returns whether there was); a file that is not a
+        sampler checkpoint, or one written by a run with other settings or data, is refused
+        with a ``ValueError`` naming the file and what differs."""
+        if not self.path.exists():
+            return False
+        ck = read_checkpoint(self.path, self.KIND)
+        if ck.get("version") != self.VERSION or not isinstance(ck.get("fingerprint"), dict) \
+                or not isinstance(ck.get("chains"), list) or not all(isinstance(c, dict) for c in ck["chains"]):
+            raise ValueError(f"checkpoint file {self.path} is not a version-{self.VERSION} sampler checkpoint "
+                             f"(format version {ck.get('version')!r}, or entries missing). Remove it to start afresh.")
+        diffs = fingerprint_differences(ck["fingerprint"], self.fingerprint)
+        if diffs:
+            raise ValueError(f"checkpoint file {self.path} was written by a different run and cannot be resumed: "
+                             + "; ".join(diffs) + ". Resume with the same model, data, settings and seed, or give "
+                             "another checkpoint path (resume=False starts afresh and overwrites it).")
+        self.chains = ck["chains"]
+        return True
+
+    def saved(self, slot: int) -> dict | None:
+        return self.chains[slot] if slot < len(self.chains) else None
+
+    def due(self, it: int, total: int) -> bool:
+        """Whether to write after (0-based) iteration ``it`` of ``total``."""
+        return (it + 1) % self.every == 0 or it in self.window_ends or it + 1 == total
+
+    def write(self, slot: int, loop: dict) -> None:
+        self.chains[slot:] = [loop]
+        atomic_torch_save({"kind": self.KIND, "version": self.VERSION, "fingerprint": self.fingerprint,
+                           "chains": self.chains}, self.path)
+
+
+def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label="", chain=None, checkpointer=None,
+                      callback=None, stop=None):
+    """Warm-up and sampling of the chains ``z0`` (C, D) in lock step; ``chain`` is the chain's
+    index when chains run one after another (None: all chains here).  With ``checkpointer``
+    the loop starts from the saved state of this chain, if any, and saves its state as it goes;
+    ``callback`` gets a record after every iteration."""
     chains, dim = z0.shape
     like = z0
     gen = torch.Generator(device=z0.device)
     gen.manual_seed(0 if seed is None else seed)
     leapfrog, vg, compiled, compile_s, reason = kernels
+    slot = chain or 0
+    saved = checkpointer.saved(slot) if checkpointer is not None else None
+    warmup, num_samples = settings["warmup"], settings["num_samples"]
+    total = warmup + num_samples
+    names = ["accept_prob", "diverging", "num_steps", "energy", "step_size", "lp"]
+    if settings["kernel"] == "nuts":
+        names.insert(3, "tree_depth")
     with pyro.validation_enabled(False):
-        u0, g0 = vg(z0)
-        bad = ~torch.isfinite(u0) | ~torch.isfinite(g0).all(-1)
-        if bool(bad.any()):
-            raise ValueError(f"the potential energy or its gradient is not finite at the initial values of chains "
-                             f"{bad.nonzero().flatten().tolist()}; choose another init")
-        init_eps = 1.0 if settings["step_size"] is None else float(settings["step_size"])
-        state = _State(torch.stack([z0, torch.zeros_like(z0), g0], 1), u0,
-                       torch.full((chains,), init_eps, dtype=like.dtype, device=like.device),
-                       torch.ones(chains, dim, dtype=like.dtype, device=like.device))
         sampler = _BatchedHMC(leapfrog, gen, settings["kernel"], settings["max_tree_depth"], settings["num_steps"])
-        warmup, num_samples = settings["warmup"], settings["num_samples"]
         adapter = _Adapter(warmup, chains, dim, settings["target_accept"], settings["adapt_step_size"],
                            settings["adapt_mass_matrix"], like)
-        if settings["adapt_step_size"]:
-            sampler.find_step_size(state)  # as Pyro: the heuristic starts from step_size (default 1)
-        adapter.reset_dual_averaging(state.step_size)
-        names = ["accept_prob", "diverging", "num_steps", "energy", "step_size", "lp"]
-        if settings["kernel"] == "nuts":
-            names.insert(3, "tree_depth")
         draws = torch.empty(chains, num_samples, dim, dtype=like.dtype, device=like.device)
         rec = {k: [] for k in names}
-        bar = tqdm(total=warmup + num_samples, desc="Warmup" + label, disable=not progress, dynamic_ncols=True)
-        t0 = time.perf_counter()
-        t_warm = 0.0
-        calls_warm = sampler.calls
-        mean_acc = None
-        for it in range(warmup + num_samples):
+        if saved is None:
+            start, elapsed, t_warm, mean_acc = 0, 0.0, 0.0, None
+            u0, g0 = vg(z0)
+            bad = ~torch.isfinite(u0) | ~torch.isfinite(g0).all(-1)
+            if bool(bad.any()):
+                raise ValueError(f"the potential energy or its gradient is not finite at the initial values of chains "
+                                 f"{bad.nonzero().flatten().tolist()}; choose another init")
+            init_eps = 1.0 if settings["step_size"] is None else float(settings["step_size"])
+            state = _State(torch.stack([z0, torch.zeros_like(z0), g0], 1), u0,
+                           torch.full((chains,), init_eps, dtype=like.dtype, device=like.device),
+                           torch.ones(chains, dim, dtype=like.dtype, device=like.device))
+            if settings["adapt_step_size"]:
+                sampler.find_step_size(state)  # as Pyro: the heuristic starts from step_size (default 1)
+            adapter.reset_dual_averaging(state.step_size)
+            calls_warm = sampler.calls
+        else:
+            try:
+                start, state = int(saved["iteration"]), _State.from_state_dict(saved["state"], like)
+                adapter.load_state_dict(saved["adapter"], like)
+                gen.set_state(saved["generator"])
+                sampler.calls, calls_warm = int(saved["calls"]), int(saved["calls_warmup"])
+                kept = saved["draws"]
+                if not (0 <= start <= total and state.zg.shape == (chains, 3, dim)
+                        and kept.shape == (chains, max(0, start - warmup), dim)):
+                    raise ValueError(f"iteration {start} of {total}, state {tuple(state.zg.shape)}, draws "
+                                     f"{tuple(kept.shape)}")
+                draws[:, :kept.shape[1]] = kept.to(like.device)
+                for k in names:
+                    rec[k] = list(saved["stats"][k].to(like.device).unbind(1))
+                elapsed, t_warm = float(saved["seconds"]), float(saved["seconds_warmup"])
+                mean_acc = saved["mean_accept"]
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+                where = "" if chain is None else f" (chain {chain})"
+                raise ValueError(f"checkpoint file {checkpointer.path} holds an incomplete or inconsistent sampler "
+                                 f"state{where} ({type(e).__name__}: {e}). Remove it to start afresh.") from e
+
+        def loop_state(done):
+            return {"iteration": done, "state": state.state_dict(), "adapter": adapter.state_dict(),
+                    "generator": gen.get_state(), "calls": sampler.calls, "calls_warmup": calls_warm,
+                    "draws": draws[:, :max(0, done - warmup)].clone(),
+                    "stats": {k: torch.stack(v, 1) if v else like.new_empty(chains, 0) for k, v in rec.items()},
+                    "seconds": time.perf_counter() - t0, "seconds_warmup": t_warm, "mean_accept": mean_acc}
+
+        bar = tqdm(total=total, initial=start, desc=("Warmup" if start < warmup else "Sample") + label,
+                   disable=not progress, dynamic_ncols=True)
+        t0 = time.perf_counter() - elapsed  # time spent before a resume counts, the interruption does not
+        for it in range(start, total):
             if it == warmup:
                 t_warm = time.perf_counter() - t0
                 calls_warm = sampler.calls
@@ -1155,6 +1337,21 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                 bar.set_postfix({"step size": f"{float(state.step_size.mean()):.2e}", "acc. prob": f"{mean_acc:.3f}"},
                                 refresh=False)
                 bar.update()
+            written = checkpointer is not None and checkpointer.due(it, total)
+            if written:
+                checkpointer.write(slot, loop_state(it + 1))
+            if callback is not None:
+                callback({"iteration": it + 1, "iterations": total, "phase": "warmup" if it < warmup else "sampling",
+                          "chain": chain, "accept_prob": st["accept_prob"], "step_size": state.step_size,
+                          "checkpoint_written": written})
+            if stop is not None and stop.requested and it + 1 < total:  # Ctrl-C: stop between two iterations
+                if checkpointer is not None and not written:
+                    checkpointer.write(slot, loop_state(it + 1))
+                bar.close()
+                which = "" if chain is None else f" of chain {chain}"
+                raise FitInterrupted(f"iteration {it + 1} of {total}{which} "
+                                     f"({'warm-up' if it < warmup else 'sampling'})",
+                                     None if checkpointer is None else Path(checkpointer.path))
         bar.close()
         t_total = time.perf_counter() - t0
     stats = {k: torch.stack(v, 1) for k, v in rec.items()}

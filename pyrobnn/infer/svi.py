@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,6 +25,7 @@ from .arguments import (
 )
 from .checkpoint import load_checkpoint, preserve_rng, save_checkpoint, seeded
 from .elbo import elbo_terms, make_elbo
+from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
 from .posterior import Posterior
 
@@ -185,52 +184,13 @@ def fit_svi(
     # the caller's global generators are restored afterwards: training seeds torch's and a resumed
     # run restores the checkpoint's
     scope = seeded(seed) if seed is not None else preserve_rng() if resume else nullcontext()
-    with scope, _StopOnInterrupt(handle_interrupt) as stop:
+    with scope, StopOnInterrupt(handle_interrupt) as stop:
         return _train(model, guide, x, y, stop=stop, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                       lr=lr, optimizer_kwargs=optimizer_kwargs, kl=kl, anneal_epochs=anneal_epochs, elbo=elbo,
                       num_particles=num_particles, vectorize_particles=vectorize_particles,
                       empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
                       progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
                       callback=callback, max_plate_nesting=max_plate_nesting)
-
-
-class FitInterrupted(KeyboardInterrupt):
-    """SVI was stopped by an interrupt (Ctrl-C) between two steps.
-
-    ``checkpoint`` is the file holding the parameters, optimiser and generator states after the
-    last completed step (``None`` when the fit had no ``checkpoint``), ``where`` says which step;
-    ``fit_svi(..., checkpoint=that, resume=True)`` continues to the same result as a run that was
-    never interrupted."""
-
-    def __init__(self, where: str, checkpoint: Path | None):
-        self.where, self.checkpoint = where, checkpoint
-        saved = f"; parameters saved to {str(checkpoint)!r}" if checkpoint is not None else \
-            "; the model and guide hold the parameters of that step (pass checkpoint= to save them)"
-        super().__init__(f"interrupted after {where}{saved}")
-
-
-class _StopOnInterrupt:
-    """While active (in the main thread, ``enabled``), the first SIGINT only sets ``requested``,
-    so training stops at the next step boundary with consistent parameters; a second SIGINT
-    interrupts at once."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C stops at once
-
-    def __enter__(self):
-        if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
