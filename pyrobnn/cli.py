@@ -19,7 +19,8 @@ holding the SHA-256 digest of every file, which ``predict``, ``report`` and ``co
 A fit holds an advisory lock on its run directory (``.<name>.lock`` beside it): a second fit to
 the same ``--out`` fails at once naming the holder's process id, or waits with ``--wait``.
 Until it is complete, a fit keeps its checkpoint in ``.<name>.partial`` beside the run
-directory (SVI: every ``svi.checkpoint_every`` epochs, and on Ctrl-C after the current step);
+directory (SVI: every ``svi.checkpoint_every`` epochs; NUTS/HMC: every ``nuts.checkpoint_every``
+iterations and after each warm-up window; both on Ctrl-C, after the current step);
 ``--resume`` continues it to the same result as an uninterrupted fit.  ``--force`` replaces
 only a directory that is a pyrobnn run (it has a valid manifest), never anything else.
 
@@ -316,7 +317,8 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
 
     from . import spec as S
     from .diagnostics import report, to_datatree
-    from .infer.svi import FitInterrupted, fit_svi
+    from .infer.interrupt import FitInterrupted
+    from .infer.svi import fit_svi
 
     _say(args.quiet, f"pyrobnn fit: {mspec.name} ({net.num_weights} weights) on {data.name} "
                      f"({data.n_train} training / {data.n_test} test points), {ispec.method.upper()}"
@@ -332,10 +334,18 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
         else:
             from .infer.mcmc import fit_nuts
 
-            post = fit_nuts(net, data.x_train, data.y_train, progress=not args.quiet, **S.mcmc_kwargs(ispec))
+            kw = S.mcmc_kwargs(ispec)
+            if kw.get("backend", "torch") == "torch":  # Pyro's own kernel cannot be checkpointed
+                kw.update(checkpoint=ckpt, resume=resuming)
+            else:
+                kw.pop("checkpoint_every")
+            post = fit_nuts(net, data.x_train, data.y_train, progress=not args.quiet, **kw)
     except FitInterrupted as exc:
         again = _command_line(args, resume=True)
-        raise Interrupted(f"stopped after {exc.where}; the last good parameters are saved in {str(exc.checkpoint)!r}."
+        if exc.checkpoint is None:
+            raise Interrupted(f"stopped after {exc.where}; nothing could be saved (this sampler cannot be "
+                              f"checkpointed)") from None
+        raise Interrupted(f"stopped after {exc.where}; the last good state is saved in {str(exc.checkpoint)!r}."
                           f" Continue with: {again}") from None
     fit_seconds = time.perf_counter() - t0
     post.info = dict(post.info or {})

@@ -265,6 +265,40 @@ def test_ctrl_c_saves_and_resume_gives_the_uninterrupted_result(reference, tmp_p
     _assert_same_fit(reference, out)
 
 
+# a NUTS run of a few seconds: a 1-5-1 net, short chains, shallow trees, eager PyTorch
+NUTS = ["toy_regression", "nuts", "--set", 'model.layers=[{linear=[1,5]},"tanh",{linear=[5,1]}]', "--set",
+        "likelihood.scale=0.3", "--set", "nuts.num_samples=20", "--set", "nuts.warmup=30", "--set", "nuts.chains=2",
+        "--set", "nuts.max_tree_depth=4", "--set", "nuts.jit=false", "--set", "nuts.checkpoint_every=5",
+        "--set", "data.n_train=20", "--set", "data.n_test=10"]
+
+
+def test_ctrl_c_during_nuts_saves_and_resume_gives_the_same_draws(tmp_path, capsys, monkeypatch):
+    from pyrobnn.infer import mcmc
+
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["fit", *NUTS, "--out", str(ref), "--quiet"]) == 0
+    calls = {"n": 0}
+    real = mcmc._BatchedHMC.transition
+
+    def transition(self, state):
+        calls["n"] += 1
+        if calls["n"] == 33:  # inside sampling, between two checkpoints
+            signal.raise_signal(signal.SIGINT)
+        return real(self, state)
+
+    monkeypatch.setattr(mcmc._BatchedHMC, "transition", transition)
+    code, _, err = _run(["fit", *NUTS, "--out", str(out), "--quiet"], capsys)
+    assert code == 130 and "iteration 33 of 50" in err and "--resume" in err
+    monkeypatch.undo()
+    code, _, err = _run(["fit", *NUTS, "--out", str(out), "--quiet", "--resume"], capsys)
+    assert code == 0, err
+    a = torch.load(ref / "samples.pt", weights_only=True)
+    b = torch.load(out / "samples.pt", weights_only=True)
+    for group in ("samples", "sample_stats"):
+        for k in a[group]:
+            assert torch.equal(a[group][k], b[group][k]), (group, k)
+
+
 def test_resume_of_a_finished_run_reports_it(reference, tmp_path, capsys):
     import shutil
 

@@ -175,8 +175,8 @@ def svi_kwargs(spec) -> dict:
 
 
 def mcmc_kwargs(spec) -> dict:
-    """Keyword arguments for ``pyrobnn.infer.mcmc.fit_nuts(net, x, y, **kw)`` (``progress`` is
-    left to the caller): ``kernel`` is "hmc" for ``method = "hmc"`` and "nuts" otherwise;
+    """Keyword arguments for ``pyrobnn.infer.mcmc.fit_nuts(net, x, y, **kw)`` (``progress``,
+    ``checkpoint`` and ``callback`` are left to the caller): ``kernel`` is "hmc" for ``method = "hmc"`` and "nuts" otherwise;
     optional settings (``step_size``, ``num_steps``, ``init``, ``backend``, ``chain_method``,
     ``frozen``, ``hyperpriors`` as Pyro distributions) appear only when the spec sets them, so
     ``fit_nuts``'s defaults apply otherwise."""
@@ -185,6 +185,7 @@ def mcmc_kwargs(spec) -> dict:
     m = spec.mcmc
     kw = {"num_samples": m.num_samples, "warmup": m.warmup, "chains": m.chains, "target_accept": m.target_accept,
           "max_tree_depth": m.max_tree_depth, "jit": m.jit, "seed": spec.seed,
+          "checkpoint_every": m.checkpoint_every,
           "kernel": "hmc" if spec.method == "hmc" else "nuts",
           "device": spec.device, "dtype": None if spec.dtype is None else getattr(torch, spec.dtype)}
     for name in ("step_size", "num_steps", "init", "backend", "chain_method"):

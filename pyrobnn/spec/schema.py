@@ -155,6 +155,8 @@ MCMC_FIELDS = (
     choice("init", ("model", "median"), None, doc="start at the network's initial weights or the prior median"),
     choice("backend", BACKENDS, None, doc="default: torch for a BNN"),
     choice("chain_method", CHAIN_METHODS, None),
+    integer("checkpoint_every", 100, lo=1, doc="iterations between checkpoints of a command-line fit (torch backend; "
+                                               "also after every warm-up window)"),
 )
 
 # ============================================================================ dataclasses
@@ -318,6 +320,7 @@ class MCMCSpec:
     init: str | None = None
     backend: str | None = None
     chain_method: str | None = None
+    checkpoint_every: int = 100
     frozen: dict[str | int, Any] = field(default_factory=dict)
     hyperpriors: dict[str | int, Any] = field(default_factory=dict)
 
