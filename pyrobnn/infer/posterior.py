@@ -128,6 +128,14 @@ class Posterior:
                 yield start, out
                 start = b
 
+    def draw_shape(self, num_samples: int | None = None, *, thin: int | None = None,
+                   max_draws: int | None = None) -> tuple[int, int]:
+        """(chains, draws per chain) of :meth:`draws` with these arguments, without drawing."""
+        if self.samples is not None:
+            _, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
+            return chains, per_chain
+        return 1, draw_index(_num_guide_draws(num_samples), 1, thin=thin, max_draws=max_draws).numel()
+
     def _stored_rows(self, num_samples, thin, max_draws):
         """Flat (chain·stored draw) row numbers of the kept MCMC draws, chain-major."""
         v = next(iter(self.samples.values()))
