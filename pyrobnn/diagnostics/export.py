@@ -791,7 +791,10 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
     """Write ``tree`` to ``path`` atomically: ``.nc`` (netCDF4 via h5netcdf) or ``.zarr``.
 
     The file is written under a temporary name beside ``path`` and renamed into place, so a
-    reader never sees a half-written file.  Reopen with ``xarray.open_datatree(path)`` (or
+    reader never sees a half-written file.  In a ``.nc`` file, variables with dims
+    (chain, draw, ...) larger than :data:`SLAB_VALUES` values are copied a slab of draws at a
+    time, so a tree opened lazily (e.g. the one :func:`to_datatree` streams) is saved without
+    loading them whole.  Reopen with ``xarray.open_datatree(path)`` (or
     ``arviz.from_netcdf`` / ``arviz.from_zarr``); pyrobnn is not needed."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -801,7 +804,10 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
-        if suffix == ".nc":
+        if suffix == ".nc" and _large_draw_vars(tree):
+            _copy_in_slabs(tree, target)
+            os.replace(target, path)
+        elif suffix == ".nc":
             tree.to_netcdf(target, engine="h5netcdf")
             os.replace(target, path)
         else:
@@ -812,6 +818,53 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+#: per-draw variables above this many values are saved slab by slab (see save_datatree)
+SLAB_VALUES = 10_000_000
+
+
+def _draw_vars(ds: xr.Dataset):
+    return [n for n, v in ds.data_vars.items() if v.dims[:2] == ("chain", "draw") and v.size > SLAB_VALUES]
+
+
+def _large_draw_vars(tree) -> bool:
+    return any(_draw_vars(node.to_dataset()) for node in tree.subtree)
+
+
+def _copy_in_slabs(tree, target: Path) -> None:
+    """Write ``tree`` to ``target`` (netCDF4): per-draw variables above :data:`SLAB_VALUES`
+    values a slab of draws at a time (each slab read from its source alone), the rest with
+    xarray."""
+    groups, big = {}, {}
+    for node in tree.subtree:
+        if node is tree:
+            continue
+        ds = node.to_dataset()
+        name = node.path.lstrip("/")
+        big[name] = _draw_vars(ds)
+        groups[name] = ds.drop_vars(big[name])
+    chain = draw = None
+    for name, names in big.items():
+        for n in names:
+            chain, draw = (int(s) for s in tree[name][n].shape[:2])
+    sink = _NetCDFSink(target, chain, draw)
+    try:
+        sink.open_groups({g: {c: groups[g][c].values for c in groups[g].coords if c in groups[g].dims}
+                          for g, names in big.items() if names})
+        for g, names in big.items():
+            for n in names:
+                da = tree[g][n]
+                per_draw = max(1, int(da.size // (chain * draw)))
+                step = max(1, SLAB_VALUES // per_draw)
+                for c in range(chain):
+                    for d0 in range(0, draw, step):
+                        part = np.asarray(da.isel(chain=c, draw=slice(d0, d0 + step)).values)
+                        sink.rows(g, n, da.dims[2:], c * draw + d0, part, dict(da.attrs))
+        sink.finish(groups, dict(tree.attrs), {}, ()).close()
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def load_datatree(path) -> xr.DataTree:
