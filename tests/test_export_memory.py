@@ -247,3 +247,18 @@ def test_chunked_export_peak_memory_within_stated_bound(tmp_path):
     print(r, f"bound {bound:.0f} MiB, chunked +{over:.0f} MiB")
     assert over <= bound + 64, (over, bound)
     assert r["unchunked"] - r["base"] > 2 * (bound + 64)
+
+
+def test_per_weight_statistics_in_slabs_equal_one_call(monkeypatch):
+    import arviz as az
+
+    from pyrobnn.diagnostics import metrics as M
+
+    g = torch.Generator().manual_seed(0)
+    post = xr.Dataset({"w": (("chain", "draw", "a.out", "a.in"), torch.randn(2, 50, 7, 3, generator=g).numpy()),
+                       "noise": (("chain", "draw"), torch.rand(2, 50, generator=g).numpy())})
+    monkeypatch.setattr(M, "SLAB_VALUES", 300)  # w: slabs of 3 along a.out (2·50·3·3 = 900 > 300 values)
+    whole = az.rhat(xr.DataTree.from_dict({"posterior": post})).to_dataset()
+    slabs = M.per_weight(post, az.rhat)
+    for name in ("w", "noise"):
+        np.testing.assert_array_equal(slabs[name].values, whole[name].values)
