@@ -56,6 +56,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import weakref
 from importlib import metadata
 from pathlib import Path
 
@@ -63,10 +64,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..infer.checkpoint import replace_dir, seeded
+from ..infer.checkpoint import replace_dir, seeded, usual_mode
 from ..infer.guides import latent_nodes
+from ..infer.posterior import chunk_bounds
+from ..infer.predictive import DrawSummary
 
-__all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "MCMC_STAT_NAMES", "MAX_INPUT_VALUES"]
+__all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "auto_chunk_draws", "MCMC_STAT_NAMES",
+           "MAX_INPUT_VALUES", "CHUNK_VALUES"]
 
 #: Pyro/pyrobnn sampler statistic names → ArviZ's ``sample_stats`` names.
 MCMC_STAT_NAMES = {
@@ -197,12 +201,16 @@ def _posterior_dataset(model, draws: dict[str, torch.Tensor]) -> xr.Dataset:
     return xr.Dataset(data_vars, coords=coords)
 
 
-def _sample_stats_dataset(posterior, log_q, log_p) -> xr.Dataset | None:
+def _sample_stats_dataset(posterior, log_q, log_p, draw_rows=None) -> xr.Dataset | None:
+    """``sample_stats``: the sampler's statistics at the exported draws (``draw_rows``: their
+    indices among the stored draws of each chain) and the variational ``log_q``/``log_p``."""
     data_vars = {}
     for name, v in (posterior.sample_stats or {}).items():
         arr = _np(v)
         if arr.ndim < 2:
             continue
+        if draw_rows is not None and arr.shape[1] > int(draw_rows.max(initial=0)):
+            arr = arr[:, draw_rows]
         key = MCMC_STAT_NAMES.get(name, name)
         if name == "potential_energy":
             key, arr = "lp", -arr
@@ -255,18 +263,14 @@ def _x_dataset(x: torch.Tensor, dim: str) -> xr.Dataset:
     return xr.Dataset({"x": (dims, arr)}, coords=coords)
 
 
-def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.Dataset:
-    """``obs`` draws + predictive summary + pointwise log predictive density at N inputs."""
-    n = y_draws.shape[-1]
-    coords = {"chain": np.arange(chain), "draw": np.arange(draw), dim: np.arange(n)}
-    dv = {"obs": (("chain", "draw", dim), _np(y_draws).reshape(chain, draw, n))}
-    # per-draw function values: what function-space R-hat and ESS are computed on
-    per_draw = pred.mean_draws if task == "regression" else pred.prob_draws
-    keep_draws = per_draw is not None and per_draw.numel() <= MAX_FUNCTION_VALUES
-    if keep_draws and task == "regression":
-        dv["mu"] = (("chain", "draw", dim), _np(per_draw).reshape(chain, draw, n))
-    elif keep_draws:
-        dv["prob"] = (("chain", "draw", dim, "class"), _np(per_draw).reshape(chain, draw, n, -1))
+def _predictions_summary(task, pred, lpd, ds: xr.Dataset, per_draw_values: int, keep_draws: bool) -> xr.Dataset:
+    """The predictive summary (regression: ``mean``, ``aleatoric_var``, ``epistemic_var``,
+    ``total_var``, ``quantiles``; classification: ``probs``, ``label``, ``entropy``,
+    ``expected_entropy``, ``mutual_information``) and the pointwise log predictive density
+    ``lpd`` added to ``ds`` (the ``predictions`` group, whose per-draw arrays are written
+    chunk by chunk)."""
+    dim = "pred_id"
+    dv, coords = {}, {}
     if task == "regression":
         dv["mean"] = ((dim,), _np(pred.mean))
         dv["aleatoric_var"] = ((dim,), _np(pred.aleatoric_var))
@@ -285,14 +289,9 @@ def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.
         coords["class"] = np.arange(probs.shape[-1])
     if lpd is not None:
         dv["lpd"] = ((dim,), _np(lpd))
-    ds = xr.Dataset(dv, coords=coords)
-    ds["obs"].attrs["long_name"] = "posterior predictive draws of y"
-    if "mu" in ds:
-        ds["mu"].attrs["long_name"] = "predictive mean E[y | x, w] of each posterior draw (the network's output)"
-    if "prob" in ds:
-        ds["prob"].attrs["long_name"] = "class probabilities p(y | x, w) of each posterior draw"
-    if per_draw is not None and not keep_draws:
-        ds.attrs["note"] = (f"per-draw function values not stored ({per_draw.numel()} values, more than "
+    ds = ds.assign_coords(coords).assign(dv)
+    if not keep_draws:
+        ds.attrs["note"] = (f"per-draw function values not stored ({per_draw_values} values, more than "
                             f"{MAX_FUNCTION_VALUES}): no function-space diagnostics")
     if "quantiles" in ds:
         ds["quantiles"].attrs["long_name"] = ("quantiles of the predictive of y; (0.05, 0.95) and (0.25, 0.75) "
@@ -302,20 +301,264 @@ def _predictions_dataset(task, pred, y_draws, lpd, chain, draw, dim: str) -> xr.
     return ds
 
 
-# --------------------------------------------------------------------------- main
-@torch.no_grad()
-def _evaluate(posterior, x, y, draws, batch_size: int, seed: int):
-    """Prediction, one y draw per posterior draw (S, N), pointwise log-likelihood (c, s, N) and
-    log predictive density (N,) (both None without ``y``), from one predictive pass."""
-    from ..infer.predictive import predictive_log_likelihood
+# --------------------------------------------------------------------------- chunked export
+#: values of the model's dtype one chunk of draws may hold (about 200 MB in float32)
+CHUNK_VALUES = 50_000_000
 
-    pred, ll = posterior.evaluate(x, y, draws, batch_size)
-    g = torch.Generator(device=pred.mean.device).manual_seed(int(seed))
-    y_draws = pred.sample_y(generator=g)
-    lpd = None if ll is None else predictive_log_likelihood(ll.reshape(-1, ll.shape[-1]))
-    if posterior.model.likelihood.task == "binary":
-        y_draws = y_draws.long()
-    return pred, y_draws, ll, lpd
+
+def auto_chunk_draws(model, batch_size: int = 4096, num_points: int | None = None, num_classes: int = 1) -> int:
+    """Draws per chunk so that one chunk holds about :data:`CHUNK_VALUES` values (the bound of
+    :func:`to_datatree`): its weight draws with their log-density temporaries (4·W per draw),
+    the activations of one batch of min(``batch_size``, ``num_points``) inputs through the
+    widest layer H (3·B·H) and the per-draw outputs at ``num_points`` inputs (4·N·K); at
+    least 16."""
+    w = int(getattr(model, "num_weights", 0) or 0)
+    widest = 1
+    sizes = getattr(model, "site_sizes", {})
+    if sizes and hasattr(model, "unpack"):
+        shapes = model.unpack({s: torch.zeros(0, n) for s, n in sizes.items()})
+        widest = max([int(v.shape[1]) for v in shapes.values() if v.dim() > 1] + [1])
+    b = int(batch_size) if num_points is None else min(int(batch_size), int(num_points))
+    per_draw = 4 * w + 3 * b * widest + 4 * int(num_points or 0) * int(num_classes)
+    return max(16, CHUNK_VALUES // max(per_draw, 1))
+
+
+class _MemorySink:
+    """Per-draw arrays collected in memory, chunk by chunk (an export of one chunk)."""
+
+    def __init__(self, chain, draw):
+        self.chain, self.draw = chain, draw
+        self.parts: dict[tuple[str, str], tuple[tuple, list]] = {}
+
+    def rows(self, group, name, dims, start, arr, attrs=None):
+        self.parts.setdefault((group, name), (tuple(dims), [], attrs or {}))[1].append(arr)
+
+    def merge(self, groups):
+        for (group, name), (dims, arrs, attrs) in self.parts.items():
+            arr = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+            ds = groups[group]
+            ds[name] = (("chain", "draw", *dims), arr.reshape(self.chain, self.draw, *arr.shape[1:]))
+            ds[name].attrs.update(attrs)
+        return groups
+
+    def abort(self):
+        self.parts.clear()
+
+
+class _NetCDFSink:
+    """Per-draw arrays written chunk by chunk into a netCDF4 file (h5netcdf): rows of the flat
+    (chain·draw) axis go to their (chain, draw) slices; the rest of the tree is added by
+    :meth:`finish`.  The file is built under a temporary name and renamed into place."""
+
+    def __init__(self, path: Path, chain, draw):
+        self.path, self.chain, self.draw = Path(path), chain, draw
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        xr.Dataset().to_netcdf(self.tmp, mode="w", engine="h5netcdf")
+        self.file = None
+        self.created: dict[str, set] = {}
+        self.vars: dict[tuple[str, str], object] = {}
+
+    def open_groups(self, coords: dict[str, dict]):
+        """Create every group with its coordinates (before any per-draw rows)."""
+        for group, c in coords.items():
+            xr.Dataset(coords=c).to_netcdf(self.tmp, mode="a", group=group, engine="h5netcdf")
+            self.created[group] = set(c)
+
+    def rows(self, group, name, dims, start, arr, attrs=None):
+        import h5netcdf
+
+        if self.file is None:
+            self.file = h5netcdf.File(self.tmp, "a")
+        key = (group, name)
+        if key not in self.vars:
+            g = self.file[group]
+            for d, n in zip(dims, arr.shape[1:]):
+                if d not in g.dimensions:
+                    g.dimensions[d] = n
+            shape = (self.chain, self.draw, *arr.shape[1:])
+            chunks = (1, max(1, min(self.draw, arr.shape[0])), *arr.shape[1:])
+            v = g.create_variable(name, ("chain", "draw", *dims), dtype=arr.dtype, chunks=chunks)
+            assert tuple(v.shape) == shape
+            for k, val in (attrs or {}).items():
+                v.attrs[k] = val
+            self.vars[key] = v
+        v = self.vars[key]
+        # the rows start .. start + k of the flat axis, split at chain boundaries
+        k, pos = arr.shape[0], 0
+        while pos < k:
+            c, d = divmod(start + pos, self.draw)
+            n = min(k - pos, self.draw - d)
+            v[c, d:d + n] = arr[pos:pos + n]
+            pos += n
+
+    def finish(self, groups, attrs, group_attrs, attributed):
+        """Add the groups' other variables and the attributes, rename the file into place and
+        return the tree opened from it lazily."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        for group, ds in groups.items():
+            if group in self.created:  # these coordinates are already there
+                ds = ds.drop_vars([c for c in ds.coords if c in self.created[group]])
+            ds.to_netcdf(self.tmp, mode="a", group=group, engine="h5netcdf")
+        import h5netcdf
+
+        with h5netcdf.File(self.tmp, "a") as f:
+            for k, val in attrs.items():
+                f.attrs[k] = val
+            for name in attributed:
+                if name in f.groups:
+                    for k, val in group_attrs.items():
+                        f[name].attrs[k] = val
+        usual_mode(self.tmp)
+        os.replace(self.tmp, self.path)
+        return xr.open_datatree(self.path, engine="h5netcdf")
+
+    def abort(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def _kept_rows(posterior, num, thin, max_draws):
+    """MCMC: (chain, draw) indices of the exported draws into the stored ones (None: SVI)."""
+    if posterior.samples is None:
+        return None
+    flat, chains, per_chain = posterior._stored_rows(num, thin, max_draws)
+    stored = next(iter(posterior.samples.values())).shape[1]
+    return (flat % stored).reshape(chains, per_chain)[0].numpy()
+
+
+@torch.no_grad()
+def _draw_groups(posterior, sink, chunks, x, y, x_tr, y_tr, task, seed, batch_size, include_weights, chain, draw):
+    """Every group that depends on the draws, from the chunks of draws in order: per-draw
+    arrays go to ``sink``; returns (groups of small variables, in_sample, log_q, log_p)."""
+    model = posterior.model
+    dev = model.device
+    coords = {"chain": np.arange(chain), "draw": np.arange(draw)}
+    groups: dict[str, xr.Dataset] = {"posterior": xr.Dataset(coords=coords)}
+    in_sample = None
+    xs = ys = xe = ye = None
+    if x_tr is not None or y is not None:
+        xs, ys = (x_tr, y_tr) if x_tr is not None else (x, y)
+        in_sample = "train" if x_tr is not None else "evaluation"
+        xs = xs.to(device=dev, dtype=model.dtype if torch.is_floating_point(xs) else xs.dtype)
+        ys = ys.to(dev)
+        oc = {**coords, "obs_id": np.arange(xs.shape[0])}
+        groups["posterior_predictive"] = xr.Dataset(coords=oc)
+        groups["log_likelihood"] = xr.Dataset(coords=oc)
+        groups["observed_data"] = xr.Dataset({"obs": (("obs_id",), _observed(task, ys))},
+                                             coords={"obs_id": np.arange(xs.shape[0])})
+        groups["constant_data"] = _x_dataset(xs, "obs_id")
+    per_draw_values = 0
+    if x is not None:
+        xe = x.to(device=dev, dtype=model.dtype if torch.is_floating_point(x) else x.dtype)
+        ye = None if y is None else y.to(dev)
+        pc = {**coords, "pred_id": np.arange(xe.shape[0])}
+        groups["predictions"] = xr.Dataset(coords=pc)
+    if isinstance(sink, _NetCDFSink):
+        sink.open_groups({g: dict(ds.coords) for g, ds in groups.items()
+                          if g in ("posterior", "posterior_predictive", "log_likelihood", "predictions")})
+
+    # variational densities for the approximate-posterior PSIS-LOO correction, per chunk
+    fns_q = fns_p = None
+    if posterior.samples is None and posterior.guide is not None:
+        probe = (x_tr if x_tr is not None else x)
+        if probe is not None:
+            probe = probe[:1].to(device=dev, dtype=model.dtype)
+            try:
+                fns_q = _latent_fns(posterior.guide, probe, None)
+                fns_p = _latent_fns(model, probe, None) if x_tr is not None else None
+            except (NotImplementedError, ValueError, RuntimeError, KeyError):
+                fns_q = fns_p = None
+    log_q_parts, log_p_parts = ([] if fns_q is not None else None), ([] if fns_p is not None else None)
+
+    g_in = torch.Generator(device=dev).manual_seed(int(seed) + 1)
+    g_ev = torch.Generator(device=dev).manual_seed(int(seed) + 2)
+    summary = DrawSummary(task)
+    keep_draws = None
+    weight_sites = set(getattr(model, "site_sizes", {}))
+    for start, dc in chunks:
+        if include_weights:
+            _posterior_rows(sink, model, dc, start, weight_sites)
+        flat = posterior.flatten(dc)
+        ll_s = None
+        if xs is not None:
+            pred, ll_s = posterior.evaluate(xs, ys, dc, batch_size)
+            yd = pred.sample_y(generator=g_in)
+            yd = yd.long() if task == "binary" else yd
+            sink.rows("posterior_predictive", "obs", ("obs_id",), start, _np(yd))
+            sink.rows("log_likelihood", "obs", ("obs_id",), start, _np(ll_s[0]))
+        if xe is not None:
+            pred, ll_e = posterior.evaluate(xe, ye, dc, batch_size)
+            yd = pred.sample_y(generator=g_ev)
+            yd = yd.long() if task == "binary" else yd
+            sink.rows("predictions", "obs", ("pred_id",), start, _np(yd),
+                      {"long_name": "posterior predictive draws of y"})
+            per = pred.mean_draws if task == "regression" else pred.prob_draws
+            if keep_draws is None:
+                per_draw_values = per.numel() // per.shape[0] * chain * draw
+                keep_draws = per_draw_values <= MAX_FUNCTION_VALUES
+            if keep_draws and task == "regression":
+                sink.rows("predictions", "mu", ("pred_id",), start, _np(per), {"long_name": _MU_NAME})
+            elif keep_draws:
+                sink.rows("predictions", "prob", ("pred_id", "class"), start, _np(per), {"long_name": _PROB_NAME})
+            summary.add(pred)
+            if ll_e is not None:
+                summary.add_log_lik(ll_e[0])
+        if log_q_parts is not None:
+            try:
+                lq = _log_density(fns_q, flat)
+                lp = _log_density(fns_p, flat) if log_p_parts is not None else None
+            except (NotImplementedError, ValueError, RuntimeError, KeyError):
+                lq = lp = None  # a guide or prior without a density (e.g. Delta, Flat)
+            if lq is None:
+                log_q_parts = log_p_parts = None
+            else:
+                log_q_parts.append(lq)
+                if log_p_parts is not None:
+                    if lp is None or ll_s is None:
+                        log_p_parts = None
+                    else:
+                        log_p_parts.append(lp + ll_s.reshape(ll_s.shape[1], -1).sum(-1))
+    if xe is not None:
+        groups["predictions"] = _predictions_summary(task, summary.result(), summary.lpd(), groups["predictions"],
+                                                     per_draw_values, keep_draws)
+        groups["predictions_constant_data"] = _x_dataset(xe, "pred_id")
+        if ye is not None:
+            groups["predictions_observed_data"] = xr.Dataset(
+                {"obs": (("pred_id",), _observed(task, ye))}, coords={"pred_id": np.arange(xe.shape[0])})
+    log_q = torch.cat(log_q_parts) if log_q_parts else None
+    log_p = torch.cat(log_p_parts) if log_p_parts else None
+    if log_q is not None and not torch.isfinite(log_q).all():
+        log_q = log_p = None
+    if log_q is not None:
+        log_q = log_q.reshape(chain, draw)
+    if log_p is not None:
+        log_p = log_p.reshape(chain, draw) if torch.isfinite(log_p).all() else None
+    return groups, in_sample, log_q, log_p
+
+
+def _posterior_rows(sink, model, dc, start, weight_sites):
+    """One chunk of the ``posterior`` group: weights by layer name, then other latent sites."""
+    if weight_sites and hasattr(model, "unpack"):
+        for name, v in model.unpack({s: dc[s] for s in weight_sites}).items():
+            dims = weight_dims(model, name, tuple(v.shape[2:]))
+            sink.rows("posterior", name, dims, start, _np(v[0]))
+    for site, v in dc.items():
+        if site in weight_sites:
+            continue
+        dims = tuple(f"{site}_dim_{k}" for k in range(v.dim() - 2))
+        sink.rows("posterior", site, dims, start, _np(v[0]))
+
+
+_MU_NAME = "predictive mean E[y | x, w] of each posterior draw (the network's output)"
+_PROB_NAME = "class probabilities p(y | x, w) of each posterior draw"
 
 
 def to_datatree(
@@ -332,6 +575,10 @@ def to_datatree(
     inference_spec=None,
     include_weights: bool = True,
     batch_size: int = 4096,
+    thin: int | None = None,
+    max_draws: int | None = None,
+    chunk_draws: int | None = None,
+    store=None,
 ) -> xr.DataTree:
     """An InferenceData-schema ``xarray.DataTree`` of ``posterior`` (see the module docstring).
 
@@ -353,6 +600,26 @@ def to_datatree(
             is stored); default: ``posterior.info["model_spec"]`` / ``["inference_spec"]``.
         include_weights: False leaves the weights out of ``posterior`` (large networks).
         batch_size: evaluation inputs per vectorised predictive pass.
+        thin: keep every ``thin``-th draw of each chain (SVI: of the ``num_samples`` guide draws).
+        max_draws: keep at most this many draws in all, evenly spaced within each chain
+            (after ``thin``); see :func:`pyrobnn.infer.posterior.draw_index`.
+        chunk_draws: posterior draws generated and evaluated at once (rounded up to a multiple
+            of 16; default :func:`auto_chunk_draws`).  The tree's values do not depend on it:
+            per-draw arrays are bitwise the same, means over draws agree to float rounding.
+        store: a ``.nc`` path: the tree is written there group by group and chunk by chunk and
+            returned opened from it lazily (variables are read when used).  Without a store, an
+            export of one chunk is built in memory; one of several chunks is streamed into a
+            temporary file that is removed when the returned tree is garbage-collected.
+
+    Memory.  With k = ``chunk_draws``, W weights, B = ``batch_size``, H the widest layer,
+    N the larger of the training and evaluation sizes and K the classes (1 for regression),
+    a streamed export holds about ``4·k·W + 3·k·B·H + 4·k·N·K`` values of the model's dtype
+    at once (draws with their log-density temporaries; activations of one batch of inputs;
+    the chunk's per-draw probabilities, log-likelihoods and y draws) plus O(N·K) running
+    sums — independent of the number of draws S — except for regression, whose predictive
+    quantiles need the per-draw means and noise of all S draws at the evaluation points and
+    20 y draws per draw (about 22·S·N values), and for the optional ``prior`` group (drawn
+    at once).  ``benchmarks/export_memory.py`` measures it.
     """
     model = posterior.model
     if not hasattr(model, "likelihood"):
@@ -380,69 +647,36 @@ def to_datatree(
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}")
 
-    # the posterior draws every group shares
-    if posterior.samples is not None:
-        draws = posterior.draws(num_samples)
-    else:
-        draws = posterior.draws(_DEFAULT_SVI_DRAWS if num_samples is None else num_samples, seed=seed)
-    chain, draw = next(iter(draws.values())).shape[:2]
-
-    groups: dict[str, xr.Dataset] = {}
-    if include_weights:
-        groups["posterior"] = _posterior_dataset(model, draws)
-    else:
-        groups["posterior"] = xr.Dataset(coords={"chain": np.arange(chain), "draw": np.arange(draw)})
-
+    # the posterior draws every group shares, generated and evaluated chunk by chunk
+    num = num_samples if posterior.samples is not None else (_DEFAULT_SVI_DRAWS if num_samples is None
+                                                             else num_samples)
+    chain, draw = posterior.draw_shape(num, thin=thin, max_draws=max_draws)
+    if chunk_draws is None:
+        n_pts = max([0] + [int(t.shape[0]) for t in (x, x_tr) if t is not None])
+        chunk_draws = auto_chunk_draws(model, batch_size, n_pts, int(getattr(model.likelihood, "num_classes", 1) or 1))
+    bounds = chunk_bounds(chain * draw, chunk_draws)
+    streamed = store is not None or len(bounds) > 1
+    tmp_dir = None
+    if streamed and store is None:
+        tmp_dir = tempfile.mkdtemp(prefix="pyrobnn-export-")
+        store = Path(tmp_dir) / "posterior.nc"
+    if store is not None:
+        store = Path(store)
+        if store.suffix.lower() != ".nc":
+            raise ValueError(f"store must be a path ending in .nc, got {str(store)!r}")
+    sink = _NetCDFSink(store, chain, draw) if streamed else _MemorySink(chain, draw)
+    try:
+        groups, in_sample, log_q, log_p = _draw_groups(
+            posterior, sink, posterior.draw_chunks(num, seed=seed, chunk_draws=chunk_draws, thin=thin,
+                                                   max_draws=max_draws),
+            x, y, x_tr, y_tr, task, seed, batch_size, include_weights, chain, draw)
+    except BaseException:
+        sink.abort()
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
     dev = model.device
-    in_sample = ll_s = None
-    if x_tr is not None or y is not None:
-        xs, ys = (x_tr, y_tr) if x_tr is not None else (x, y)
-        in_sample = "train" if x_tr is not None else "evaluation"
-        xs = xs.to(device=dev, dtype=model.dtype if torch.is_floating_point(xs) else xs.dtype)
-        ys = ys.to(dev)
-        _, ys_draws, ll_s, _ = _evaluate(posterior, xs, ys, draws, batch_size, seed + 1)
-        groups["posterior_predictive"] = xr.Dataset(
-            {"obs": (("chain", "draw", "obs_id"), _np(ys_draws).reshape(chain, draw, -1))},
-            coords={"chain": np.arange(chain), "draw": np.arange(draw), "obs_id": np.arange(xs.shape[0])})
-        groups["log_likelihood"] = xr.Dataset(
-            {"obs": (("chain", "draw", "obs_id"), _np(ll_s))},
-            coords={"chain": np.arange(chain), "draw": np.arange(draw), "obs_id": np.arange(xs.shape[0])})
-        groups["observed_data"] = xr.Dataset({"obs": (("obs_id",), _observed(task, ys))},
-                                             coords={"obs_id": np.arange(xs.shape[0])})
-        groups["constant_data"] = _x_dataset(xs, "obs_id")
-
-    if x is not None:
-        xe = x.to(device=dev, dtype=model.dtype if torch.is_floating_point(x) else x.dtype)
-        ye = None if y is None else y.to(dev)
-        pred, y_draws, _, lpd = _evaluate(posterior, xe, ye, draws, batch_size, seed + 2)
-        groups["predictions"] = _predictions_dataset(task, pred, y_draws, lpd, chain, draw, "pred_id")
-        groups["predictions_constant_data"] = _x_dataset(xe, "pred_id")
-        if ye is not None:
-            groups["predictions_observed_data"] = xr.Dataset(
-                {"obs": (("pred_id",), _observed(task, ye))}, coords={"pred_id": np.arange(xe.shape[0])})
-
-    # variational densities for the approximate-posterior PSIS-LOO correction
-    log_q = log_p = None
-    if posterior.samples is None and posterior.guide is not None:
-        flat = posterior.flatten(draws)
-        probe = (x_tr if x_tr is not None else x)
-        if probe is not None:
-            probe = probe[:1].to(device=dev, dtype=model.dtype)
-            try:
-                log_q = _log_density(_latent_fns(posterior.guide, probe, None), flat)
-                if x_tr is not None:
-                    lp_prior = _log_density(_latent_fns(model, probe, None), flat)
-                    if lp_prior is not None and ll_s is not None:
-                        log_p = lp_prior + ll_s.reshape(chain * draw, -1).sum(-1)
-            except (NotImplementedError, ValueError, RuntimeError, KeyError):
-                log_q = log_p = None  # a guide or prior without a density (e.g. Delta, Flat)
-            if log_q is not None and not torch.isfinite(log_q).all():
-                log_q = log_p = None
-            if log_q is not None:
-                log_q = log_q.reshape(chain, draw)
-            if log_p is not None:
-                log_p = log_p.reshape(chain, draw) if torch.isfinite(log_p).all() else None
-    stats = _sample_stats_dataset(posterior, log_q, log_p)
+    stats = _sample_stats_dataset(posterior, log_q, log_p, draw_rows=_kept_rows(posterior, num, thin, max_draws))
     if stats is not None:
         groups["sample_stats"] = stats
 
@@ -512,13 +746,22 @@ def to_datatree(
     if "fit_seconds" not in attrs and posterior.history:
         attrs["fit_seconds"] = float(sum(h.get("seconds", 0.0) for h in posterior.history))
 
+    group_attrs = {"created_at": attrs["created_at"], "inference_library": "pyro", "creation_library": "pyrobnn"}
+    if streamed:
+        tree = sink.finish(groups, attrs, group_attrs, _ATTRIBUTED_GROUPS)
+        if tmp_dir is not None:
+            weakref.finalize(tree, shutil.rmtree, tmp_dir, True)
+        return tree
+    groups = sink.merge(groups)
     tree = xr.DataTree.from_dict(groups)
     tree.attrs.update(attrs)
-    for name in ("posterior", "sample_stats", "posterior_predictive", "log_likelihood", "predictions", "prior"):
+    for name in _ATTRIBUTED_GROUPS:
         if name in tree.children:
-            tree[name].attrs.update({"created_at": attrs["created_at"], "inference_library": "pyro",
-                                     "creation_library": "pyrobnn"})
+            tree[name].attrs.update(group_attrs)
     return tree
+
+
+_ATTRIBUTED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "log_likelihood", "predictions", "prior")
 
 
 @torch.no_grad()
@@ -548,7 +791,10 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
     """Write ``tree`` to ``path`` atomically: ``.nc`` (netCDF4 via h5netcdf) or ``.zarr``.
 
     The file is written under a temporary name beside ``path`` and renamed into place, so a
-    reader never sees a half-written file.  Reopen with ``xarray.open_datatree(path)`` (or
+    reader never sees a half-written file.  In a ``.nc`` file, variables with dims
+    (chain, draw, ...) larger than :data:`SLAB_VALUES` values are copied a slab of draws at a
+    time, so a tree opened lazily (e.g. the one :func:`to_datatree` streams) is saved without
+    loading them whole.  Reopen with ``xarray.open_datatree(path)`` (or
     ``arviz.from_netcdf`` / ``arviz.from_zarr``); pyrobnn is not needed."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -558,7 +804,10 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
-        if suffix == ".nc":
+        if suffix == ".nc" and _large_draw_vars(tree):
+            _copy_in_slabs(tree, target)
+            os.replace(target, path)
+        elif suffix == ".nc":
             tree.to_netcdf(target, engine="h5netcdf")
             os.replace(target, path)
         else:
@@ -569,6 +818,53 @@ def save_datatree(tree: xr.DataTree, path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+#: per-draw variables above this many values are saved slab by slab (see save_datatree)
+SLAB_VALUES = 10_000_000
+
+
+def _draw_vars(ds: xr.Dataset):
+    return [n for n, v in ds.data_vars.items() if v.dims[:2] == ("chain", "draw") and v.size > SLAB_VALUES]
+
+
+def _large_draw_vars(tree) -> bool:
+    return any(_draw_vars(node.to_dataset()) for node in tree.subtree)
+
+
+def _copy_in_slabs(tree, target: Path) -> None:
+    """Write ``tree`` to ``target`` (netCDF4): per-draw variables above :data:`SLAB_VALUES`
+    values a slab of draws at a time (each slab read from its source alone), the rest with
+    xarray."""
+    groups, big = {}, {}
+    for node in tree.subtree:
+        if node is tree:
+            continue
+        ds = node.to_dataset()
+        name = node.path.lstrip("/")
+        big[name] = _draw_vars(ds)
+        groups[name] = ds.drop_vars(big[name])
+    chain = draw = None
+    for name, names in big.items():
+        for n in names:
+            chain, draw = (int(s) for s in tree[name][n].shape[:2])
+    sink = _NetCDFSink(target, chain, draw)
+    try:
+        sink.open_groups({g: {c: groups[g][c].values for c in groups[g].coords if c in groups[g].dims}
+                          for g, names in big.items() if names})
+        for g, names in big.items():
+            for n in names:
+                da = tree[g][n]
+                per_draw = max(1, int(da.size // (chain * draw)))
+                step = max(1, SLAB_VALUES // per_draw)
+                for c in range(chain):
+                    for d0 in range(0, draw, step):
+                        part = np.asarray(da.isel(chain=c, draw=slice(d0, d0 + step)).values)
+                        sink.rows(g, n, da.dims[2:], c * draw + d0, part, dict(da.attrs))
+        sink.finish(groups, dict(tree.attrs), {}, ()).close()
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def load_datatree(path) -> xr.DataTree:

@@ -466,6 +466,30 @@ def _input_at(tree, i: int) -> float | None:
     return None if x is None or i >= x.shape[0] else float(x[i])
 
 
+#: values of (chain, draw, weights) one per-weight statistic reads at once
+SLAB_VALUES = 10_000_000
+
+
+def per_weight(post, stat, **kwargs):
+    """``stat`` (e.g. ``arviz.rhat``) of every variable of the Dataset ``post``, computed on
+    slabs of at most :data:`SLAB_VALUES` values along each variable's first weight dimension,
+    so a large posterior — possibly opened lazily from a file — is read a slab at a time; the
+    statistics are per scalar, so the result equals one call on the whole Dataset."""
+    import xarray as xr
+
+    out = {}
+    for name, da in post.data_vars.items():
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        if not extra or da.size <= SLAB_VALUES:
+            out[name] = stat(da.load() if not extra else da, **kwargs)
+            continue
+        dim = extra[0]
+        step = max(1, SLAB_VALUES * da.sizes[dim] // da.size)
+        parts = [stat(da.isel({dim: slice(i, i + step)}).load(), **kwargs) for i in range(0, da.sizes[dim], step)]
+        out[name] = xr.concat(parts, dim=dim)
+    return xr.Dataset(out)
+
+
 def _weight_space(d: Diagnostics, tree, nchain: int) -> list[str]:
     """R-hat, bulk/tail ESS and MCSE of the weights into ``d``; returns the sentences about
     weight-space problems (warnings or a note, as :func:`diagnose` decides) and sets
@@ -475,10 +499,11 @@ def _weight_space(d: Diagnostics, tree, nchain: int) -> list[str]:
     weight_msgs: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rhat = az.rhat(tree).to_dataset() if nchain > 1 else None
-        ess_bulk = az.ess(tree, method="bulk").to_dataset()
-        ess_tail = az.ess(tree, method="tail").to_dataset()
-        mcse = az.mcse(tree, method="mean").to_dataset()
+        post = tree["posterior"].to_dataset()
+        rhat = per_weight(post, az.rhat) if nchain > 1 else None
+        ess_bulk = per_weight(post, az.ess, method="bulk")
+        ess_tail = per_weight(post, az.ess, method="tail")
+        mcse = per_weight(post, az.mcse, method="mean")
     if rhat is not None:
         worst = _extreme(rhat, largest=True)
         n_bad = _count(rhat, lambda v: v > RHAT_MAX)

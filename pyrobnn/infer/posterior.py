@@ -15,7 +15,7 @@ from pyro import poutine
 from .checkpoint import seeded
 from .predictive import Prediction, predictive_log_likelihood, summarize_draws
 
-__all__ = ["Posterior"]
+__all__ = ["Posterior", "draw_index", "chunk_bounds"]
 
 
 @dataclass
@@ -46,27 +46,137 @@ class Posterior:
         v = next(iter(self.samples.values()))
         return v.shape[0] * v.shape[1]
 
-    def draws(self, num_samples: int | None = None, seed: int | None = None) -> dict[str, torch.Tensor]:
+    def draws(self, num_samples: int | None = None, seed: int | None = None, *, thin: int | None = None,
+              max_draws: int | None = None) -> dict[str, torch.Tensor]:
         """Posterior draws of every latent site, ``(chain, draw, *shape)``.
 
         MCMC: the stored draws (thinned evenly across each chain to about ``num_samples`` in
         total if given).  SVI: ``num_samples`` fresh draws from the guide (default 1000) as
-        one chain; ``seed`` makes them reproducible."""
+        one chain; ``seed`` makes them reproducible.  ``thin`` and ``max_draws`` then keep
+        every ``thin``-th draw of each chain and at most ``max_draws`` in all, evenly spaced
+        within each chain (:meth:`draw_index`); the kept draws are a subset of the unthinned
+        ones with the same seed."""
         if self.samples is not None:
             if num_samples is None or num_samples >= self.num_stored:
-                return self.samples
-            v = next(iter(self.samples.values()))
-            per_chain = max(1, int(num_samples) // v.shape[0])
-            idx = torch.linspace(0, v.shape[1] - 1, per_chain).round().long()
-            return {k: s[:, idx.to(s.device)] for k, s in self.samples.items()}
-        if self.guide is None:
+                out = self.samples
+            else:
+                v = next(iter(self.samples.values()))
+                per_chain = max(1, int(num_samples) // v.shape[0])
+                idx = torch.linspace(0, v.shape[1] - 1, per_chain).round().long()
+                out = {k: s[:, idx.to(s.device)] for k, s in self.samples.items()}
+        else:
+            if self.guide is None:
+                raise ValueError("this posterior has neither a guide nor stored samples")
+            n = _num_guide_draws(num_samples)
+            with seeded(seed):
+                flat = self._guide_draws(n)
+            out = {k: v.unsqueeze(0) for k, v in flat.items()}
+        if thin is None and max_draws is None:
+            return out
+        c, d = next(iter(out.values())).shape[:2]
+        idx = draw_index(d, c, thin=thin, max_draws=max_draws)
+        return {k: v[:, idx.to(v.device)] for k, v in out.items()}
+
+    def draw_chunks(self, num_samples: int | None = None, seed: int | None = None, *, chunk_draws: int | None = None,
+                    thin: int | None = None, max_draws: int | None = None):
+        """The draws of :meth:`draws` (same arguments, same values) as a sequence of chunks of the
+        flattened (chain·draw) axis, in chain-major order: yields ``(start, chunk)`` with
+        ``chunk`` mapping each site to ``(1, k, *shape)``, the rows ``start .. start + k``.
+
+        ``chunk_draws`` (None: all draws in one chunk) is rounded up to a multiple of 16 and a last
+        chunk of fewer than 16 draws joins the one before, so that every chunk of a random
+        stream consumed row by row starts where it started in the one-chunk stream: the chunks
+        concatenate bitwise to :meth:`draws`.  SVI with a :class:`~pyrobnn.infer.guides.SiteGuide`
+        on CPU: each chunk is drawn from the guide as it is needed, one RNG cursor per site, so
+        at most ``max(chunk_draws, 31)`` draws of the guide exist at once; other guides on
+        CPU are called draw by draw; on other devices the guide's draws are made at once on
+        that device (its generator is not chunk-invariant) and handed out in chunks.  MCMC:
+        slices of the stored draws."""
+        if self.samples is None and self.guide is None:
             raise ValueError("this posterior has neither a guide nor stored samples")
-        n = 1000 if num_samples is None else int(num_samples)
-        if n < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
+        if self.samples is not None:
+            flat, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
+            total = chains * per_chain
+            for a, b in chunk_bounds(total, chunk_draws):
+                yield a, {k: _rows(v, flat[a:b]).unsqueeze(0) for k, v in self.samples.items()}
+            return
+        n = _num_guide_draws(num_samples)
+        idx = draw_index(n, 1, thin=thin, max_draws=max_draws)
+        total = idx.numel()
+        bounds = chunk_bounds(total, chunk_draws)
+        if len(chunk_bounds(n, chunk_draws)) == 1:  # one chunk: exactly the draws() call
+            yield 0, self.draws(num_samples, seed=seed, thin=thin, max_draws=max_draws)
+            return
+        rows = self._guide_rows(n, seed, chunk_draws)
+        buf, have, start = [], 0, 0  # generated rows kept until the next output chunk is complete
+        gen_start = 0
+        pending = list(bounds)
+        for block in rows:
+            k = next(iter(block.values())).shape[0]
+            sel = idx[(idx >= gen_start) & (idx < gen_start + k)] - gen_start
+            gen_start += k
+            if sel.numel():
+                buf.append({s: v[sel.to(v.device)] for s, v in block.items()})
+                have += sel.numel()
+            while pending and have >= pending[0][1] - pending[0][0]:
+                a, b = pending.pop(0)
+                merged = {s: torch.cat([p[s] for p in buf]) for s in buf[0]}
+                out = {s: v[:b - a].unsqueeze(0) for s, v in merged.items()}
+                rest = {s: v[b - a:] for s, v in merged.items()}
+                buf = [rest] if next(iter(rest.values())).shape[0] else []
+                have -= b - a
+                yield start, out
+                start = b
+
+    def draw_shape(self, num_samples: int | None = None, *, thin: int | None = None,
+                   max_draws: int | None = None) -> tuple[int, int]:
+        """(chains, draws per chain) of :meth:`draws` with these arguments, without drawing."""
+        if self.samples is not None:
+            _, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
+            return chains, per_chain
+        return 1, draw_index(_num_guide_draws(num_samples), 1, thin=thin, max_draws=max_draws).numel()
+
+    def _stored_rows(self, num_samples, thin, max_draws):
+        """Flat (chain·stored draw) row numbers of the kept MCMC draws, chain-major."""
+        v = next(iter(self.samples.values()))
+        chains, stored = v.shape[:2]
+        if num_samples is None or num_samples >= self.num_stored:
+            keep = torch.arange(stored)
+        else:
+            per_chain = max(1, int(num_samples) // chains)
+            keep = torch.linspace(0, stored - 1, per_chain).round().long()
+        if thin is not None or max_draws is not None:
+            keep = keep[draw_index(keep.numel(), chains, thin=thin, max_draws=max_draws)]
+        flat = (torch.arange(chains).unsqueeze(1) * stored + keep.unsqueeze(0)).reshape(-1)
+        return flat, chains, keep.numel()
+
+    @torch.no_grad()
+    def _guide_rows(self, n: int, seed, chunk_draws):
+        """The ``n`` guide draws of :meth:`draws` generated block by block (flat, (k, *shape))."""
+        from .guides import Delta, SiteGuide
+
+        guide = self.guide
+        bounds = chunk_bounds(n, chunk_draws)
+        standard = isinstance(guide, SiteGuide) and type(guide).sample_posterior is SiteGuide.sample_posterior
+        on_cpu = all(p.device.type == "cpu" for p in guide.parameters()) and self.model.device.type == "cpu"
+        if isinstance(guide, Delta):  # no randomness: every block is the median
+            for a, b in bounds:
+                yield guide.sample_posterior(b - a)
+            return
+        if standard and on_cpu:
+            yield from _site_cursor_rows(guide, bounds, seed)
+            return
+        if not hasattr(guide, "sample_posterior") and on_cpu:
+            args, kwargs = self.example_args
+            with seeded(seed), poutine.block():
+                for a, b in bounds:
+                    samples = [guide(*args, **kwargs) for _ in range(b - a)]
+                    yield {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+            return
         with seeded(seed):
-            flat = self._guide_draws(n)
-        return {k: v.unsqueeze(0) for k, v in flat.items()}
+            full = self._guide_draws(n)
+        for a, b in bounds:
+            yield {k: v[a:b] for k, v in full.items()}
 
     @torch.no_grad()
     def _guide_draws(self, n: int) -> dict[str, torch.Tensor]:
@@ -155,3 +265,84 @@ def _concat_predictions(parts: list[Prediction]) -> Prediction:
             dim = 1 if name in ("mean_draws", "noise_draws", "prob_draws") else 0
             out[name] = torch.cat(vals, dim)
     return Prediction(**out)
+
+
+def _rows(v: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """Rows ``flat`` of ``v`` (chain, draw, ...) numbered chain-major: (len(flat), ...)."""
+    flat = flat.to(v.device)
+    return v[flat // v.shape[1], flat % v.shape[1]]
+
+
+def _num_guide_draws(num_samples) -> int:
+    n = 1000 if num_samples is None else int(num_samples)
+    if n < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
+    return n
+
+
+def draw_index(num_draws: int, num_chains: int = 1, *, thin: int | None = None,
+               max_draws: int | None = None) -> torch.Tensor:
+    """Indices of the draws kept in each of ``num_chains`` chains of ``num_draws``: every
+    ``thin``-th draw (0, thin, 2·thin, ...), then, when more than ``max_draws`` remain in all
+    chains together, ``max_draws // num_chains`` of them (at least one) evenly spaced from the
+    first to the last."""
+    if thin is not None and (isinstance(thin, bool) or not isinstance(thin, int) or thin < 1):
+        raise ValueError(f"thin must be a positive integer or None, got {thin!r}")
+    if max_draws is not None and (isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < 1):
+        raise ValueError(f"max_draws must be a positive integer or None, got {max_draws!r}")
+    idx = torch.arange(0, num_draws, thin or 1)
+    if max_draws is not None and idx.numel() * num_chains > max_draws:
+        per_chain = max(1, max_draws // num_chains)
+        idx = idx[torch.linspace(0, idx.numel() - 1, per_chain).round().long()]
+    return idx
+
+
+#: chunks of a random stream start at multiples of this many rows (see Posterior.draw_chunks)
+CHUNK_ALIGN = 16
+
+
+def chunk_bounds(total: int, chunk_draws: int | None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(total)``: chunks of ``chunk_draws`` rounded up
+    to a multiple of 16, a last chunk of fewer than 16 joined to the one before (None: one
+    chunk)."""
+    if chunk_draws is not None and (isinstance(chunk_draws, bool) or not isinstance(chunk_draws, int)
+                                    or chunk_draws < 1):
+        raise ValueError(f"chunk_draws must be a positive integer or None, got {chunk_draws!r}")
+    if chunk_draws is None or total <= chunk_draws:
+        return [(0, total)]
+    k = -(-chunk_draws // CHUNK_ALIGN) * CHUNK_ALIGN
+    starts = list(range(0, total, k))
+    if len(starts) > 1 and total - starts[-1] < CHUNK_ALIGN:
+        starts.pop()
+    return [(a, starts[i + 1] if i + 1 < len(starts) else total) for i, a in enumerate(starts)]
+
+
+def _site_cursor_rows(guide, bounds, seed):
+    """Blocks of ``guide.sample_posterior(n)`` drawn block by block.  The one-call version draws
+    every site in turn from torch's CPU generator, each with one ``normal_`` call on
+    ``(n, *shape)``; that call's values are the same whether made once or block by block in
+    order when every block but the last covers a multiple of 16 values (its Box-Muller pairs
+    stay aligned), so each site keeps a generator state of its own ("cursor"), started where
+    the one-call version starts it.  The caller's generator state is restored."""
+    sites = guide._sites
+    dists = [guide.site_distribution(s) for s in sites]
+    saved = torch.random.get_rng_state()
+    try:
+        if seed is not None:
+            torch.default_generator.manual_seed(int(seed))
+        cursors = []
+        for i, d in enumerate(dists):
+            cursors.append(torch.random.get_rng_state())
+            if i + 1 < len(dists):  # advance past this site's draws to find where the next one starts
+                for a, b in bounds:
+                    d.sample((b - a,))
+        for a, b in bounds:
+            block = {}
+            for i, (s, d) in enumerate(zip(sites, dists)):
+                torch.random.set_rng_state(cursors[i])
+                block[s.name] = d.sample((b - a,))
+                cursors[i] = torch.random.get_rng_state()
+            torch.random.set_rng_state(saved)
+            yield block
+    finally:
+        torch.random.set_rng_state(saved)

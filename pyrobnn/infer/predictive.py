@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Prediction", "summarize_draws", "predictive_log_likelihood"]
+__all__ = ["Prediction", "summarize_draws", "predictive_log_likelihood", "DrawSummary"]
 
 
 @dataclass
@@ -109,3 +109,102 @@ def predictive_log_likelihood(log_lik_draws: torch.Tensor) -> torch.Tensor:
     """Pointwise log of the posterior predictive density, log (1/S) Σ_t p(y_n | w_t): (N,)."""
     s = log_lik_draws.shape[0]
     return torch.logsumexp(log_lik_draws, 0) - math.log(s)
+
+
+class DrawSummary:
+    """The :class:`Prediction` of S draws assembled from chunks of draws, in order.
+
+    One chunk: that chunk's Prediction itself (the numbers of one vectorised pass).  Several:
+    the means over draws (predictive mean, aleatoric variance, class probabilities, expected
+    entropy) are running sums in float64, the epistemic variance is merged chunk by chunk
+    (Chan, Golub & LeVeque 1979), and the pointwise log predictive density is a running
+    logsumexp, so the per-draw class probabilities are never kept; regression keeps the
+    per-draw means and noise scales (S, N), which :meth:`Prediction.quantiles` needs.
+    ``add_log_lik`` takes the chunk's pointwise log-likelihood (k, N) for :meth:`lpd`."""
+
+    def __init__(self, task: str):
+        self.task = task
+        self.first: Prediction | None = None
+        self.count = 0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.keep: dict[str, list] = {"mean_draws": [], "noise_draws": []}
+        self.lse: torch.Tensor | None = None
+        self.first_ll: torch.Tensor | None = None
+        self.ll_count = 0
+
+    def add(self, pred: Prediction) -> None:
+        """Fold in the Prediction of the next chunk of draws."""
+        f64 = torch.float64
+        if self.first is None:
+            self.first = pred
+        if self.task == "regression":
+            loc, scale = pred.mean_draws, pred.noise_draws
+            k = loc.shape[0]
+            m_b = loc.to(f64).mean(0)
+            m2_b = ((loc.to(f64) - m_b) ** 2).sum(0)
+            if self.count == 0:
+                self.sums.update(mean=m_b, m2=m2_b, alea=(scale.to(f64) ** 2).sum(0))
+            else:
+                n_a = self.count
+                delta = m_b - self.sums["mean"]
+                self.sums["mean"] = self.sums["mean"] + delta * k / (n_a + k)
+                self.sums["m2"] = self.sums["m2"] + m2_b + delta**2 * n_a * k / (n_a + k)
+                self.sums["alea"] = self.sums["alea"] + (scale.to(f64) ** 2).sum(0)
+            self.keep["mean_draws"].append(loc)
+            self.keep["noise_draws"].append(scale)
+            self.count += k
+            return
+        p = pred.prob_draws
+        k = p.shape[0]
+        if self.count == 0:
+            self.sums.update(probs=p.to(f64).sum(0), ent=_entropy(p).to(f64).sum(0))
+        else:
+            self.sums["probs"] += p.to(f64).sum(0)
+            self.sums["ent"] += _entropy(p).to(f64).sum(0)
+        self.count += k
+
+    def add_log_lik(self, ll: torch.Tensor) -> None:
+        """Fold in the pointwise log-likelihood (k, N) of the next chunk."""
+        if self.first_ll is None:
+            self.first_ll = ll
+        part = torch.logsumexp(ll.to(torch.float64), 0)
+        self.lse = part if self.lse is None else torch.logaddexp(self.lse, part)
+        self.ll_count += ll.shape[0]
+
+    @property
+    def chunks_seen_one(self) -> bool:
+        return self.first is not None and self.count == self._first_count()
+
+    def _first_count(self) -> int:
+        p = self.first.mean_draws if self.task == "regression" else self.first.prob_draws
+        return p.shape[0]
+
+    def result(self) -> Prediction:
+        """The Prediction of all draws (without ``prob_draws`` when assembled from chunks)."""
+        if self.first is None:
+            raise ValueError("DrawSummary.result: no chunk was added")
+        if self.chunks_seen_one:
+            return self.first
+        dtype = self.first.mean.dtype if self.task == "regression" else self.first.probs.dtype
+        n = self.count
+        if self.task == "regression":
+            mean = self.sums["mean"].to(dtype)
+            alea = (self.sums["alea"] / n).to(dtype)
+            epi = (self.sums["m2"] / n).to(dtype)
+            return Prediction(self.task, mean, mean_draws=torch.cat(self.keep["mean_draws"]),
+                              noise_draws=torch.cat(self.keep["noise_draws"]), aleatoric_var=alea,
+                              epistemic_var=epi, total_var=alea + epi)
+        probs = (self.sums["probs"] / n).to(dtype)
+        ent = _entropy(probs)
+        exp_ent = (self.sums["ent"] / n).to(dtype)
+        mean = probs[..., 1] if self.task == "binary" else probs.argmax(-1)
+        return Prediction(self.task, mean, probs=probs, entropy=ent, expected_entropy=exp_ent,
+                          mutual_information=(ent - exp_ent).clamp_min(0))
+
+    def lpd(self) -> torch.Tensor | None:
+        """Pointwise log posterior predictive density (N,) of the log-likelihoods added."""
+        if self.first_ll is None:
+            return None
+        if self.ll_count == self.first_ll.shape[0]:
+            return predictive_log_likelihood(self.first_ll)
+        return (self.lse - math.log(self.ll_count)).to(self.first_ll.dtype)
