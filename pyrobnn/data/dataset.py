@@ -10,6 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import DataError
+from .values import at_index, check_real_values
+
 TASKS = ("regression", "binary", "multiclass")
 
 # A column whose standard deviation is below this fraction of max(1, |mean|) is treated as
@@ -33,7 +36,7 @@ def standardize(
     """
     train = np.asarray(train, dtype=np.float64)
     if train.shape[0] == 0:
-        raise ValueError("standardize: train has 0 rows; expected at least one row")
+        raise DataError(None, "standardize: train has 0 rows; expected at least one row")
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     constant = std <= _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean))
@@ -184,12 +187,16 @@ def make_dataset(
 ) -> Dataset:
     """Build a :class:`Dataset` from numpy arrays, standardising with training statistics.
 
-    Inputs become float32.  Targets become float32 for ``"regression"`` and ``"binary"``
+    Inputs become float32.  Float inputs and targets must be finite and within float32's range
+    (:class:`.errors.DataError` naming the array and index otherwise).  Targets become float32 for ``"regression"`` and ``"binary"``
     (0/1) and int64 for ``"multiclass"``; classification targets must already be integer
     codes ``0..num_classes-1``.  ``standardize_y`` only applies to regression.
     """
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not valid; expected one of {list(TASKS)}")
+    for key, arr in (("x_train", x_train), ("x_test", x_test), ("y_train", y_train), ("y_test", y_test)):
+        if arr is not None and np.asarray(arr).dtype.kind == "f":
+            check_real_values(np.asarray(arr), at_index(None, f"{name}: {key}"))
     x_mean = x_std = y_mean = y_std = None
     if standardize_x:
         x_train, (x_test,), x_mean, x_std = standardize(x_train, x_test)
