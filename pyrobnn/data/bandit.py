@@ -48,10 +48,12 @@ def mushroom(path: str | os.PathLike | None = None, return_names: bool = False):
     if "class" not in table.header:
         raise DataError(str(found), f"no 'class' column; expected one of its columns {table.header} to be 'class'")
     labels = table.labels("class")
-    for i, v in enumerate(labels.tolist()):
-        if v not in _EDIBLE:
-            raise DataError(table.where("class", i), f"class value {v!r} is not understood; expected one of "
-                                                     f"{sorted(_EDIBLE)}", v)
+    bad = [i for i, v in enumerate(labels.tolist()) if v not in _EDIBLE]
+    if bad:
+        values = sorted({str(labels[i]) for i in bad})
+        raise DataError(table.where("class", bad[0]), f"class values {values[:5]} not understood (this row holds "
+                                                      f"{str(labels[bad[0]])!r}); expected one of {sorted(_EDIBLE)}",
+                        str(labels[bad[0]]))
     edible = torch.as_tensor(np.array([_EDIBLE[v] for v in labels], dtype=bool))
     blocks, names = [], []
     for attr in table.header:
