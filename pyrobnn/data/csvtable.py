@@ -38,7 +38,7 @@ __all__ = ["Table", "read_table", "check_delimiter"]
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NONFINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
-_INT64_DIGITS = 18  # every integer with at most this many digits fits int64
+_INT64_DIGITS = 19  # int64 holds every integer of up to 18 digits and some of 19
 
 EMPTY, INT, FLOAT, NONFINITE, TEXT = "empty", "int", "float", "nonfinite", "text"
 
@@ -113,8 +113,10 @@ class Table:
             if k == NONFINITE:
                 raise DataError(self.where(name, i), f"{show(c)} is not a finite number; expected a finite number "
                                                      "(NaN and infinity are not accepted in data files)", c)
-        if all(k == INT and len(c.lstrip("+-").lstrip("0")) <= _INT64_DIGITS for c, k in zip(cells, kinds)):
-            return np.array([int(c) for c in cells], dtype=np.int64)
+        if all(k == INT for k in kinds):
+            ints = [int(c) if len(c.lstrip("+-").lstrip("0")) <= _INT64_DIGITS else None for c in cells]
+            if all(v is not None and -(2**63) <= v < 2**63 for v in ints):
+                return np.array(ints, dtype=np.int64)
         values = np.array([float(c) for c in cells], dtype=np.float64)
         big = np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))
         if big.size:

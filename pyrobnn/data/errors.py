@@ -50,9 +50,9 @@ class Location:
             parts.append(f"data row {self.row}" + (f" (line {self.line})" if self.line is not None else ""))
         elif self.line is not None:
             parts.append(f"line {self.line}")
-        if self.index is not None:
-            parts.append(f"at index {tuple(int(i) for i in self.index)}")
         inner = ", ".join(parts)
+        if self.index is not None:
+            inner = f"{inner} at index {tuple(int(i) for i in self.index)}".lstrip()
         if self.path is None:
             return inner or "(data)"
         return f"{self.path}: {inner}" if inner else self.path

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import Dataset, make_dataset
-from .errors import DataError, Location
+from .errors import DataError, Location, show
 from .paths import DATA_ROOT_ENV, resolve_path
 from .values import at_index, check_real_values
 
@@ -88,7 +88,7 @@ def _read_ints(path: Path) -> np.ndarray:
     bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2**53))
     if bad.size:
         raise DataError(Location(path=str(path), index=(int(bad[0]),)),
-                        f"{values[bad[0]]!r} is not an integer index; expected whole numbers", values[bad[0]])
+                        f"{show(values[bad[0]])} is not an integer index; expected whole numbers", float(values[bad[0]]))
     return values.astype(np.int64)
 
 
