@@ -48,13 +48,19 @@ def _cell(kind: str):
 @st.composite
 def csv_cases(draw):
     """A CSV file (bytes) and the keyword arguments of ``csv_dataset``."""
-    n_cols = draw(st.integers(1, 5))
-    names = draw(st.lists(st.one_of(st.sampled_from(["x", "y", "z", "t", "label", "x"]), st.text(max_size=4)),
-                          min_size=n_cols, max_size=n_cols))
-    kinds = draw(st.lists(st.sampled_from(["int", "float", "category", "junk"]), min_size=n_cols, max_size=n_cols))
-    n_rows = draw(st.integers(0, 25))
+    clean = draw(st.booleans())  # half the cases are well-formed tables, so loads also succeed
+    n_cols = draw(st.integers(2 if clean else 1, 5))
+    if clean:
+        names = draw(st.lists(st.sampled_from(["x", "y", "z", "t", "label", "w", "größe"]), min_size=n_cols,
+                              max_size=n_cols, unique=True))
+    else:
+        names = draw(st.lists(st.one_of(st.sampled_from(["x", "y", "z", "t", "label", "x"]), st.text(max_size=4)),
+                              min_size=n_cols, max_size=n_cols))
+    kinds = draw(st.lists(st.sampled_from(["int", "float", "category"] if clean else
+                                          ["int", "float", "category", "junk"]), min_size=n_cols, max_size=n_cols))
+    n_rows = draw(st.integers(6 if clean else 0, 25))
     rows = [[draw(_cell(k)) for k in kinds] for _ in range(n_rows)]
-    for _ in range(draw(st.integers(0, 3))):  # corrupt a few cells
+    for _ in range(0 if clean else draw(st.integers(0, 3))):  # corrupt a few cells
         if rows:
             r, c = draw(st.integers(0, n_rows - 1)), draw(st.integers(0, n_cols - 1))
             rows[r][c] = draw(_cell("junk"))
@@ -66,23 +72,28 @@ def csv_cases(draw):
     for r in rows:
         if draw(st.integers(0, 15)) == 0:
             buf.write("\n")  # a blank line
-        writer.writerow(r[: draw(st.integers(0, n_cols))] if draw(st.integers(0, 20)) == 0 else r)
+        writer.writerow(r[: draw(st.integers(0, n_cols))] if not clean and draw(st.integers(0, 20)) == 0 else r)
     text = buf.getvalue()
-    mode = draw(st.integers(0, 9))
+    mode = draw(st.integers(0, 9)) if not clean else 9
     if mode == 0:
         text = draw(st.text(max_size=200))  # anything at all
     elif mode == 1 and text:
         text = text[: draw(st.integers(0, len(text)))]  # truncated
     data = text.encode("utf-8", "surrogatepass")
-    if draw(st.integers(0, 19)) == 0:
+    if not clean and draw(st.integers(0, 19)) == 0:
         data = draw(st.binary(max_size=100)) + data
     if draw(st.integers(0, 19)) == 0:
         data = b"\xef\xbb\xbf" + data
-    target = draw(st.one_of(st.sampled_from(names), st.lists(st.sampled_from(names), max_size=3), st.text(max_size=3)))
+    if clean:
+        target = draw(st.sampled_from(names))
+    else:
+        target = draw(st.one_of(st.sampled_from(names), st.lists(st.sampled_from(names), max_size=3),
+                                st.text(max_size=3)))
     kwargs = {
         "target": target,
-        "task": draw(st.sampled_from(TASK_VALUES)),
-        "delimiter": delimiter if draw(st.integers(0, 9)) else draw(st.sampled_from(_DELIMITERS + ["", ",,", '"'])),
+        "task": None if clean and draw(st.booleans()) else draw(st.sampled_from(TASK_VALUES)),
+        "delimiter": delimiter if clean or draw(st.integers(0, 9)) else
+        draw(st.sampled_from(_DELIMITERS + ["", ",,", '"'])),
         "test_fraction": draw(st.sampled_from([0.0, 0.0, 0.2, 0.5, 0.99])),
         "standardize": draw(st.booleans()),
     }
@@ -114,6 +125,19 @@ def _array(shape):
 def npz_cases(draw):
     """An NPZ archive (bytes) and the keyword arguments of ``npz_dataset``."""
     n = draw(st.integers(0, 12))
+    if draw(st.booleans()):  # a well-formed archive, so loads also succeed
+        n = draw(st.integers(4, 12))
+        x = draw(hnp.arrays(st.sampled_from(["float64", "float32", "int16", "uint8", "bool"]),
+                            (n, draw(st.integers(1, 3)))))
+        if x.dtype.kind == "f":
+            x = np.nan_to_num(x.astype(np.float64), posinf=1.0, neginf=-1.0).clip(-1e30, 1e30)
+        y = draw(st.one_of(hnp.arrays("float64", (n,), elements=st.floats(-1e6, 1e6)),
+                           hnp.arrays("int64", (n,), elements=st.integers(0, 3)),
+                           hnp.arrays("<U1", (n,), elements=st.sampled_from("ab"))))
+        buf = io.BytesIO()
+        np.savez(buf, x=x, y=y)
+        return buf.getvalue(), {"task": None, "test_fraction": draw(st.sampled_from([0.0, 0.25])),
+                                "standardize": draw(st.booleans())}
     arrays = {}
     arrays["x"] = draw(_array(st.just((n, draw(st.integers(0, 3)))) | hnp.array_shapes(min_dims=0, max_dims=3,
                                                                                         min_side=0, max_side=4)))
@@ -265,19 +289,52 @@ _OVERRIDE_VALUES = st.one_of(
     st.sampled_from(WORDS), st.text(max_size=8))
 
 
+def _leaves(obj, prefix: str = "") -> list[tuple[str, object]]:
+    """Every ``(key.path, value)`` of a parsed spec, in override syntax (``model.layers[0].linear``)."""
+    out = []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for k, v in items:
+        path = f"{prefix}[{k}]" if isinstance(k, int) else (f"{prefix}.{k}" if prefix else k)
+        out.append((path, v))
+        if isinstance(v, (dict, list)):
+            out += _leaves(v, path)
+    return out
+
+
+def _similar(value):
+    """TOML text of a value like ``value`` (same type, other magnitude)."""
+    if isinstance(value, bool):
+        return st.sampled_from(["true", "false"])
+    if isinstance(value, int):
+        return st.integers(-2, 2 * abs(value) + 2).map(str)
+    if isinstance(value, float):
+        return st.floats(-2.0, 2.0 * abs(value) + 2.0).map(repr)
+    if isinstance(value, str):
+        return st.sampled_from(WORDS).map(lambda w: f'"{w}"')
+    return _OVERRIDE_VALUES
+
+
 @st.composite
 def override_cases(draw):
-    """``(kind, source text, overrides)``: a real spec file and random ``key.path=value`` strings."""
+    """``(kind, source text, overrides)``: a real spec file and ``key.path=value`` strings, either on
+    the file's own keys with values of the same type, or random."""
     kind = draw(st.sampled_from(["model", "inference"]))
+    i = draw(st.integers(0, len(SPEC_TEXTS[kind]) - 1))
+    leaves = _leaves(SPEC_DICTS[kind][i])
     overrides = []
     for _ in range(draw(st.integers(1, 3))):
-        if draw(st.integers(0, 9)) == 0:
+        style = draw(st.integers(0, 9))
+        if style == 0:
             overrides.append(draw(st.text(max_size=20)))
-            continue
-        parts = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3))
-        key = ".".join(p + (f"[{draw(st.integers(-3, 4))}]" if draw(st.integers(0, 4)) == 0 else "") for p in parts)
-        overrides.append(f"{key}={draw(_OVERRIDE_VALUES)}")
-    return kind, draw(st.sampled_from(SPEC_TEXTS[kind])), overrides
+        elif style < 5:
+            parts = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3))
+            key = ".".join(p + (f"[{draw(st.integers(-3, 4))}]" if draw(st.integers(0, 4)) == 0 else "")
+                           for p in parts)
+            overrides.append(f"{key}={draw(_OVERRIDE_VALUES)}")
+        else:
+            key, value = draw(st.sampled_from(leaves))
+            overrides.append(f"{key}={draw(_similar(value))}")
+    return kind, SPEC_TEXTS[kind][i], overrides
 
 
 def _loader(kind: str):

@@ -236,8 +236,10 @@ def csv_dataset(
                    {"path": str(found), "target": target, "categories": categories})
 
 
-_NPZ_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, KeyError)
-"""What numpy raises for an archive or member that is not a valid, pickle-free ``.npz``/``.npy``."""
+_NPZ_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, KeyError,
+                    NotImplementedError)
+"""What numpy and zipfile raise for an archive or member that is not a valid, pickle-free
+``.npz``/``.npy`` (``NotImplementedError``: a zip feature such as an unknown compression or version)."""
 
 
 def _read_npz(found: Path, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str]]:
