@@ -369,7 +369,7 @@ spec_dicts = st.sampled_from(["model", "inference"]).flatmap(lambda k: st.tuples
 
 PROPERTIES = {
     # name: (strategy, runner, the library's error type for it, examples in the default test run)
-    "csv": (csv_cases(), run_csv, DataError, 120),
+    "csv": (csv_cases(), run_csv, DataError, 80),
     "npz": (npz_cases(), run_npz, DataError, 80),
     "spec_dict": (spec_dicts, run_spec_dict, SpecError, 80),
     "spec_toml": (spec_texts(), run_spec_text, SpecError, 60),
