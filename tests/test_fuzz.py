@@ -217,7 +217,9 @@ _SCALARS = st.one_of(
 )
 VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)), max_leaves=6)
-PY_ODDITIES = st.sampled_from([None, (1, 2), {1, 2}, b"x", object(), {1: "a"}, float("nan"), [None]])
+PY_ODDITIES = st.sampled_from([lambda: None, lambda: (1, 2), lambda: {1, 2}, lambda: b"x", object,
+                                lambda: {1: "a"}, lambda: float("nan"), lambda: [None]]).map(lambda make: make())
+"""Python values no TOML file can hold (made fresh for every case: the cases edit them in place)."""
 
 
 @st.composite
