@@ -1,11 +1,14 @@
 """Datasets for pyrobnn: toy regression, UCI benchmarks, tabular files, Fashion-MNIST, Mushroom.
 
 Every loader reads local files (no network) and returns a :class:`Dataset` of float32 inputs
-and task-typed targets, standardised with training-split statistics where asked.
+and task-typed targets, standardised with training-split statistics where asked.  Bad file
+content or a bad loader argument raises :class:`DataError` (a ``ValueError``) naming the file,
+column or array key, row and value; a missing file raises ``FileNotFoundError``.
 """
 
 from .bandit import mushroom
 from .dataset import TASKS, Dataset, make_dataset, standardize
+from .errors import DataError
 from .images import FASHION_MNIST_CLASSES, fashion_mnist, read_idx
 from .paths import DATA_ROOT_ENV
 from .registry import LOADERS, load
@@ -21,6 +24,7 @@ __all__ = [
     "SKLEARN_DATASETS",
     "TASKS",
     "UCI_DATASETS",
+    "DataError",
     "Dataset",
     "csv_dataset",
     "fashion_mnist",

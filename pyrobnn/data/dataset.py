@@ -10,6 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import DataError
+from .values import at_index, check_real_values
+
 TASKS = ("regression", "binary", "multiclass")
 
 # A column whose standard deviation is below this fraction of max(1, |mean|) is treated as
@@ -33,7 +36,7 @@ def standardize(
     """
     train = np.asarray(train, dtype=np.float64)
     if train.shape[0] == 0:
-        raise ValueError("standardize: train has 0 rows; expected at least one row")
+        raise DataError(None, "standardize: train has 0 rows; expected at least one row")
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     constant = std <= _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean))
@@ -75,12 +78,12 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task={self.task!r} is not valid; expected one of {list(TASKS)}")
+            raise DataError(None, f"task={self.task!r} is not valid; expected one of {list(TASKS)}")
         if (self.x_test is None) != (self.y_test is None):
-            raise ValueError("x_test and y_test must both be given or both be None")
+            raise DataError(None, "x_test and y_test must both be given or both be None")
         for xs, ys, split in ((self.x_train, self.y_train, "train"), (self.x_test, self.y_test, "test")):
             if xs is not None and xs.shape[0] != ys.shape[0]:
-                raise ValueError(
+                raise DataError(None,
                     f"x_{split} has {xs.shape[0]} rows but y_{split} has {ys.shape[0]}; expected equal"
                 )
 
@@ -184,12 +187,16 @@ def make_dataset(
 ) -> Dataset:
     """Build a :class:`Dataset` from numpy arrays, standardising with training statistics.
 
-    Inputs become float32.  Targets become float32 for ``"regression"`` and ``"binary"``
+    Inputs become float32.  Float inputs and targets must be finite and within float32's range
+    (:class:`.errors.DataError` naming the array and index otherwise).  Targets become float32 for ``"regression"`` and ``"binary"``
     (0/1) and int64 for ``"multiclass"``; classification targets must already be integer
     codes ``0..num_classes-1``.  ``standardize_y`` only applies to regression.
     """
     if task not in TASKS:
-        raise ValueError(f"task={task!r} is not valid; expected one of {list(TASKS)}")
+        raise DataError(None, f"task={task!r} is not valid; expected one of {list(TASKS)}")
+    for key, arr in (("x_train", x_train), ("x_test", x_test), ("y_train", y_train), ("y_test", y_test)):
+        if arr is not None and np.asarray(arr).dtype.kind == "f":
+            check_real_values(np.asarray(arr), at_index(None, f"{name}: {key}"))
     x_mean = x_std = y_mean = y_std = None
     if standardize_x:
         x_train, (x_test,), x_mean, x_std = standardize(x_train, x_test)
@@ -214,7 +221,7 @@ def make_dataset(
                 continue
             arr = np.asarray(arr)
             if np.any(arr < 0) or np.any(arr != np.round(arr)) or (k is not None and np.any(arr >= k)):
-                raise ValueError(
+                raise DataError(None,
                     f"y_{split} must hold integer class codes 0..{'K' if k is None else k}-1 for task={task!r}"
                 )
         if num_classes is None:

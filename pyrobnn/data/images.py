@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import Dataset, make_dataset
+from .errors import DataError
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -45,7 +46,7 @@ def read_idx(path: str | os.PathLike, max_items: int | None = None) -> np.ndarra
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: bad magic number, unknown type code or truncated data.
+        DataError: bad magic number, unknown type code or truncated data.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,7 +54,7 @@ def read_idx(path: str | os.PathLike, max_items: int | None = None) -> np.ndarra
     with _open(path) as f:
         magic = f.read(4)
         if len(magic) != 4 or magic[:2] != b"\x00\x00" or magic[2] not in IDX_DTYPES:
-            raise ValueError(
+            raise DataError(None,
                 f"{path} is not an IDX file: magic bytes {magic.hex()}; expected 0000 + type code in "
                 f"{[hex(k) for k in IDX_DTYPES]} + number of dimensions"
             )
@@ -61,14 +62,14 @@ def read_idx(path: str | os.PathLike, max_items: int | None = None) -> np.ndarra
         ndim = magic[3]
         header = f.read(4 * ndim)
         if len(header) != 4 * ndim:
-            raise ValueError(f"{path}: truncated IDX header; expected {ndim} dimension sizes")
+            raise DataError(None, f"{path}: truncated IDX header; expected {ndim} dimension sizes")
         shape = list(struct.unpack(f">{ndim}I", header))
         if max_items is not None and ndim > 0:
             shape[0] = min(shape[0], int(max_items))
         count = int(np.prod(shape, dtype=np.int64))
         raw = f.read(count * dtype.itemsize)
     if len(raw) != count * dtype.itemsize:
-        raise ValueError(f"{path}: truncated IDX data; expected {count * dtype.itemsize} bytes for shape "
+        raise DataError(None, f"{path}: truncated IDX data; expected {count * dtype.itemsize} bytes for shape "
                          f"{tuple(shape)}, got {len(raw)}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
@@ -87,7 +88,7 @@ def _check_count(arg: str, value: int | None, available: int, allow_zero: bool) 
         return
     low = 0 if allow_zero else 1
     if int(value) != value or not low <= value <= available:
-        raise ValueError(f"{arg}={value!r} is not valid; expected an integer {low} <= {arg} <= {available} or None")
+        raise DataError(None, f"{arg}={value!r} is not valid; expected an integer {low} <= {arg} <= {available} or None")
 
 
 def fashion_mnist(
@@ -117,11 +118,11 @@ def fashion_mnist(
         x = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"), n)
         y = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"), n)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise ValueError(f"{folder}: {prefix} images have shape {x.shape} and labels {y.shape}; "
+            raise DataError(None, f"{folder}: {prefix} images have shape {x.shape} and labels {y.shape}; "
                              "expected (N, rows, cols) and (N,)")
         if n is not None and len(x) < n:
             arg = "n_train" if prefix == "train" else "n_test"
-            raise ValueError(f"{arg}={n} exceeds the {len(x)} examples in {folder}")
+            raise DataError(None, f"{arg}={n} exceeds the {len(x)} examples in {folder}")
         return x, y
 
     x_train, y_train = load("train", n_train)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .dataset import Dataset
+from .errors import DataError
 from .images import fashion_mnist
 from .tabular import csv_dataset, npz_dataset, sklearn_dataset
 from .toy import toy_curve
@@ -32,6 +33,6 @@ def load(source: str, **kwargs: Any) -> Dataset:
     Example: ``load("uci", name="bostonHousing", root="/data/uci", split=3)``.
     """
     key = source.replace("-", "_").lower() if isinstance(source, str) else source
-    if key not in LOADERS:
-        raise ValueError(f"source={source!r} is not a known data source; expected one of {sorted(LOADERS)}")
+    if not isinstance(key, str) or key not in LOADERS:
+        raise DataError(None, f"source={source!r} is not a known data source; expected one of {sorted(LOADERS)}")
     return LOADERS[key](**kwargs)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .dataset import Dataset, make_dataset
+from .errors import DataError
 
 
 def toy_function(x, eps=0.0):
@@ -48,14 +49,14 @@ def toy_curve(
     a network with unit-scale priors follow the curve's wiggles.
     """
     if int(n_train) != n_train or n_train < 1:
-        raise ValueError(f"n_train={n_train!r} is not valid; expected a positive integer")
+        raise DataError(None, f"n_train={n_train!r} is not valid; expected a positive integer")
     if int(n_test) != n_test or n_test < 0:
-        raise ValueError(f"n_test={n_test!r} is not valid; expected a non-negative integer")
+        raise DataError(None, f"n_test={n_test!r} is not valid; expected a non-negative integer")
     if noise < 0:
-        raise ValueError(f"noise={noise!r} is not valid; expected a standard deviation >= 0")
+        raise DataError(None, f"noise={noise!r} is not valid; expected a standard deviation >= 0")
     for arg, (lo, hi) in (("x_range", x_range), ("test_range", test_range)):
         if not lo < hi:
-            raise ValueError(f"{arg}={(lo, hi)!r} is not valid; expected (low, high) with low < high")
+            raise DataError(None, f"{arg}={(lo, hi)!r} is not valid; expected (low, high) with low < high")
     rng = np.random.default_rng(seed)
     x = rng.uniform(x_range[0], x_range[1], int(n_train))
     eps = rng.normal(0.0, noise, int(n_train))

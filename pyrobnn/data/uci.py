@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import Dataset, make_dataset
+from .errors import DataError, Location, show
 from .paths import DATA_ROOT_ENV, resolve_path
+from .values import at_index, check_real_values
 
 UCI_DATASETS = (
     "bostonHousing", "concrete", "energy", "kin8nm", "naval-propulsion-plant", "power-plant",
@@ -68,10 +70,26 @@ def uci_dir(root: str | os.PathLike | None = None, name: str | None = None) -> P
     return folder
 
 
+def _loadtxt(path: Path) -> np.ndarray:
+    """``numpy.loadtxt`` of a whitespace-separated numeric file, every value finite."""
+    try:
+        data = np.loadtxt(path, dtype=np.float64)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(str(path), f"cannot be read as whitespace-separated numbers ({e}); expected {LAYOUT}") \
+            from None
+    check_real_values(data, at_index(str(path), None))
+    return data
+
+
 def _read_ints(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"UCI index file not found: {path}. {_how_to_get()}")
-    return np.atleast_1d(np.loadtxt(path, dtype=np.float64)).astype(np.int64)
+    values = np.atleast_1d(_loadtxt(path)).reshape(-1)
+    bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2**53))
+    if bad.size:
+        raise DataError(Location(path=str(path), index=(int(bad[0]),)),
+                        f"{show(values[bad[0]])} is not an integer index; expected whole numbers", float(values[bad[0]]))
+    return values.astype(np.int64)
 
 
 def _read_scalar(path: Path) -> int | None:
@@ -79,7 +97,7 @@ def _read_scalar(path: Path) -> int | None:
 
 
 def _read_floats(path: Path) -> list[float] | None:
-    return np.atleast_1d(np.loadtxt(path)).tolist() if path.is_file() else None
+    return np.atleast_1d(_loadtxt(path)).tolist() if path.is_file() else None
 
 
 def uci_n_splits(path: str | os.PathLike | None = None, name: str | None = None) -> int:
@@ -110,15 +128,16 @@ def uci(
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing.
-        ValueError: ``split`` out of range, or index files inconsistent with ``data.txt``.
+        DataError: ``split`` out of range, a file that is not whitespace-separated finite
+            numbers, or index files inconsistent with ``data.txt``.
     """
     folder = uci_dir(root, name)
     n_splits = uci_n_splits(folder)
     if not isinstance(split, (int, np.integer)) or not 0 <= split < n_splits:
-        raise ValueError(
-            f"split={split!r} is out of range for {folder.name}; expected an integer 0 <= split < {n_splits}"
+        raise DataError(
+            None, f"split={split!r} is out of range for {folder.name}; expected an integer 0 <= split < {n_splits}"
         )
-    data = np.atleast_2d(np.loadtxt(folder / "data.txt", dtype=np.float64))
+    data = np.atleast_2d(_loadtxt(folder / "data.txt"))
     features = _read_ints(folder / "index_features.txt")
     target = _read_ints(folder / "index_target.txt")
     train = _read_ints(folder / f"index_train_{split}.txt")
@@ -127,13 +146,13 @@ def uci(
     for fname, idx, limit in (("index_features.txt", features, d), ("index_target.txt", target, d),
                               (f"index_train_{split}.txt", train, n), (f"index_test_{split}.txt", test, n)):
         if idx.size == 0 or idx.min() < 0 or idx.max() >= limit:
-            raise ValueError(
-                f"{folder / fname} holds indices in [{idx.min() if idx.size else '-'}, "
+            raise DataError(
+                None, f"{folder / fname} holds indices in [{idx.min() if idx.size else '-'}, "
                 f"{idx.max() if idx.size else '-'}]; expected 0-based indices below {limit}"
             )
     overlap = np.intersect1d(train, test)
     if overlap.size:
-        raise ValueError(f"split={split}: {overlap.size} rows of {folder} are in both the train and test index files")
+        raise DataError(None, f"split={split}: {overlap.size} rows of {folder} are in both the train and test index files")
     x = data[:, features]
     y = data[:, target[0]] if target.size == 1 else data[:, target]
     meta = {
