@@ -139,6 +139,7 @@ def build_data(spec) -> pbdata.Dataset:
     Raises:
         SpecError: no ``[data]`` table, the loader rejected an argument, or the data do not fit
             the model.
+        DataError: the data files' content is malformed (it names the file, column, row, value).
         FileNotFoundError: the data files are missing.
     """
     if not isinstance(spec, ModelSpec):
@@ -151,6 +152,8 @@ def build_data(spec) -> pbdata.Dataset:
         kwargs["root"] = _uci_root(kwargs.get("root"), kwargs.get("name"))
     try:
         ds = pbdata.load(spec.data.source, **kwargs)
+    except pbdata.DataError:
+        raise  # the data's content is at fault: the message names the file, column, row and value
     except (ValueError, TypeError) as e:
         ctx.fail("data", f'expected arguments the "{spec.data.source}" loader accepts: {e}',
                  {"source": spec.data.source, **spec.data.options})
