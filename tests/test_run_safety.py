@@ -157,7 +157,7 @@ def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path, capsys):
 def test_wait_takes_the_lock_when_the_holder_is_done(tmp_path, capsys):
     out = tmp_path / "run"
     lock = PathLock(out).acquire()
-    timer = threading.Timer(1.0, lock.release)
+    timer = threading.Timer(0.3, lock.release)
     timer.start()
     code, stdout, _ = _run(_fit(out, "--wait", epochs=1), capsys)
     timer.join()
@@ -166,9 +166,14 @@ def test_wait_takes_the_lock_when_the_holder_is_done(tmp_path, capsys):
 
 
 def test_a_lock_file_left_by_a_killed_process_does_not_block(tmp_path):
-    script = ("import sys, time; from pyrobnn.utils.lock import PathLock; l = PathLock(sys.argv[1]).acquire(); "
-              "print('locked', flush=True); time.sleep(60)")
-    p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    import pyrobnn.utils.lock as lock_module
+
+    # the module alone (it imports nothing from pyrobnn), so the child starts without torch
+    script = ("import importlib.util, sys, time; spec = importlib.util.spec_from_file_location('lock', sys.argv[2]); "
+              "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+              "m.PathLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"), lock_module.__file__],
+                         stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
         with pytest.raises(LockHeld) as e:
@@ -272,21 +277,53 @@ NUTS = ["toy_regression", "nuts", "--set", 'model.layers=[{linear=[1,5]},"tanh",
         "--set", "data.n_train=20", "--set", "data.n_test=10"]
 
 
-def test_ctrl_c_during_nuts_saves_and_resume_gives_the_same_draws(tmp_path, capsys, monkeypatch):
+def _interrupt_at_iteration(monkeypatch, k: int) -> None:
+    """Send SIGINT to this process during the k-th NUTS iteration (as a user's Ctrl-C)."""
     from pyrobnn.infer import mcmc
 
-    ref, out = tmp_path / "ref", tmp_path / "run"
-    assert main(["fit", *NUTS, "--out", str(ref), "--quiet"]) == 0
     calls = {"n": 0}
     real = mcmc._BatchedHMC.transition
 
     def transition(self, state):
         calls["n"] += 1
-        if calls["n"] == 33:  # inside sampling, between two checkpoints
+        if calls["n"] == k:
             signal.raise_signal(signal.SIGINT)
         return real(self, state)
 
     monkeypatch.setattr(mcmc._BatchedHMC, "transition", transition)
+
+
+def test_fit_nuts_interrupt_writes_its_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    import pyrobnn as pb
+    from pyrobnn.infer.interrupt import FitInterrupted
+
+    x = torch.linspace(-1, 1, 20).unsqueeze(-1)
+    y = torch.sin(3 * x).squeeze(-1)
+    kw = dict(num_samples=10, warmup=15, chains=2, max_tree_depth=3, jit=False, progress=False, seed=1,
+              checkpoint=tmp_path / "nuts.ckpt", checkpoint_every=100)
+
+    def fit(**extra):
+        net = pb.BNN([pb.Linear(1, 4), "tanh", pb.Linear(4, 1)], pb.Gaussian(scale=0.3))
+        return pb.fit_nuts(net, x, y, **kw, **extra)
+
+    ref = fit()
+    (tmp_path / "nuts.ckpt").unlink()
+    _interrupt_at_iteration(monkeypatch, 19)  # sampling, far from any scheduled checkpoint
+    with pytest.raises(FitInterrupted) as e:
+        fit()
+    assert "iteration 19 of 25" in str(e.value) and e.value.checkpoint == tmp_path / "nuts.ckpt"
+    monkeypatch.undo()
+    resumed = fit(resume=True)
+    assert resumed.info["resumed_at"] == [19]
+    for k in ref.samples:
+        assert torch.equal(ref.samples[k], resumed.samples[k]), k
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_nuts_saves_and_resume_gives_the_same_draws(tmp_path, capsys, monkeypatch):
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["fit", *NUTS, "--out", str(ref), "--quiet"]) == 0
+    _interrupt_at_iteration(monkeypatch, 33)  # inside sampling, between two checkpoints
     code, _, err = _run(["fit", *NUTS, "--out", str(out), "--quiet"], capsys)
     assert code == 130 and "iteration 33 of 50" in err and "--resume" in err
     monkeypatch.undo()
@@ -401,7 +438,7 @@ def _kill_and_resume(tmp_path, capsys, delay: float, epochs: int = 120) -> None:
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_fit(tmp_path, capsys):
-    _kill_and_resume(tmp_path, capsys, delay=0.2, epochs=60)
+    _kill_and_resume(tmp_path, capsys, delay=0.1, epochs=40)
 
 
 @pytest.mark.slow

@@ -152,8 +152,11 @@ def build_data(spec) -> pbdata.Dataset:
         kwargs["root"] = _uci_root(kwargs.get("root"), kwargs.get("name"))
     try:
         ds = pbdata.load(spec.data.source, **kwargs)
-    except pbdata.DataError:
-        raise  # the data's content is at fault: the message names the file, column, row and value
+    except pbdata.DataError as e:
+        if e.path is not None:
+            raise  # a file's content is at fault: the message names the file, column, row and value
+        ctx.fail("data", f'expected arguments the "{spec.data.source}" loader accepts: {e}',
+                 {"source": spec.data.source, **spec.data.options})
     except (ValueError, TypeError) as e:
         ctx.fail("data", f'expected arguments the "{spec.data.source}" loader accepts: {e}',
                  {"source": spec.data.source, **spec.data.options})
