@@ -18,13 +18,17 @@ CORPUS = Path(__file__).parent / "corpus" / "cli.toml"
 CASES = tomllib.loads(CORPUS.read_text(encoding="utf-8"))["case"]
 
 
-def run_case(case: dict, workdir: Path, run_dir: Path | None = None) -> tuple[int, str]:
-    """Run one corpus case in ``workdir``; returns (exit status, stderr)."""
+def prepare(case: dict, workdir: Path, run_dir: Path) -> None:
+    """Lay out a case's FILES in ``workdir`` and, for RUN = true, a copy of ``run_dir`` as ./run."""
     for name, text in case.get("files", {}).items():
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_text(text)
     if case.get("run"):
         shutil.copytree(run_dir, workdir / "run")
+
+
+def run_case(case: dict, workdir: Path) -> tuple[int, str]:
+    """Run one corpus case's command in ``workdir`` (prepared); returns (exit status, stderr)."""
     old = os.getcwd()
     os.chdir(workdir)
     err = io.StringIO()
@@ -56,13 +60,9 @@ def test_bad_input(case, tmp_path, finished_run, monkeypatch):
     if "cuda" in " ".join(case["argv"]) and __import__("torch").cuda.is_available():
         pytest.skip("CUDA is available here")
     monkeypatch.setenv("PYROBNN_DATA", str(tmp_path / "no-data"))
-    for name, text in case.get("files", {}).items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    if case.get("run"):
-        shutil.copytree(finished_run, tmp_path / "run")
+    prepare(case, tmp_path, finished_run)
     before = _listing(tmp_path)
-    code, err = run_case({**case, "files": {}, "run": False}, tmp_path)
+    code, err = run_case(case, tmp_path)
     assert code == case.get("code", 2), err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

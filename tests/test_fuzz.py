@@ -102,13 +102,17 @@ def csv_cases(draw):
     return data, kwargs
 
 
-def run_csv(case, folder: str) -> None:
-    """Write the case's file and load it with :func:`csv_dataset`."""
+def _write_and_load(case, folder: str, name: str, loader) -> None:
     data, kwargs = case
-    path = os.path.join(folder, "fuzz.csv")
+    path = os.path.join(folder, name)
     with open(path, "wb") as f:
         f.write(data)
-    csv_dataset(path, **kwargs)
+    loader(path, **kwargs)
+
+
+def run_csv(case, folder: str) -> None:
+    """Write the case's file and load it with :func:`csv_dataset`."""
+    _write_and_load(case, folder, "fuzz.csv", csv_dataset)
 
 
 # ============================================================================ NPZ
@@ -178,11 +182,7 @@ def npz_cases(draw):
 
 def run_npz(case, folder: str) -> None:
     """Write the case's archive and load it with :func:`npz_dataset`."""
-    data, kwargs = case
-    path = os.path.join(folder, "fuzz.npz")
-    with open(path, "wb") as f:
-        f.write(data)
-    npz_dataset(path, **kwargs)
+    _write_and_load(case, folder, "fuzz.npz", npz_dataset)
 
 
 # ============================================================================ specs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from test_corpus import CASES, _listing, main, run_case  # noqa: E402
+from test_corpus import CASES, _listing, main, prepare, run_case  # noqa: E402
 
 
 def table() -> list[tuple[str, int, str, bool]]:
@@ -24,15 +24,9 @@ def table() -> list[tuple[str, int, str, bool]]:
         for i, case in enumerate(CASES):
             work = Path(tmp) / f"case{i}"
             work.mkdir()
-            for name, text in case.get("files", {}).items():
-                (work / name).parent.mkdir(parents=True, exist_ok=True)
-                (work / name).write_text(text)
-            if case.get("run"):
-                import shutil
-
-                shutil.copytree(run, work / "run")
+            prepare(case, work, run)
             before = _listing(work)
-            code, err = run_case({**case, "files": {}, "run": False}, work)
+            code, err = run_case(case, work)
             lines = err.strip().splitlines()
             rows.append((case["id"], code, lines[-1] if lines else "", _listing(work) != before))
     return rows
