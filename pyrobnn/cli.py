@@ -474,7 +474,7 @@ def load_run(run_dir):
     import torch
 
     from . import spec as S
-    from .infer.posterior import Posterior
+    from .infer.posterior import GuidePosterior, SamplePosterior
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -493,7 +493,7 @@ def load_run(run_dir):
     net.load_state_dict(load_torch_file(run / "model.pt", "run file"))
     if (run / "samples.pt").is_file():
         saved = load_torch_file(run / "samples.pt", "run file")
-        post = Posterior(model=net, method=ispec.method, samples=saved["samples"],
+        post = SamplePosterior(model=net, method=ispec.method, samples=saved["samples"],
                          sample_stats=saved.get("sample_stats", {}))
         return post, stats
     if not (run / "guide.pt").is_file():
@@ -510,7 +510,7 @@ def load_run(run_dir):
         else:
             guide(x0, y0)
     guide.load_state_dict(load_torch_file(run / "guide.pt", "run file"))
-    return Posterior(model=net, method="svi", guide=guide, example_args=((x0, y0), {})), stats
+    return GuidePosterior(model=net, method="svi", guide=guide, example_args=((x0, y0), {})), stats
 
 
 def cmd_predict(args) -> int:

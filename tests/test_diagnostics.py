@@ -34,7 +34,7 @@ from pyrobnn.diagnostics import (
     to_datatree,
     vi_pareto_k,
 )
-from pyrobnn.infer.posterior import Posterior
+from pyrobnn.infer.posterior import SamplePosterior
 from pyrobnn.infer.predictive import predictive_log_likelihood
 
 S = 60  # guide draws in the export tests
@@ -151,7 +151,7 @@ def _mcmc_posterior(svi_fit, offset=0.0, chains=3, draws=40, seed=0):
         "num_steps": torch.randint(1, 16, (chains, draws), generator=g),
     }
     stats["diverging"][0, 3] = True
-    return Posterior(model=post.model, method="nuts", samples=samples, sample_stats=stats,
+    return SamplePosterior(model=post.model, method="nuts", samples=samples, sample_stats=stats,
                      info={"max_tree_depth": 10, "seconds_total": 1.5, "inverse_mass": torch.ones(50)})
 
 
@@ -411,7 +411,7 @@ def test_function_space_diagnostics_see_through_weight_symmetries(svi_fit, tmp_p
 
     def tree_of(weights):
         stats = {"diverging": torch.zeros(4, 600, dtype=torch.bool), "step_size": torch.full((4, 600), 0.05)}
-        p = Posterior(model=net, method="nuts", samples={"weights": weights, "noise": noise}, sample_stats=stats,
+        p = SamplePosterior(model=net, method="nuts", samples={"weights": weights, "noise": noise}, sample_stats=stats,
                       info={"max_tree_depth": 10})
         return to_datatree(p, dataset=d)
 

@@ -13,7 +13,7 @@ import xarray as xr
 import pyrobnn as pb
 from pyrobnn.diagnostics import export as E
 from pyrobnn.diagnostics.export import load_datatree, save_datatree, to_datatree
-from pyrobnn.infer.posterior import Posterior, chunk_bounds, draw_index
+from pyrobnn.infer.posterior import GuidePosterior, Posterior, SamplePosterior, chunk_bounds, draw_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def _classifier(seed=0, d_in=6, hidden=9, k=3):
     y = torch.randint(0, k, (50,), generator=g)
     guide = pb.guides.MeanField(net, init_scale=0.1)
     guide.setup(x, y)
-    return Posterior(net, "svi", guide=guide, example_args=((x[:1],), {})), x, y
+    return GuidePosterior(model=net, guide=guide, example_args=((x[:1],), {})), x, y
 
 
 def _regression(seed=0):
@@ -39,7 +39,7 @@ def _regression(seed=0):
     d = pb.data.toy_curve(40, 30, seed=0)
     guide = pb.guides.MeanField(net, init_scale=0.05)
     guide.setup(d.x_train, d.y_train)
-    return Posterior(net, "svi", guide=guide), d
+    return GuidePosterior(model=net, guide=guide), d
 
 
 def _assert_same_tree(a: xr.DataTree, b: xr.DataTree):
@@ -80,7 +80,7 @@ def test_regression_and_mcmc_trees_same_in_one_chunk_or_many():
     samples = {k: v.expand(3, -1, *v.shape[2:]).clone() + 0.01 * torch.arange(3.0).reshape(3, 1, *[1] * (v.dim() - 2))
                for k, v in flat.items()}
     stats = {"diverging": torch.zeros(3, 60, dtype=torch.bool), "step_size": torch.rand(3, 60)}
-    mc = Posterior(post.model, "nuts", samples=samples, sample_stats=stats)
+    mc = SamplePosterior(model=post.model, method="nuts", samples=samples, sample_stats=stats)
     one = to_datatree(mc, dataset=d)
     many = to_datatree(mc, dataset=d, chunk_draws=32)  # chunks cross chain boundaries
     _assert_same_tree(one, many)
@@ -115,7 +115,7 @@ def _mcmc(chains=4, draws=100):
     w = torch.arange(chains * draws, dtype=torch.float32).reshape(chains, draws, 1)
     samples = {k: w.expand(chains, draws, v.shape[-1]).clone() for k, v in flat.items()}
     stats = {"step_size": w[..., 0].clone(), "diverging": torch.zeros(chains, draws, dtype=torch.bool)}
-    return Posterior(post.model, "nuts", samples=samples, sample_stats=stats), x, y
+    return SamplePosterior(model=post.model, method="nuts", samples=samples, sample_stats=stats), x, y
 
 
 def test_thin_and_max_draws_mcmc_evenly_spaced_per_chain():
@@ -199,7 +199,7 @@ _CHILD = r"""
 import json, sys, torch
 sys.path.insert(0, {root!r})
 import pyrobnn as pb
-from pyrobnn.infer.posterior import Posterior
+from pyrobnn.infer.posterior import GuidePosterior
 from pyrobnn.diagnostics.export import to_datatree
 
 def hwm():
@@ -213,7 +213,7 @@ d_in, h, k, n, s = {d_in}, {h}, 10, {n}, {s}
 net = pb.BNN([pb.Linear(d_in, h), "relu", pb.Linear(h, h), "relu", pb.Linear(h, k)], pb.Categorical(k))
 x = torch.randn(n, d_in); y = torch.randint(0, k, (n,))
 guide = pb.guides.MeanField(net, init_scale=1e-2); guide.setup(x[:1], y[:1])
-post = Posterior(net, "svi", guide=guide)
+post = GuidePosterior(model=net, guide=guide)
 to_datatree(post, x[:64], y[:64], num_samples=48, chunk_draws=16, store={store!r} + ".warm.nc")  # warm up imports
 base = hwm()
 t = to_datatree(post, x, y, num_samples=s, chunk_draws={chunk}, batch_size={batch}, store={store!r})

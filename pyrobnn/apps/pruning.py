@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..infer.guides import Delta
-from ..infer.posterior import Posterior
+from ..infer.posterior import GuidePosterior, Posterior
 
 __all__ = ["signal_to_noise", "prune"]
 
@@ -63,5 +63,5 @@ def prune(posterior: Posterior, fraction: float, sites=None) -> tuple[Posterior,
         getattr(point, f"{s.key}_value").copy_(value if s.transform is None else s.transform.inv(value))
     info = dict(posterior.info, pruned_fraction=float(fraction),
                 kept=int(sum(int(m.sum()) for m in masks.values())))
-    return Posterior(model=model, method=posterior.method, guide=point, history=posterior.history, info=info,
+    return GuidePosterior(model=model, method=posterior.method, guide=point, history=posterior.history, info=info,
                      example_args=posterior.example_args), masks

@@ -5,11 +5,11 @@ from .elbo import ElboTerms, elbo_terms, make_elbo
 from .guides import ARD, Delta, MeanField, SiteGuide, WeightNoise
 from .mcmc import fit_hmc, fit_nuts
 from .kl_schedule import SCHEDULES, blundell_pi, kl_weight
-from .posterior import Posterior
+from .posterior import GuidePosterior, Posterior, SamplePosterior
 from .predictive import Prediction
 from .svi import NonFiniteLossError, fit_svi
 
 __all__ = [
     "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NonFiniteLossError",
-    "Posterior", "Prediction", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
+    "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
 ]

@@ -35,6 +35,7 @@ from torch import nn
 from torch.distributions import biject_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
+from ..utils.config import Configurable
 from ..utils.validation import check_positive
 
 __all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model"]
@@ -111,10 +112,12 @@ def latent_nodes(trace):
         yield name, node
 
 
-class SiteGuide(PyroModule):
+class SiteGuide(Configurable, PyroModule):
     """Base class: discovers the model's latent sites and samples each from
     :meth:`site_distribution`.  Subclasses implement ``_init_site`` and ``site_distribution``
-    and ``loc_scale``."""
+    and ``loc_scale``.  ``config()`` records the constructor's arguments but the model."""
+
+    _config_skip = ("model",)
 
     def __init__(self, model):
         super().__init__()

@@ -72,7 +72,7 @@ from .arguments import check_dtype, check_fit_memory, check_optional_bool, check
 from .checkpoint import atomic_torch_save, fingerprint_differences, read_checkpoint, tensor_digest
 from .guides import _is_identity, init_to_model, latent_nodes
 from .interrupt import FitInterrupted, StopOnInterrupt
-from .posterior import Posterior
+from .posterior import SamplePosterior
 from .svi import place, resolve_device
 
 __all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "adaptation_schedule", "PotentialEnergy", "HYPER_PARAMETERS",
@@ -1128,7 +1128,7 @@ def fit_nuts(
         info.update(checkpoint=str(checkpoint), resumed_at=resumed_at)
     if hasattr(model, "prior_modules"):
         info["prior_hyperparameters"] = {i: model.prior_of(i).hyperparameters() for i in model.bayesian_layers}
-    return Posterior(model=model, method=kernel, samples=samples, sample_stats=stats, info=info)
+    return SamplePosterior(model=model, method=kernel, samples=samples, sample_stats=stats, info=info)
 
 
 fit_hmc = partial(fit_nuts, kernel="hmc")

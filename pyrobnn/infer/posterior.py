@@ -1,13 +1,18 @@
-"""One posterior shape for SVI and MCMC.
+"""One posterior interface for SVI and MCMC.
 
-A :class:`Posterior` holds the model, and either a fitted guide (SVI) or stored draws (MCMC).
-Draws always come in the ArviZ layout ``(chain, draw, *site_shape)`` — SVI draws are one
-chain — so prediction, export and reports do not care which inference made them.
+:class:`Posterior` is the interface: the model, draws, the predictive, export and saving.  Two
+types implement it: :class:`GuidePosterior` draws afresh from a fitted guide (SVI), and
+:class:`SamplePosterior` holds stored draws (MCMC).  Draws always come in the ArviZ layout
+``(chain, draw, *site_shape)`` — guide draws are one chain — so prediction, export and reports
+do not care which inference made them.  ``save(path)`` writes either kind in one versioned,
+verified format (:mod:`pyrobnn.infer.saving`) and ``pyrobnn.load(path)`` reads it back.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from pyro import poutine
@@ -15,36 +20,34 @@ from pyro import poutine
 from .checkpoint import seeded
 from .predictive import Prediction, predictive_log_likelihood, summarize_draws
 
-__all__ = ["Posterior", "draw_index", "chunk_bounds"]
+__all__ = ["Posterior", "GuidePosterior", "SamplePosterior", "draw_index", "chunk_bounds"]
 
 
-@dataclass
-class Posterior:
-    """Result of :func:`~pyrobnn.fit_svi` or :func:`~pyrobnn.fit_nuts`.
+@dataclass(kw_only=True)
+class Posterior(ABC):
+    """The result of a fit: :func:`~pyrobnn.fit_svi` gives a :class:`GuidePosterior`,
+    :func:`~pyrobnn.fit_nuts` a :class:`SamplePosterior`; both have this interface.
 
-    Attributes: ``model`` (the BNN), ``method`` ("svi", "nuts" or "hmc"), ``guide`` (SVI),
-    ``samples`` (MCMC: site → (chain, draw, *shape)), ``history`` (SVI: per-epoch dicts with
-    loss, nll, kl, seconds), ``sample_stats`` (MCMC: name → (chain, draw)), ``info`` (seed,
-    settings, timings, specs).
+    Attributes: ``model`` (the BNN), ``method`` ("svi", "nuts", "hmc", ...), ``info`` (seed,
+    settings, timings).  The attributes of the other kind read as empty: ``guide`` (None for
+    stored draws), ``samples`` (None for a guide), ``sample_stats`` ({}), ``history`` (()).
     """
 
     model: object
     method: str
-    guide: object = None
-    samples: dict | None = None
-    history: list = field(default_factory=list)
-    sample_stats: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
-    #: (args, kwargs) the guide can be called with, for guides without ``sample_posterior``
-    example_args: tuple = ((), {})
+
+    guide = None
+    samples = None
+    sample_stats = MappingProxyType({})  # read-only: the kinds without stored draws have none
+    history = ()
+    example_args = ((), {})
 
     # ------------------------------------------------------------------ draws
     @property
     def num_stored(self) -> int:
-        if self.samples is None:
-            return 0
-        v = next(iter(self.samples.values()))
-        return v.shape[0] * v.shape[1]
+        """Stored draws (chains × draws); 0 for a guide."""
+        return 0
 
     def draws(self, num_samples: int | None = None, seed: int | None = None, *, thin: int | None = None,
               max_draws: int | None = None) -> dict[str, torch.Tensor]:
@@ -56,27 +59,18 @@ class Posterior:
         every ``thin``-th draw of each chain and at most ``max_draws`` in all, evenly spaced
         within each chain (:meth:`draw_index`); the kept draws are a subset of the unthinned
         ones with the same seed."""
-        if self.samples is not None:
-            if num_samples is None or num_samples >= self.num_stored:
-                out = self.samples
-            else:
-                v = next(iter(self.samples.values()))
-                per_chain = max(1, int(num_samples) // v.shape[0])
-                idx = torch.linspace(0, v.shape[1] - 1, per_chain).round().long()
-                out = {k: s[:, idx.to(s.device)] for k, s in self.samples.items()}
-        else:
-            if self.guide is None:
-                raise ValueError("this posterior has neither a guide nor stored samples")
-            n = _num_guide_draws(num_samples)
-            with seeded(seed):
-                flat = self._guide_draws(n)
-            out = {k: v.unsqueeze(0) for k, v in flat.items()}
+        out = self._all_draws(num_samples, seed)
         if thin is None and max_draws is None:
             return out
         c, d = next(iter(out.values())).shape[:2]
         idx = draw_index(d, c, thin=thin, max_draws=max_draws)
         return {k: v[:, idx.to(v.device)] for k, v in out.items()}
 
+    @abstractmethod
+    def _all_draws(self, num_samples, seed) -> dict[str, torch.Tensor]:
+        """Every draw of this posterior kind, before thinning (see :meth:`draws`)."""
+
+    @abstractmethod
     def draw_chunks(self, num_samples: int | None = None, seed: int | None = None, *, chunk_draws: int | None = None,
                     thin: int | None = None, max_draws: int | None = None):
         """The draws of :meth:`draws` (same arguments, same values) as a sequence of chunks of the
@@ -92,101 +86,11 @@ class Posterior:
         CPU are called draw by draw; on other devices the guide's draws are made at once on
         that device (its generator is not chunk-invariant) and handed out in chunks.  MCMC:
         slices of the stored draws."""
-        if self.samples is None and self.guide is None:
-            raise ValueError("this posterior has neither a guide nor stored samples")
-        if self.samples is not None:
-            flat, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
-            total = chains * per_chain
-            for a, b in chunk_bounds(total, chunk_draws):
-                yield a, {k: _rows(v, flat[a:b]).unsqueeze(0) for k, v in self.samples.items()}
-            return
-        n = _num_guide_draws(num_samples)
-        idx = draw_index(n, 1, thin=thin, max_draws=max_draws)
-        total = idx.numel()
-        bounds = chunk_bounds(total, chunk_draws)
-        if len(chunk_bounds(n, chunk_draws)) == 1:  # one chunk: exactly the draws() call
-            yield 0, self.draws(num_samples, seed=seed, thin=thin, max_draws=max_draws)
-            return
-        rows = self._guide_rows(n, seed, chunk_draws)
-        buf, have, start = [], 0, 0  # generated rows kept until the next output chunk is complete
-        gen_start = 0
-        pending = list(bounds)
-        for block in rows:
-            k = next(iter(block.values())).shape[0]
-            sel = idx[(idx >= gen_start) & (idx < gen_start + k)] - gen_start
-            gen_start += k
-            if sel.numel():
-                buf.append({s: v[sel.to(v.device)] for s, v in block.items()})
-                have += sel.numel()
-            while pending and have >= pending[0][1] - pending[0][0]:
-                a, b = pending.pop(0)
-                merged = {s: torch.cat([p[s] for p in buf]) for s in buf[0]}
-                out = {s: v[:b - a].unsqueeze(0) for s, v in merged.items()}
-                rest = {s: v[b - a:] for s, v in merged.items()}
-                buf = [rest] if next(iter(rest.values())).shape[0] else []
-                have -= b - a
-                yield start, out
-                start = b
 
+    @abstractmethod
     def draw_shape(self, num_samples: int | None = None, *, thin: int | None = None,
                    max_draws: int | None = None) -> tuple[int, int]:
         """(chains, draws per chain) of :meth:`draws` with these arguments, without drawing."""
-        if self.samples is not None:
-            _, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
-            return chains, per_chain
-        return 1, draw_index(_num_guide_draws(num_samples), 1, thin=thin, max_draws=max_draws).numel()
-
-    def _stored_rows(self, num_samples, thin, max_draws):
-        """Flat (chain·stored draw) row numbers of the kept MCMC draws, chain-major."""
-        v = next(iter(self.samples.values()))
-        chains, stored = v.shape[:2]
-        if num_samples is None or num_samples >= self.num_stored:
-            keep = torch.arange(stored)
-        else:
-            per_chain = max(1, int(num_samples) // chains)
-            keep = torch.linspace(0, stored - 1, per_chain).round().long()
-        if thin is not None or max_draws is not None:
-            keep = keep[draw_index(keep.numel(), chains, thin=thin, max_draws=max_draws)]
-        flat = (torch.arange(chains).unsqueeze(1) * stored + keep.unsqueeze(0)).reshape(-1)
-        return flat, chains, keep.numel()
-
-    @torch.no_grad()
-    def _guide_rows(self, n: int, seed, chunk_draws):
-        """The ``n`` guide draws of :meth:`draws` generated block by block (flat, (k, *shape))."""
-        from .guides import Delta, SiteGuide
-
-        guide = self.guide
-        bounds = chunk_bounds(n, chunk_draws)
-        standard = isinstance(guide, SiteGuide) and type(guide).sample_posterior is SiteGuide.sample_posterior
-        on_cpu = all(p.device.type == "cpu" for p in guide.parameters()) and self.model.device.type == "cpu"
-        if isinstance(guide, Delta):  # no randomness: every block is the median
-            for a, b in bounds:
-                yield guide.sample_posterior(b - a)
-            return
-        if standard and on_cpu:
-            yield from _site_cursor_rows(guide, bounds, seed)
-            return
-        if not hasattr(guide, "sample_posterior") and on_cpu:
-            args, kwargs = self.example_args
-            with seeded(seed), poutine.block():
-                for a, b in bounds:
-                    samples = [guide(*args, **kwargs) for _ in range(b - a)]
-                    yield {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
-            return
-        with seeded(seed):
-            full = self._guide_draws(n)
-        for a, b in bounds:
-            yield {k: v[a:b] for k, v in full.items()}
-
-    @torch.no_grad()
-    def _guide_draws(self, n: int) -> dict[str, torch.Tensor]:
-        if hasattr(self.guide, "sample_posterior"):
-            return self.guide.sample_posterior(n)
-        # any other Pyro guide (e.g. an autoguide): call it n times on a one-row batch
-        args, kwargs = self.example_args
-        with poutine.block():
-            samples = [self.guide(*args, **kwargs) for _ in range(n)]
-        return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
 
     @staticmethod
     def flatten(draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -249,6 +153,162 @@ class Posterior:
         from ..diagnostics.export import to_datatree  # export sits downstream of inference
 
         return to_datatree(self, x, y, **kwargs)
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path, *, overwrite: bool = False):
+        """Write this posterior to the directory ``path`` (see :mod:`pyrobnn.infer.saving`): the
+        network as plain data and its parameters, the guide or the stored draws, ``info``, and a
+        manifest of SHA-256 digests; ``pyrobnn.load(path)`` gives it back, predicting the same
+        numbers bit for bit.  Written under a temporary name and renamed into place; an existing
+        ``path`` is replaced only with ``overwrite=True`` and only if it is a saved run."""
+        from .saving import save_posterior
+
+        return save_posterior(self, path, overwrite=overwrite)
+
+
+@dataclass(kw_only=True)
+class GuidePosterior(Posterior):
+    """A posterior approximated by a fitted guide (SVI): draws are made afresh from ``guide``.
+
+    ``history``: per-epoch dicts (loss, nll, kl, seconds); ``example_args``: (args, kwargs) the
+    guide can be called with, for guides without ``sample_posterior`` (Pyro's autoguides)."""
+
+    guide: object
+    method: str = "svi"
+    history: list = field(default_factory=list)
+    example_args: tuple = ((), {})
+
+    def _all_draws(self, num_samples, seed) -> dict[str, torch.Tensor]:
+        n = _num_guide_draws(num_samples)
+        with seeded(seed):
+            flat = self._guide_draws(n)
+        return {k: v.unsqueeze(0) for k, v in flat.items()}
+
+    def draw_chunks(self, num_samples: int | None = None, seed: int | None = None, *, chunk_draws: int | None = None,
+                    thin: int | None = None, max_draws: int | None = None):
+        """:meth:`Posterior.draw_chunks` for a guide: drawn chunk by chunk (see there)."""
+        n = _num_guide_draws(num_samples)
+        idx = draw_index(n, 1, thin=thin, max_draws=max_draws)
+        total = idx.numel()
+        bounds = chunk_bounds(total, chunk_draws)
+        if len(chunk_bounds(n, chunk_draws)) == 1:  # one chunk: exactly the draws() call
+            yield 0, self.draws(num_samples, seed=seed, thin=thin, max_draws=max_draws)
+            return
+        rows = self._guide_rows(n, seed, chunk_draws)
+        buf, have, start = [], 0, 0  # generated rows kept until the next output chunk is complete
+        gen_start = 0
+        pending = list(bounds)
+        for block in rows:
+            k = next(iter(block.values())).shape[0]
+            sel = idx[(idx >= gen_start) & (idx < gen_start + k)] - gen_start
+            gen_start += k
+            if sel.numel():
+                buf.append({s: v[sel.to(v.device)] for s, v in block.items()})
+                have += sel.numel()
+            while pending and have >= pending[0][1] - pending[0][0]:
+                a, b = pending.pop(0)
+                merged = {s: torch.cat([p[s] for p in buf]) for s in buf[0]}
+                out = {s: v[:b - a].unsqueeze(0) for s, v in merged.items()}
+                rest = {s: v[b - a:] for s, v in merged.items()}
+                buf = [rest] if next(iter(rest.values())).shape[0] else []
+                have -= b - a
+                yield start, out
+                start = b
+
+    def draw_shape(self, num_samples: int | None = None, *, thin: int | None = None,
+                   max_draws: int | None = None) -> tuple[int, int]:
+        """(chains, draws per chain) of :meth:`draws` with these arguments, without drawing."""
+        return 1, draw_index(_num_guide_draws(num_samples), 1, thin=thin, max_draws=max_draws).numel()
+
+    @torch.no_grad()
+    def _guide_rows(self, n: int, seed, chunk_draws):
+        """The ``n`` guide draws of :meth:`draws` generated block by block (flat, (k, *shape))."""
+        from .guides import Delta, SiteGuide
+
+        guide = self.guide
+        bounds = chunk_bounds(n, chunk_draws)
+        standard = isinstance(guide, SiteGuide) and type(guide).sample_posterior is SiteGuide.sample_posterior
+        on_cpu = all(p.device.type == "cpu" for p in guide.parameters()) and self.model.device.type == "cpu"
+        if isinstance(guide, Delta):  # no randomness: every block is the median
+            for a, b in bounds:
+                yield guide.sample_posterior(b - a)
+            return
+        if standard and on_cpu:
+            yield from _site_cursor_rows(guide, bounds, seed)
+            return
+        if not hasattr(guide, "sample_posterior") and on_cpu:
+            args, kwargs = self.example_args
+            with seeded(seed), poutine.block():
+                for a, b in bounds:
+                    samples = [guide(*args, **kwargs) for _ in range(b - a)]
+                    yield {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+            return
+        with seeded(seed):
+            full = self._guide_draws(n)
+        for a, b in bounds:
+            yield {k: v[a:b] for k, v in full.items()}
+
+    @torch.no_grad()
+    def _guide_draws(self, n: int) -> dict[str, torch.Tensor]:
+        if hasattr(self.guide, "sample_posterior"):
+            return self.guide.sample_posterior(n)
+        # any other Pyro guide (e.g. an autoguide): call it n times on a one-row batch
+        args, kwargs = self.example_args
+        with poutine.block():
+            samples = [self.guide(*args, **kwargs) for _ in range(n)]
+        return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+@dataclass(kw_only=True)
+class SamplePosterior(Posterior):
+    """A posterior represented by stored draws (MCMC): ``samples`` {site: (chain, draw, *shape)}
+    and ``sample_stats`` {name: (chain, draw)}."""
+
+    samples: dict
+    sample_stats: dict = field(default_factory=dict)
+
+    @property
+    def num_stored(self) -> int:
+        v = next(iter(self.samples.values()))
+        return v.shape[0] * v.shape[1]
+
+    def _all_draws(self, num_samples, seed) -> dict[str, torch.Tensor]:
+        if num_samples is None or num_samples >= self.num_stored:
+            out = self.samples
+        else:
+            v = next(iter(self.samples.values()))
+            per_chain = max(1, int(num_samples) // v.shape[0])
+            idx = torch.linspace(0, v.shape[1] - 1, per_chain).round().long()
+            out = {k: s[:, idx.to(s.device)] for k, s in self.samples.items()}
+        return out
+
+    def draw_chunks(self, num_samples: int | None = None, seed: int | None = None, *, chunk_draws: int | None = None,
+                    thin: int | None = None, max_draws: int | None = None):
+        """:meth:`Posterior.draw_chunks` for stored draws: slices of them."""
+        flat, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
+        total = chains * per_chain
+        for a, b in chunk_bounds(total, chunk_draws):
+            yield a, {k: _rows(v, flat[a:b]).unsqueeze(0) for k, v in self.samples.items()}
+
+    def draw_shape(self, num_samples: int | None = None, *, thin: int | None = None,
+                   max_draws: int | None = None) -> tuple[int, int]:
+        """(chains, draws per chain) of :meth:`draws` with these arguments, without drawing."""
+        _, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
+        return chains, per_chain
+
+    def _stored_rows(self, num_samples, thin, max_draws):
+        """Flat (chain·stored draw) row numbers of the kept MCMC draws, chain-major."""
+        v = next(iter(self.samples.values()))
+        chains, stored = v.shape[:2]
+        if num_samples is None or num_samples >= self.num_stored:
+            keep = torch.arange(stored)
+        else:
+            per_chain = max(1, int(num_samples) // chains)
+            keep = torch.linspace(0, stored - 1, per_chain).round().long()
+        if thin is not None or max_draws is not None:
+            keep = keep[draw_index(keep.numel(), chains, thin=thin, max_draws=max_draws)]
+        flat = (torch.arange(chains).unsqueeze(1) * stored + keep.unsqueeze(0)).reshape(-1)
+        return flat, chains, keep.numel()
 
 
 def _concat_predictions(parts: list[Prediction]) -> Prediction:

@@ -27,7 +27,7 @@ from .checkpoint import load_checkpoint, preserve_rng, save_checkpoint, seeded
 from .elbo import elbo_terms, make_elbo
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
-from .posterior import Posterior
+from .posterior import GuidePosterior, Posterior
 
 __all__ = ["fit_svi", "NonFiniteLossError", "FitInterrupted", "resolve_device", "OPTIMIZERS"]
 
@@ -132,7 +132,7 @@ def fit_svi(
 
     A non-finite loss raises :class:`NonFiniteLossError` naming the step, the term and the
     minibatch's rows, with the parameters of the last finite step left in place (and saved to
-    ``checkpoint`` when given).  Returns a :class:`Posterior` whose
+    ``checkpoint`` when given).  Returns a :class:`GuidePosterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
     # ---- every argument checked before any work (no guide parameter created, no step taken)
@@ -292,7 +292,7 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     info = {"seed": seed, "epochs": epochs, "batch_size": bsz, "optimizer": optimizer, "lr": opt.param_groups[0]["lr"],
             "kl_schedule": kl, "elbo": elbo, "num_particles": num_particles, "device": str(dev),
             "n_data": n, "guide": type(guide).__name__}
-    return Posterior(model=model, method="svi", guide=guide, history=history, info=info,
+    return GuidePosterior(model=model, method="svi", guide=guide, history=history, info=info,
                      example_args=((x[:1], y[:1]), {"n_data": n}))
 
 

@@ -11,7 +11,11 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..utils.config import ConfigError, Configurable, build
 from ..utils.validation import as_tensor, check_bool, count_nonfinite
+from . import layers as _layers
+from . import likelihoods as _likelihoods
+from . import priors as _priors
 from .layers import Activation, BayesianLayer, Flatten
 from .likelihoods import Likelihood
 from .memory import OVERRIDE_HINT, check_fits, estimate_model
@@ -19,6 +23,16 @@ from .priors import Normal, Prior
 from .sites import LAYOUTS, PriorPart, Segment, SitePrior
 
 __all__ = ["BNN"]
+
+
+def _subclasses(module, base) -> dict[str, type]:
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module.__name__}
+
+
+_LAYER_CLASSES = {**_subclasses(_layers, Configurable)}
+_LIKELIHOOD_CLASSES = _subclasses(_likelihoods, Configurable)
+_PRIOR_CLASSES = _subclasses(_priors, Configurable)
 
 
 def _as_module(layer) -> nn.Module:
@@ -368,6 +382,40 @@ class BNN(PyroModule):
         if y is not None:
             y = self.likelihood.observed_form(y, x.dtype if torch.is_floating_point(x) else None)
         return x, y
+
+    # ------------------------------------------------------------------ plain-data description
+    def config(self) -> dict:
+        """The network as plain data (JSON-serialisable), from which :meth:`from_config` builds an
+        identical network (load its ``state_dict`` for the same parameter values): every layer's,
+        the likelihood's and each prior's class and constructor arguments, which layers share
+        each prior instance, the site layout.  Raises :class:`~pyrobnn.utils.config.ConfigError`
+        naming the layer for a layer that is not a pyrobnn layer (a user's own ``nn.Module``)."""
+        layers = []
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Configurable):
+                raise ConfigError(f"layer {i} ({type(layer).__name__}) is not a pyrobnn layer, so this network cannot "
+                                  f"be described as plain data; use pyrobnn's Linear, Conv2d, Flatten and activations")
+            layers.append(layer.config())
+        groups = []
+        for prior in self.prior_modules:
+            covered = sorted({seg.layer for seg, q in zip(self.segments, self._segment_prior) if q is prior})
+            groups.append({"prior": prior.config(), "layers": covered})
+        return {"class": "BNN", "layers": layers, "likelihood": self.likelihood.config(), "priors": groups,
+                "site_layout": self.site_layout, "check_memory": self.check_memory}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BNN":
+        """The network described by :meth:`config` (fresh parameters)."""
+        if not isinstance(config, dict) or config.get("class") != "BNN" or not config.get("priors"):
+            raise ConfigError(f"expected the configuration of a BNN (from BNN.config()), got {config!r:.200}")
+        layers = [build(c, _LAYER_CLASSES, "layer") for c in config["layers"]]
+        likelihood = build(config["likelihood"], _LIKELIHOOD_CLASSES, "likelihood")
+        groups = config["priors"]
+        net = cls(layers, likelihood, build(groups[0]["prior"], _PRIOR_CLASSES, "prior"),
+                  site_layout=config.get("site_layout", "packed"), check_memory=config.get("check_memory", True))
+        for group in groups[1:]:  # each further shared prior instance, on its own layers
+            net.set_prior(build(group["prior"], _PRIOR_CLASSES, "prior"), layers=group["layers"])
+        return net
 
     # ------------------------------------------------------------------ specs
     @classmethod

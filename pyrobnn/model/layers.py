@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.config import Configurable
 from ..utils.validation import check_bool, check_int
 from .memory import check_fits, estimate_model
 
@@ -44,7 +45,7 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
     return (v, v)
 
 
-class BayesianLayer(nn.Module):
+class BayesianLayer(Configurable, nn.Module):
     """Base of layers whose weights may be random.  Subclasses define ``param_shapes``,
     ``functional(x, weight, bias)`` and ``fan_in``."""
 
@@ -218,7 +219,7 @@ class Conv2d(BayesianLayer):
                 f"padding={self.padding}, bias={self.has_bias}, bayesian={self.bayesian}")
 
 
-class Flatten(nn.Module):
+class Flatten(Configurable, nn.Module):
     """Flatten the trailing ``ndims`` feature dimensions (default 3: channels, height, width),
     leaving sample and data dimensions alone."""
 
@@ -246,7 +247,7 @@ ACTIVATIONS = {
 }
 
 
-class Activation(nn.Module):
+class Activation(Configurable, nn.Module):
     """An elementwise activation by name: one of ``ACTIVATIONS``."""
 
     def __init__(self, name: str):

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.config import Configurable
 from ..utils.validation import check_bool, check_int, check_number
 
 __all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical"]
 
 
-class Likelihood(nn.Module):
+class Likelihood(Configurable, nn.Module):
     """Base class.  ``task`` is "regression", "binary" or "multiclass"."""
 
     task = "regression"

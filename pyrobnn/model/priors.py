@@ -27,6 +27,7 @@ import math
 import torch
 from torch import nn
 
+from ..utils.config import Configurable
 from ..utils.validation import check_bool, check_number, check_positive
 
 __all__ = [
@@ -65,7 +66,7 @@ def normal_kl(q_loc, q_scale, p_loc, p_scale):
     return 0.5 * (var_ratio + t - 1.0 - torch.log(var_ratio))
 
 
-class Prior(nn.Module):
+class Prior(Configurable, nn.Module):
     """Base class of weight priors.
 
     Subclasses implement :meth:`log_prob` (elementwise over a flat weight vector) and,
