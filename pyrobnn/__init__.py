@@ -7,7 +7,8 @@ ArviZ ``DataTree`` and makes reports.
 """
 
 from . import data
-from .infer import Posterior, Prediction, fit_hmc, fit_nuts, fit_svi, guides
+from .infer import GuidePosterior, Posterior, Prediction, SamplePosterior, fit_hmc, fit_nuts, fit_svi, guides
+from .infer.saving import load_posterior as load
 from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linear, likelihoods, priors
 
 __version__ = "0.1.0"
@@ -25,5 +26,6 @@ def __getattr__(name):
 
 __all__ = [
     "report", "compare", "to_datatree", "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
-    "guides", "fit_svi", "fit_nuts", "fit_hmc", "Posterior", "Prediction", "data", "__version__",
+    "guides", "fit_svi", "fit_nuts", "fit_hmc", "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "load",
+    "data", "__version__",
 ]

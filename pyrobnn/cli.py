@@ -10,8 +10,9 @@
 
 ``fit`` builds the model and the data from a model spec, fits it as the inference spec says
 (SVI or NUTS/HMC), exports the posterior evaluated on the test split, and writes the report
-into the run directory, together with what ``predict`` needs (``model.toml``,
-``inference.toml``, ``model.pt``, ``guide.pt`` or ``samples.pt``, ``data.pt``).  With no
+into the run directory, together with the posterior in the library's format (``posterior.json``,
+``model.pt``, ``guide.pt`` or ``samples.pt``: ``pyrobnn.load(run_dir)`` reads it), the specs
+(``model.toml``, ``inference.toml``) and the data's statistics (``data.pt``).  With no
 spec it runs the built-in default, toy regression with a mean-field guide.  The run directory
 is written under a temporary name and renamed into place when complete, with ``manifest.json``
 holding the SHA-256 digest of every file, which ``predict``, ``report`` and ``compare`` verify.
@@ -318,18 +319,17 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
     from . import spec as S
     from .diagnostics import report, to_datatree
     from .infer.interrupt import FitInterrupted
+    from .infer.saving import write_posterior_files
     from .infer.svi import fit_svi
 
     _say(args.quiet, f"pyrobnn fit: {mspec.name} ({net.num_weights} weights) on {data.name} "
                      f"({data.n_train} training / {data.n_test} test points), {ispec.method.upper()}"
                      + (f"; resuming from {str(partial / 'checkpoint.pt')!r}" if resuming else ""))
     t0 = time.perf_counter()
-    guide = None
     ckpt = partial / "checkpoint.pt"
     try:
         if ispec.method == "svi":
-            guide = S.build_guide(ispec, net)
-            post = fit_svi(net, guide, data.x_train, data.y_train, progress=not args.quiet, checkpoint=ckpt,
+            post = fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=not args.quiet, checkpoint=ckpt,
                            resume=resuming, **S.svi_kwargs(ispec))
         else:
             from .infer.mcmc import fit_nuts
@@ -358,14 +358,9 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
         # what `predict` needs to rebuild the posterior
         (tmp / "model.toml").write_text(mspec.source_text, encoding="utf-8")
         (tmp / "inference.toml").write_text(ispec.source_text, encoding="utf-8")
-        # files are written into the private temporary directory, installed in one rename below
-        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / "model.pt")
-        if guide is not None:
-            torch.save({k: v.detach().cpu() for k, v in guide.state_dict().items()}, tmp / "guide.pt")
-        if post.samples is not None:
-            torch.save({"samples": {k: v.detach().cpu() for k, v in post.samples.items()},
-                         "sample_stats": {k: torch.as_tensor(v).detach().cpu() for k, v in post.sample_stats.items()}},
-                        tmp / "samples.pt")
+        # files are written into the private temporary directory, installed in one rename below:
+        # the posterior in the library's format (pyrobnn.load reads it), then the run's own files
+        write_posterior_files(post, tmp)
         torch.save(_data_stats(data), tmp / "data.pt")
         run = {"method": post.method, "model": mspec.name, "inference": ispec.name, "dataset": data.name,
                "n_train": data.n_train, "n_test": data.n_test, "fit_seconds": fit_seconds,
@@ -464,53 +459,23 @@ def _read_x(path: Path):
     raise UsageError(f"--x {str(path)!r}: expected a .csv, .npy or .npz file")
 
 
-#: The files of a run directory that :func:`load_run` reads.
-_RUN_FILES = ("model.toml", "inference.toml", "model.pt", "data.pt", "guide.pt", "samples.pt")
-
-
 def load_run(run_dir):
-    """Rebuild the :class:`~pyrobnn.infer.posterior.Posterior` saved by ``pyrobnn fit`` in
-    ``run_dir``; returns ``(posterior, data_stats)``."""
-    import torch
-
-    from . import spec as S
-    from .infer.posterior import GuidePosterior, SamplePosterior
+    """The posterior saved by ``pyrobnn fit`` in ``run_dir`` (:func:`pyrobnn.load`) and the data's
+    standardisation statistics: ``(posterior, data_stats)``.  Every file read is verified
+    against the run's manifest first."""
+    from .infer.saving import load_posterior
 
     run = Path(run_dir)
     if not run.is_dir():
         raise UsageError(f"{str(run)!r} is not a directory; expected a run directory written by 'pyrobnn fit'")
-    for name in ("model.toml", "inference.toml", "model.pt", "data.pt"):
+    for name in ("posterior.json", "data.pt"):
         if not (run / name).is_file():
             raise UsageError(f"{str(run)!r} is not a run directory written by 'pyrobnn fit' (no {name})")
-    try:  # every file read below
-        verify_manifest(run, [n for n in _RUN_FILES if (run / n).exists()])
+    try:
+        verify_manifest(run, ["data.pt"])
+        return load_posterior(run), load_torch_file(run / "data.pt", "run file")
     except IntegrityError as exc:
         raise UsageError(str(exc)) from None
-    mspec = S.load_model_spec(run / "model.toml")
-    ispec = S.load_inference_spec(run / "inference.toml")
-    net = S.build_model(mspec)
-    stats = load_torch_file(run / "data.pt", "run file")
-    net.load_state_dict(load_torch_file(run / "model.pt", "run file"))
-    if (run / "samples.pt").is_file():
-        saved = load_torch_file(run / "samples.pt", "run file")
-        post = SamplePosterior(model=net, method=ispec.method, samples=saved["samples"],
-                         sample_stats=saved.get("sample_stats", {}))
-        return post, stats
-    if not (run / "guide.pt").is_file():
-        raise UsageError(f"{str(run)!r} holds neither guide.pt nor samples.pt")
-    guide = S.build_guide(ispec, net)
-    shape = tuple(stats.get("input_shape", ()))
-    x0 = torch.zeros((1, *shape), dtype=net.dtype)
-    y0 = torch.zeros(1, dtype=torch.long if stats.get("task") == "multiclass" else net.dtype)
-    from pyro import poutine
-
-    with poutine.block():  # create the guide's parameters, then fill them
-        if hasattr(guide, "setup"):
-            guide.setup(x0, y0)
-        else:
-            guide(x0, y0)
-    guide.load_state_dict(load_torch_file(run / "guide.pt", "run file"))
-    return GuidePosterior(model=net, method="svi", guide=guide, example_args=((x0, y0), {})), stats
 
 
 def cmd_predict(args) -> int:

@@ -78,7 +78,7 @@ def test_manifest_lists_every_file_with_its_digest(reference):
     assert all(len(e["sha256"]) == 64 for e in doc["files"].values())
 
 
-@pytest.mark.parametrize("name", ["model.pt", "guide.pt", "data.pt", "model.toml", "inference.toml"])
+@pytest.mark.parametrize("name", ["posterior.json", "model.pt", "guide.pt", "data.pt"])
 def test_a_flipped_byte_is_refused_naming_the_file(reference, tmp_path, capsys, name):
     import shutil
 

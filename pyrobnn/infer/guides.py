@@ -20,6 +20,7 @@ location and scale, used by empirical-Bayes prior updates and pruning) and
 
 from __future__ import annotations
 
+import itertools
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from torch.distributions.transforms import IndependentTransform, identity_transf
 from ..utils.config import Configurable
 from ..utils.validation import check_positive
 
-__all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model"]
+__all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model",
+           "make_autoguide", "GUIDES"]
 
 
 def softplus_inverse(x: torch.Tensor) -> torch.Tensor:
@@ -349,3 +351,26 @@ class WeightNoise(SiteGuide):
 
 
 GUIDES = {"meanfield": MeanField, "ard": ARD, "delta": Delta, "weight_noise": WeightNoise}
+
+_AUTOGUIDE_IDS = itertools.count(1)
+
+
+def make_autoguide(kind: str, model, init_scale: float = 0.01, rank: int | None = None):
+    """Pyro's ``AutoNormal`` or ``AutoLowRankMultivariateNormal`` (``kind``: the class name) on
+    ``model``, started at the model's own initial values (a BNN's layer initialisation) rather
+    than Pyro's default.
+
+    Pyro keeps an autoguide's parameters in its global param store under the guide's name (the
+    class name by default), so two autoguides in one process would share them; each gets its own
+    name here.  That name is Pyro's private ``_pyro_name`` (no public way to set it exists);
+    ``tests/test_svi.py`` pins that two guides made here keep separate parameters."""
+    from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+
+    if kind == "AutoNormal":
+        guide = AutoNormal(model, init_loc_fn=init_to_model, init_scale=init_scale)
+    elif kind == "AutoLowRankMultivariateNormal":
+        guide = AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_model, init_scale=init_scale, rank=rank)
+    else:
+        raise ValueError(f"kind must be 'AutoNormal' or 'AutoLowRankMultivariateNormal', got {kind!r}")
+    guide._pyro_name = f"{type(guide).__name__}_{next(_AUTOGUIDE_IDS)}"
+    return guide

@@ -8,15 +8,13 @@ accept (a path, a name, a dict).
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import torch
-from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 from .. import data as pbdata
 from ..data.paths import data_root
-from ..infer.guides import GUIDES, init_to_model
+from ..infer.guides import GUIDES, make_autoguide
 from ..infer.mcmc import hyperprior
 from ..model import BNN, Bernoulli, Categorical, Conv2d, Gaussian, Linear, priors
 from .datasets import DataFacts
@@ -39,9 +37,6 @@ PRIOR_CLASSES = {
     "adaptive_laplace": priors.AdaptiveLaplace,
 }
 """Prior family name → class in :mod:`pyrobnn.priors`."""
-
-_AUTOGUIDE_IDS = itertools.count(1)
-
 
 def build_prior(spec: PriorSpec) -> priors.Prior:
     """The prior object of one family and its hyperparameters (``layers``/``overrides`` are
@@ -101,16 +96,8 @@ def build_guide(spec, net):
         return GUIDES["weight_noise"](net, sigma=g.init_scale)
     if g.family in GUIDES:
         return GUIDES[g.family](net, init_scale=g.init_scale)
-    if g.family == "auto_normal":
-        guide = AutoNormal(net, init_loc_fn=init_to_model, init_scale=g.init_scale)
-    else:
-        guide = AutoLowRankMultivariateNormal(net, init_loc_fn=init_to_model, init_scale=g.init_scale,
-                                              rank=g.rank)
-    # Pyro keeps an autoguide's parameters in its global param store under the guide's name (the
-    # class name by default), so two autoguides in one process would share them; give each its own.
-    # The guide creates its parameters on first call, after this.
-    guide._pyro_name = f"{type(guide).__name__}_{next(_AUTOGUIDE_IDS)}"
-    return guide
+    kind = "AutoNormal" if g.family == "auto_normal" else "AutoLowRankMultivariateNormal"
+    return make_autoguide(kind, net, init_scale=g.init_scale, rank=None if kind == "AutoNormal" else g.rank)
 
 
 def _uci_root(root, name):
