@@ -11,6 +11,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..utils.hooks import Hook
 from ..utils.validation import as_tensor, check_bool, count_nonfinite
 from .layers import Activation, BayesianLayer, Flatten
 from .likelihoods import Likelihood
@@ -18,7 +19,14 @@ from .memory import OVERRIDE_HINT, check_fits, estimate_model
 from .priors import Normal, Prior
 from .sites import LAYOUTS, PriorPart, Segment, SitePrior
 
-__all__ = ["BNN"]
+__all__ = ["BNN", "spec_loader"]
+
+spec_loader = Hook(
+    "BNN.from_spec", "a spec loader",
+    "`import pyrobnn` installs pyrobnn.load_model as the loader; or call pyrobnn.spec.build_model("
+    "pyrobnn.spec.load_model_spec(spec, overrides)) directly.")
+"""Called as ``spec_loader(spec, overrides)`` by :meth:`BNN.from_spec`; spec building sits above the
+model, so ``pyrobnn/__init__.py`` installs :func:`pyrobnn.load_model` here."""
 
 
 def _as_module(layer) -> nn.Module:
@@ -372,7 +380,7 @@ class BNN(PyroModule):
     # ------------------------------------------------------------------ specs
     @classmethod
     def from_spec(cls, spec, overrides: Sequence[str] = ()) -> "BNN":
-        """Build a network from a model spec: a TOML path, a dict, or a parsed ``ModelSpec``."""
-        from ..spec import build_model, load_model_spec
-
-        return build_model(load_model_spec(spec, overrides))
+        """Build a network from a model spec: a TOML path, a bare name, a dict, or a parsed
+        ``ModelSpec``, with ``key.path=value`` overrides; the same as :func:`pyrobnn.load_model`
+        (reached through :data:`spec_loader`, which ``import pyrobnn`` installs)."""
+        return spec_loader(spec, overrides)
