@@ -257,3 +257,121 @@ def test_checker_finds_upward_and_private_imports(relpath, source, expected):
 ])
 def test_checker_accepts_downward_imports(relpath, source):
     assert check_source(relpath, source) == []
+
+
+# ----------------------------------------------------------------------------- what `import pyrobnn` loads
+HEAVY = ("pyrobnn.diagnostics", "pyrobnn.apps", "pyrobnn.cli", "matplotlib", "xarray", "arviz")
+
+
+def _runs_at_import(node: ast.AST):
+    """The nodes under ``node`` that run when the module is imported: not function bodies."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield child
+        yield from _runs_at_import(child)
+
+
+def module_level_imports(module: str) -> set[str]:
+    """Modules (pyrobnn's, and the top-level names of others) that importing ``module`` imports
+    directly, read from its source: statements outside function bodies, with the parent packages
+    of each pyrobnn module."""
+    rel = Path(*module.split(".")[1:])
+    is_package = (PACKAGE_DIR / rel).is_dir()
+    path = PACKAGE_DIR / rel / "__init__.py" if is_package else (PACKAGE_DIR / rel).with_suffix(".py")
+    out = set()
+    for node in _runs_at_import(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name if _ours(a.name) else a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            target = _resolve_from(node, module, is_package)
+            if not _ours(target):
+                out.add(target.split(".")[0])
+                continue
+            out.add(target)
+            out |= {f"{target}.{a.name}" for a in node.names if _is_package_member(f"{target}.{a.name}", PACKAGE_DIR)}
+    for name in list(out):
+        while _ours(name) and "." in name:
+            name = name.rsplit(".", 1)[0]
+            out.add(name)
+    return out
+
+
+def test_import_pyrobnn_does_not_load_diagnostics_statically():
+    """The modules that ``import pyrobnn`` loads, followed through module-level imports."""
+    seen, todo = set(), [ROOT]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo += [m for m in module_level_imports(module) if _ours(m)]
+        seen |= {m for m in module_level_imports(module) if not _ours(m)}
+    assert {"pyrobnn.spec", "pyrobnn.infer.posterior", "pyrobnn.utils.hooks", "torch", "pyro"} <= seen
+    heavy = sorted(m for m in seen if m.startswith(HEAVY))
+    assert not heavy, f"`import pyrobnn` loads {heavy}; import them inside the functions that need them"
+
+
+@pytest.mark.slow
+def test_import_pyrobnn_installs_hooks_and_leaves_diagnostics_unloaded():
+    import subprocess
+    import sys
+
+    code = ("import sys, pyrobnn\n"
+            "from pyrobnn.infer.conversion import datatree_converter\n"
+            "from pyrobnn.model.bnn import spec_loader\n"
+            "assert spec_loader.installed and datatree_converter.installed, (spec_loader, datatree_converter)\n"
+            f"loaded = sorted(m for m in sys.modules if m.startswith({HEAVY!r}))\n"
+            "assert not loaded, loaded\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=PACKAGE_DIR.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_from_spec_is_load_model():
+    import pyrobnn as pb
+
+    a = pb.BNN.from_spec("toy_regression", ["prior.scale=0.5"])
+    b = pb.load_model("toy_regression", ["prior.scale=0.5"])
+    assert isinstance(a, pb.BNN) and a.spec == b.spec and a.spec.prior.params["scale"] == 0.5
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_to_datatree_passes_its_arguments_to_the_installed_converter():
+    import pyrobnn as pb
+    from pyrobnn.infer.conversion import datatree_converter
+
+    calls = []
+    previous = datatree_converter.install(lambda *args, **kwargs: calls.append((args, kwargs)) or "tree")
+    try:
+        post = object()  # the method only hands its arguments on
+        assert pb.Posterior.to_datatree(post, "x", "y", num_samples=3) == "tree"
+    finally:
+        datatree_converter.install(previous)
+    assert calls == [((post, "x", "y"), {"num_samples": 3})]
+
+
+def test_hooks_without_an_installed_function_say_what_is_missing():
+    import pyrobnn as pb
+    from pyrobnn.infer.conversion import datatree_converter
+    from pyrobnn.model.bnn import spec_loader
+    from pyrobnn.utils.hooks import HookNotInstalledError
+
+    previous = spec_loader.install(None)
+    try:
+        with pytest.raises(HookNotInstalledError, match=r"^BNN.from_spec needs a spec loader, and none is installed\. "
+                                                        r"`import pyrobnn` installs"):
+            pb.BNN.from_spec("toy_regression")
+    finally:
+        spec_loader.install(previous)
+    previous = datatree_converter.install(None)
+    try:
+        with pytest.raises(HookNotInstalledError, match=r"^Posterior.to_datatree needs a DataTree converter, and "
+                                                        r"none is installed\..*pyrobnn.diagnostics.to_datatree"):
+            pb.Posterior.to_datatree(object(), None, None)
+    finally:
+        datatree_converter.install(previous)
+    assert spec_loader.installed and datatree_converter.installed
+    with pytest.raises(TypeError, match="the function installed for BNN.from_spec must be callable or None, got str"):
+        spec_loader.install("load_model")
+    assert spec_loader.installed
