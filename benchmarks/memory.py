@@ -79,7 +79,7 @@ def main(argv=None):
     print(f"{'peer':<10}{'peak RSS MiB':>14}{'over baseline':>15}{'seconds':>10}")
     for r in rows:
         print(f"{r['peer']:<10}{r['peak_rss_mib']:>14.0f}{r['peak_rss_mib'] - base:>15.0f}{r['seconds']:>10.1f}")
-    from pyrobnn.infer.checkpoint import atomic_write
+    from pyrobnn.utils.files import atomic_write
 
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=2)))
     print(f"written {args.out}")

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import pyrobnn as pb
-from pyrobnn.infer.checkpoint import atomic_write
+from pyrobnn.utils.files import atomic_write
 from pyrobnn.infer.mcmc import fit_nuts
 
 HIDDEN = 10

@@ -29,7 +29,7 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroModule, PyroSample
 
 import pyrobnn as pb
-from pyrobnn.infer.checkpoint import atomic_write
+from pyrobnn.utils.files import atomic_write
 from pyrobnn.infer.elbo import elbo_terms, make_elbo
 
 NETS = {"small": [8, 50, 50, 1], "large": [784, 400, 400, 10]}

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import pyrobnn as pb
-from pyrobnn.infer.checkpoint import atomic_write
+from pyrobnn.utils.files import atomic_write
 
 DATASETS = {
     "boston": "bostonHousing", "concrete": "concrete", "energy": "energy", "kin8nm": "kin8nm",

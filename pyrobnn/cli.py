@@ -44,8 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .infer.checkpoint import atomic_write, load_torch_file, replace_dir, usual_mode
+from .infer.checkpoint import load_torch_file
 from .infer.svi import resolve_device
+from .utils.files import atomic_write, replace_dir, usual_mode
 from .utils.lock import LockHeld, PathLock
 from .utils.manifest import MANIFEST, IntegrityError, is_run_dir, read_manifest, verify_manifest, write_manifest
 
@@ -531,8 +532,6 @@ def cmd_predict(args) -> int:
 
 def _write_table(path: Path, cols: dict) -> None:
     import numpy as np
-
-    from .infer.checkpoint import atomic_write
 
     suf = path.suffix.lower()
     mat = np.stack([np.asarray(v, dtype=float) for v in cols.values()], axis=1)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import pyrobnn as pb
-from pyrobnn.infer.checkpoint import atomic_torch_save
+from pyrobnn.utils.files import atomic_torch_save
 from pyrobnn.infer.mcmc import adaptation_schedule, fit_nuts
 
 WARMUP, SAMPLES = 30, 20

@@ -64,10 +64,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..infer.checkpoint import replace_dir, seeded, usual_mode
-from ..infer.guides import latent_nodes
 from ..infer.posterior import chunk_bounds
 from ..infer.predictive import DrawSummary
+from ..utils.files import replace_dir, usual_mode
+from ..utils.rng import seeded
+from ..utils.traces import latent_nodes
 
 __all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "auto_chunk_draws", "MCMC_STAT_NAMES",
            "MAX_INPUT_VALUES", "CHUNK_VALUES"]

@@ -7,7 +7,7 @@ import html
 import math
 from pathlib import Path
 
-from ..infer.checkpoint import atomic_write
+from ..utils.files import atomic_write
 
 __all__ = ["page", "table", "figure", "write_text", "fmt"]
 

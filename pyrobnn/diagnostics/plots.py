@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..infer.checkpoint import atomic_write  # noqa: E402
+from ..utils.files import atomic_write  # noqa: E402
 from .metrics import _has, _x_1d  # noqa: E402
 
 __all__ = [

@@ -4,7 +4,8 @@ An SVI checkpoint holds the model's and the guide's state, the optimiser's state
 number generator that training draws from, the epoch and the history, so that a run killed
 and resumed with the same seed ends with the same parameters as an uninterrupted one (the
 NUTS/HMC sampler's checkpoint is assembled in :mod:`pyrobnn.infer.mcmc` from the helpers here).
-Files are written to a temporary name and renamed into place, and read with
+Files are written to a temporary name and renamed into place
+(:func:`pyrobnn.utils.files.atomic_torch_save`), and read with
 ``torch.load(weights_only=True)``; a run records a *fingerprint* of its settings and data
 (:func:`tensor_digest`) so that resuming another run's checkpoint is refused
 (:func:`fingerprint_differences`).
@@ -13,64 +14,17 @@ Files are written to a temporary name and renamed into place, and read with
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "seeded",
-           "preserve_rng", "load_torch_file", "read_checkpoint", "CheckpointError", "tensor_digest",
-           "fingerprint_differences"]
+from ..utils.files import atomic_torch_save
 
-
-def usual_mode(path, directory: bool = False) -> None:
-    """Give ``path`` the permissions a plain ``open``/``mkdir`` would (0666 / 0777 less the
-    umask): temporary files and directories are created private (0600 / 0700)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
-
-
-def atomic_write(path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        usual_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def replace_dir(src, dst) -> None:
-    """Rename the finished directory ``src`` onto ``dst`` (same file system), replacing an
-    existing ``dst``: the old one is moved aside first and removed after, so ``dst`` is never
-    half-written."""
-    src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_torch_save(obj, path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (temporary name, then rename)."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+__all__ = ["rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "load_torch_file", "read_checkpoint",
+           "CheckpointError", "tensor_digest", "fingerprint_differences"]
 
 
 def read_checkpoint(path, kind: str | None = None) -> dict:
@@ -113,34 +67,6 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
 
 
 _MISSING = object()
-
-
-@contextmanager
-def preserve_rng():
-    """Run a block and restore every global generator it may touch afterwards (torch's CPU and
-    CUDA generators, Python's ``random``, NumPy's legacy global state), so library code that
-    seeds or restores generators leaves the caller's random streams as they were."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-
-
-@contextmanager
-def seeded(seed: int | None):
-    """Run a block with torch's CPU and CUDA generators seeded with ``seed`` and restore every
-    global generator afterwards (:func:`preserve_rng`), so the caller's random stream is untouched
-    (``None``: no change)."""
-    if seed is None:
-        yield
-        return
-    with preserve_rng():
-        torch.manual_seed(int(seed))
-        yield
 
 
 def rng_state(shuffle_generator: torch.Generator | None = None) -> dict:

@@ -37,6 +37,7 @@ from torch.distributions import biject_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
 from ..utils.config import Configurable
+from ..utils.traces import latent_nodes
 from ..utils.validation import check_positive
 
 __all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model",
@@ -101,17 +102,6 @@ class _Site:
     transform: object
     frames: tuple  # (name, size, dim) of the site's vectorised plates
     value_shape: tuple = ()  # shape of the site's value in the model (constrained space)
-
-
-def latent_nodes(trace):
-    """(name, node) of every latent sample site of a Pyro trace: not observed, not auxiliary,
-    not a plate's subsample site."""
-    for name, node in trace.nodes.items():
-        if node["type"] != "sample" or node["is_observed"] or node["infer"].get("is_auxiliary"):
-            continue
-        if type(node["fn"]).__name__ == "_Subsample":
-            continue
-        yield name, node
 
 
 class SiteGuide(Configurable, PyroModule):

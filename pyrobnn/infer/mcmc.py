@@ -66,11 +66,13 @@ from tqdm.auto import tqdm
 
 from ..model.memory import estimate_nuts
 from ..model.sites import SitePrior
+from ..utils.files import atomic_torch_save
+from ..utils.traces import latent_nodes
 from ..utils.validation import ArgumentTypeError, check_bool, check_int, check_number
 from .arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
     prepare_data
-from .checkpoint import atomic_torch_save, fingerprint_differences, read_checkpoint, tensor_digest
-from .guides import _is_identity, init_to_model, latent_nodes
+from .checkpoint import fingerprint_differences, read_checkpoint, tensor_digest
+from .guides import _is_identity, init_to_model
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .posterior import SamplePosterior
 from .svi import place, resolve_device
@@ -1197,7 +1199,7 @@ class _Checkpointer:
     needs to continue exactly: iteration, phase-space state, step size, inverse mass matrix,
     the adapter's dual averaging, Welford sums and window, the generator's state, the draws
     and statistics recorded so far and the timing counters.  Written atomically
-    (:func:`~pyrobnn.infer.checkpoint.atomic_torch_save`) after every ``every`` iterations,
+    (:func:`~pyrobnn.utils.files.atomic_torch_save`) after every ``every`` iterations,
     after the last iteration of every warm-up adaptation window and at the end of each chain."""
 
     KIND = "pyrobnn.mcmc"

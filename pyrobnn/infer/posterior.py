@@ -17,7 +17,8 @@ from types import MappingProxyType
 import torch
 from pyro import poutine
 
-from .checkpoint import seeded
+from ..utils.rng import seeded
+from .conversion import datatree_converter
 from .predictive import Prediction, predictive_log_likelihood, summarize_draws
 
 __all__ = ["Posterior", "GuidePosterior", "SamplePosterior", "draw_index", "chunk_bounds"]
@@ -149,10 +150,9 @@ class Posterior(ABC):
     # ------------------------------------------------------------------ export
     def to_datatree(self, x=None, y=None, **kwargs):
         """An ArviZ 1.x ``xarray.DataTree`` in the InferenceData schema; see
-        :func:`pyrobnn.diagnostics.to_datatree`."""
-        from ..diagnostics.export import to_datatree  # export sits downstream of inference
-
-        return to_datatree(self, x, y, **kwargs)
+        :func:`pyrobnn.diagnostics.to_datatree` (the export sits above inference and is reached
+        through :data:`pyrobnn.infer.conversion.datatree_converter`, installed by ``import pyrobnn``)."""
+        return datatree_converter(self, x, y, **kwargs)
 
     # ------------------------------------------------------------------ saving
     def save(self, path, *, overwrite: bool = False):

@@ -28,8 +28,9 @@ import torch
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 from ..utils.config import ConfigError, build
+from ..utils.files import atomic_write, replace_dir, usual_mode
 from ..utils.manifest import IntegrityError, is_run_dir, verify_manifest, write_manifest
-from .checkpoint import atomic_write, load_torch_file, replace_dir, usual_mode
+from .checkpoint import load_torch_file
 from .guides import GUIDES, SiteGuide, make_autoguide
 from .posterior import GuidePosterior, Posterior, SamplePosterior
 

@@ -13,6 +13,7 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from ..model.memory import estimate_svi
+from ..utils.rng import preserve_rng, seeded
 from ..utils.validation import ArgumentTypeError, check_bool, check_int, check_positive
 from .arguments import (
     check_dtype,
@@ -23,7 +24,7 @@ from .arguments import (
     float_dtype_of,
     prepare_data,
 )
-from .checkpoint import load_checkpoint, preserve_rng, save_checkpoint, seeded
+from .checkpoint import load_checkpoint, save_checkpoint
 from .elbo import elbo_terms, make_elbo
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight

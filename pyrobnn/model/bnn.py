@@ -12,6 +12,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from ..utils.config import ConfigError, Configurable, build
+from ..utils.hooks import Hook
 from ..utils.validation import as_tensor, check_bool, count_nonfinite
 from . import layers as _layers
 from . import likelihoods as _likelihoods
@@ -22,7 +23,14 @@ from .memory import OVERRIDE_HINT, check_fits, estimate_model
 from .priors import Normal, Prior
 from .sites import LAYOUTS, PriorPart, Segment, SitePrior
 
-__all__ = ["BNN"]
+__all__ = ["BNN", "spec_loader"]
+
+spec_loader = Hook(
+    "BNN.from_spec", "a spec loader",
+    "`import pyrobnn` installs pyrobnn.load_model as the loader; or call pyrobnn.spec.build_model("
+    "pyrobnn.spec.load_model_spec(spec, overrides)) directly.")
+"""Called as ``spec_loader(spec, overrides)`` by :meth:`BNN.from_spec`; spec building sits above the
+model, so ``pyrobnn/__init__.py`` installs :func:`pyrobnn.load_model` here."""
 
 
 def _subclasses(module, base) -> dict[str, type]:
@@ -420,7 +428,7 @@ class BNN(PyroModule):
     # ------------------------------------------------------------------ specs
     @classmethod
     def from_spec(cls, spec, overrides: Sequence[str] = ()) -> "BNN":
-        """Build a network from a model spec: a TOML path, a dict, or a parsed ``ModelSpec``."""
-        from ..spec import build_model, load_model_spec
-
-        return build_model(load_model_spec(spec, overrides))
+        """Build a network from a model spec: a TOML path, a bare name, a dict, or a parsed
+        ``ModelSpec``, with ``key.path=value`` overrides; the same as :func:`pyrobnn.load_model`
+        (reached through :data:`spec_loader`, which ``import pyrobnn`` installs)."""
+        return spec_loader(spec, overrides)

@@ -18,6 +18,7 @@ from .build import (
     build_likelihood,
     build_model,
     build_prior,
+    load_model,
     mcmc_kwargs,
     svi_kwargs,
 )
@@ -40,6 +41,6 @@ __all__ = [
     "SpecError", "ModelSpec", "InferenceSpec", "LayerSpec", "PriorSpec", "LikelihoodSpec", "DataSpec",
     "GuideSpec", "SVISpec", "MCMCSpec",
     "load_model_spec", "load_inference_spec", "parse_override", "parse_value", "apply_overrides", "to_toml",
-    "build_model", "build_layer", "build_prior", "build_likelihood", "build_guide", "build_data",
+    "load_model", "build_model", "build_layer", "build_prior", "build_likelihood", "build_guide", "build_data",
     "svi_kwargs", "mcmc_kwargs", "PRIOR_CLASSES",
 ]

@@ -23,7 +23,7 @@ from .load import load_inference_spec, load_model_spec
 from .schema import InferenceSpec, LayerSpec, LikelihoodSpec, ModelSpec, PriorSpec, check_data_fits
 
 __all__ = [
-    "load_model_spec", "load_inference_spec", "build_model", "build_layer", "build_prior", "build_likelihood",
+    "load_model_spec", "load_inference_spec", "load_model", "build_model", "build_layer", "build_prior", "build_likelihood",
     "build_guide", "build_data", "svi_kwargs", "mcmc_kwargs", "PRIOR_CLASSES",
 ]
 
@@ -78,6 +78,13 @@ def build_model(spec) -> BNN:
         net.set_prior(build_prior(override), layers=override.layers, per_layer=override.per_layer)
     net.spec = spec
     return net
+
+
+def load_model(spec, overrides=()) -> BNN:
+    """The :class:`~pyrobnn.BNN` of a model spec given as anything :func:`load_model_spec` accepts
+    (a TOML path, a bare name, a dict, a parsed ``ModelSpec``), with ``key.path=value``
+    ``overrides`` applied before validation: ``build_model(load_model_spec(spec, overrides))``."""
+    return build_model(load_model_spec(spec, overrides))
 
 
 def build_guide(spec, net):

@@ -20,6 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from .files import atomic_write
+
 __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "IntegrityError", "sha256_file", "write_manifest",
            "read_manifest", "verify_manifest", "is_run_dir"]
 
@@ -73,9 +75,8 @@ def write_manifest(run_dir, extra: dict | None = None) -> Path:
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "pyrobnn_version": _version(),
            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **(extra or {}), "files": files}
     target = root / MANIFEST
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    text = json.dumps(doc, indent=1, sort_keys=False) + "\n"
+    atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return target
 
 
