@@ -145,3 +145,38 @@ def test_autoguides_made_here_keep_their_own_parameters():
             p.add_(1.0)
     assert all(not torch.equal(pa, pb_) for pa, pb_ in zip(a.parameters(), b.parameters()))
     assert len({name for name, _ in pyro.get_param_store().named_parameters()}) >= 2
+
+
+# ------------------------------------------------------------------ export only converts
+def test_export_converts_an_evaluation_made_by_the_posterior():
+    from pyrobnn.diagnostics import to_datatree
+
+    x, y = _data()
+    net = _net()
+    post = pb.fit_svi(net, pb.guides.MeanField(net), x, y, epochs=2, progress=False)
+    xe = torch.linspace(-1, 1, 7).unsqueeze(-1)
+    ev = post.evaluation(xe, None, train=(x, y), num_samples=40, seed=5)
+    a = to_datatree(ev)
+    b = to_datatree(post, xe, None, train=(x, y), num_samples=40, seed=5)
+    for group in ("posterior", "predictions", "log_likelihood", "posterior_predictive"):
+        for var in a[group].data_vars:
+            assert (a[group][var].values == b[group][var].values).all(), (group, var)
+    with pytest.raises(ValueError, match="num_samples, seed: given with an Evaluation"):
+        to_datatree(ev, num_samples=10, seed=1)
+
+
+def test_the_export_module_draws_nothing_itself():
+    """diagnostics/export.py converts what Posterior.evaluation yields: it calls none of the
+    methods that draw from a posterior or a prior, or that run the network."""
+    import ast
+    import inspect
+
+    from pyrobnn.diagnostics import export
+
+    drawing = {"draws", "draw_chunks", "evaluate", "predict", "log_likelihood", "sample_posterior", "sample",
+               "rsample", "predictive_distribution"}
+    calls = [node.func.attr for node in ast.walk(ast.parse(inspect.getsource(export)))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+    assert not drawing & set(calls), drawing & set(calls)
+    # it iterates the evaluation the posterior made (and asks it for the prior draws)
+    assert {"chunks", "evaluation", "prior_predictive"} <= set(calls)

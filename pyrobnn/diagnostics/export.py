@@ -64,11 +64,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..infer.posterior import chunk_bounds
+from ..infer.evaluation import CHUNK_VALUES, Evaluation, auto_chunk_draws
 from ..infer.predictive import DrawSummary
 from ..utils.files import replace_dir, usual_mode
-from ..utils.rng import seeded
-from ..utils.traces import latent_nodes
 
 __all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "auto_chunk_draws", "MCMC_STAT_NAMES",
            "MAX_INPUT_VALUES", "CHUNK_VALUES"]
@@ -80,7 +78,6 @@ MCMC_STAT_NAMES = {
     "divergent": "diverging",
 }
 
-_DEFAULT_SVI_DRAWS = 500
 _PRED_QUANTILES = (0.05, 0.25, 0.75, 0.95)
 
 
@@ -160,28 +157,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "unknown"
     return out
-
-
-def _latent_fns(fn_owner, *args, **kwargs) -> dict:
-    """Distribution of every latent sample site of a model or guide, from one trace."""
-    from pyro import poutine
-
-    with torch.no_grad(), poutine.block():
-        tr = poutine.trace(poutine.block(fn_owner, hide=["obs"])).get_trace(*args, **kwargs)
-    return {name: site["fn"] for name, site in latent_nodes(tr)}
-
-
-def _log_density(fns: dict, draws: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """Σ_sites log fn(draw) for flat draws (S, *shape) → (S,); None if a site is missing."""
-    total = None
-    for name, fn in fns.items():
-        if name not in draws:
-            return None
-        v = draws[name]
-        lp = fn.log_prob(v)
-        lp = lp.reshape(v.shape[0], -1).sum(-1) if lp.dim() > 1 else lp.reshape(v.shape[0])
-        total = lp if total is None else total + lp
-    return total
 
 
 # --------------------------------------------------------------------------- groups
@@ -303,27 +278,6 @@ def _predictions_summary(task, pred, lpd, ds: xr.Dataset, per_draw_values: int, 
 
 
 # --------------------------------------------------------------------------- chunked export
-#: values of the model's dtype one chunk of draws may hold (about 200 MB in float32)
-CHUNK_VALUES = 50_000_000
-
-
-def auto_chunk_draws(model, batch_size: int = 4096, num_points: int | None = None, num_classes: int = 1) -> int:
-    """Draws per chunk so that one chunk holds about :data:`CHUNK_VALUES` values (the bound of
-    :func:`to_datatree`): its weight draws with their log-density temporaries (4·W per draw),
-    the activations of one batch of min(``batch_size``, ``num_points``) inputs through the
-    widest layer H (3·B·H) and the per-draw outputs at ``num_points`` inputs (4·N·K); at
-    least 16."""
-    w = int(getattr(model, "num_weights", 0) or 0)
-    widest = 1
-    sizes = getattr(model, "site_sizes", {})
-    if sizes and hasattr(model, "unpack"):
-        shapes = model.unpack({s: torch.zeros(0, n) for s, n in sizes.items()})
-        widest = max([int(v.shape[1]) for v in shapes.values() if v.dim() > 1] + [1])
-    b = int(batch_size) if num_points is None else min(int(batch_size), int(num_points))
-    per_draw = 4 * w + 3 * b * widest + 4 * int(num_points or 0) * int(num_classes)
-    return max(16, CHUNK_VALUES // max(per_draw, 1))
-
-
 class _MemorySink:
     """Per-draw arrays collected in memory, chunk by chunk (an export of one chunk)."""
 
@@ -426,30 +380,14 @@ class _NetCDFSink:
             self.tmp.unlink()
 
 
-def _kept_rows(posterior, num, thin, max_draws):
-    """MCMC: (chain, draw) indices of the exported draws into the stored ones (None: SVI)."""
-    if posterior.samples is None:
-        return None
-    flat, chains, per_chain = posterior._stored_rows(num, thin, max_draws)
-    stored = next(iter(posterior.samples.values())).shape[1]
-    return (flat % stored).reshape(chains, per_chain)[0].numpy()
-
-
-@torch.no_grad()
-def _draw_groups(posterior, sink, chunks, x, y, x_tr, y_tr, task, seed, batch_size, include_weights, chain, draw):
-    """Every group that depends on the draws, from the chunks of draws in order: per-draw
-    arrays go to ``sink``; returns (groups of small variables, in_sample, log_q, log_p)."""
-    model = posterior.model
-    dev = model.device
+def _draw_groups(ev, sink, include_weights):
+    """Every group that depends on the draws, from the chunks of the evaluation ``ev`` in
+    order: per-draw arrays go to ``sink``; returns (groups of small variables, log_q, log_p)."""
+    model, task, chain, draw = ev.model, ev.task, ev.chain, ev.draw
     coords = {"chain": np.arange(chain), "draw": np.arange(draw)}
     groups: dict[str, xr.Dataset] = {"posterior": xr.Dataset(coords=coords)}
-    in_sample = None
-    xs = ys = xe = ye = None
-    if x_tr is not None or y is not None:
-        xs, ys = (x_tr, y_tr) if x_tr is not None else (x, y)
-        in_sample = "train" if x_tr is not None else "evaluation"
-        xs = xs.to(device=dev, dtype=model.dtype if torch.is_floating_point(xs) else xs.dtype)
-        ys = ys.to(dev)
+    xs, ys = (ev.x_train, ev.y_train) if ev.in_sample == "train" else (ev.x, ev.y)
+    if ev.in_sample is not None:
         oc = {**coords, "obs_id": np.arange(xs.shape[0])}
         groups["posterior_predictive"] = xr.Dataset(coords=oc)
         groups["log_likelihood"] = xr.Dataset(coords=oc)
@@ -457,92 +395,58 @@ def _draw_groups(posterior, sink, chunks, x, y, x_tr, y_tr, task, seed, batch_si
                                              coords={"obs_id": np.arange(xs.shape[0])})
         groups["constant_data"] = _x_dataset(xs, "obs_id")
     per_draw_values = 0
-    if x is not None:
-        xe = x.to(device=dev, dtype=model.dtype if torch.is_floating_point(x) else x.dtype)
-        ye = None if y is None else y.to(dev)
-        pc = {**coords, "pred_id": np.arange(xe.shape[0])}
+    if ev.x is not None:
+        pc = {**coords, "pred_id": np.arange(ev.x.shape[0])}
         groups["predictions"] = xr.Dataset(coords=pc)
     if isinstance(sink, _NetCDFSink):
         sink.open_groups({g: dict(ds.coords) for g, ds in groups.items()
                           if g in ("posterior", "posterior_predictive", "log_likelihood", "predictions")})
 
-    # variational densities for the approximate-posterior PSIS-LOO correction, per chunk
-    fns_q = fns_p = None
-    if posterior.samples is None and posterior.guide is not None:
-        probe = (x_tr if x_tr is not None else x)
-        if probe is not None:
-            probe = probe[:1].to(device=dev, dtype=model.dtype)
-            try:
-                fns_q = _latent_fns(posterior.guide, probe, None)
-                fns_p = _latent_fns(model, probe, None) if x_tr is not None else None
-            except (NotImplementedError, ValueError, RuntimeError, KeyError):
-                fns_q = fns_p = None
-    log_q_parts, log_p_parts = ([] if fns_q is not None else None), ([] if fns_p is not None else None)
-
-    g_in = torch.Generator(device=dev).manual_seed(int(seed) + 1)
-    g_ev = torch.Generator(device=dev).manual_seed(int(seed) + 2)
     summary = DrawSummary(task)
     keep_draws = None
     weight_sites = set(getattr(model, "site_sizes", {}))
-    for start, dc in chunks:
+    log_q_parts, log_p_parts = [], []
+    for c in ev.chunks():
         if include_weights:
-            _posterior_rows(sink, model, dc, start, weight_sites)
-        flat = posterior.flatten(dc)
-        ll_s = None
-        if xs is not None:
-            pred, ll_s = posterior.evaluate(xs, ys, dc, batch_size)
-            yd = pred.sample_y(generator=g_in)
-            yd = yd.long() if task == "binary" else yd
-            sink.rows("posterior_predictive", "obs", ("obs_id",), start, _np(yd))
-            sink.rows("log_likelihood", "obs", ("obs_id",), start, _np(ll_s[0]))
-        if xe is not None:
-            pred, ll_e = posterior.evaluate(xe, ye, dc, batch_size)
-            yd = pred.sample_y(generator=g_ev)
-            yd = yd.long() if task == "binary" else yd
-            sink.rows("predictions", "obs", ("pred_id",), start, _np(yd),
+            _posterior_rows(sink, model, c.draws, c.start, weight_sites)
+        if c.train is not None:
+            _, ll_s, yd = c.train
+            sink.rows("posterior_predictive", "obs", ("obs_id",), c.start, _np(yd))
+            sink.rows("log_likelihood", "obs", ("obs_id",), c.start, _np(ll_s[0]))
+        if c.evaluation is not None:
+            pred, ll_e, yd = c.evaluation
+            sink.rows("predictions", "obs", ("pred_id",), c.start, _np(yd),
                       {"long_name": "posterior predictive draws of y"})
             per = pred.mean_draws if task == "regression" else pred.prob_draws
             if keep_draws is None:
                 per_draw_values = per.numel() // per.shape[0] * chain * draw
                 keep_draws = per_draw_values <= MAX_FUNCTION_VALUES
             if keep_draws and task == "regression":
-                sink.rows("predictions", "mu", ("pred_id",), start, _np(per), {"long_name": _MU_NAME})
+                sink.rows("predictions", "mu", ("pred_id",), c.start, _np(per), {"long_name": _MU_NAME})
             elif keep_draws:
-                sink.rows("predictions", "prob", ("pred_id", "class"), start, _np(per), {"long_name": _PROB_NAME})
+                sink.rows("predictions", "prob", ("pred_id", "class"), c.start, _np(per), {"long_name": _PROB_NAME})
             summary.add(pred)
             if ll_e is not None:
                 summary.add_log_lik(ll_e[0])
-        if log_q_parts is not None:
-            try:
-                lq = _log_density(fns_q, flat)
-                lp = _log_density(fns_p, flat) if log_p_parts is not None else None
-            except (NotImplementedError, ValueError, RuntimeError, KeyError):
-                lq = lp = None  # a guide or prior without a density (e.g. Delta, Flat)
-            if lq is None:
-                log_q_parts = log_p_parts = None
-            else:
-                log_q_parts.append(lq)
-                if log_p_parts is not None:
-                    if lp is None or ll_s is None:
-                        log_p_parts = None
-                    else:
-                        log_p_parts.append(lp + ll_s.reshape(ll_s.shape[1], -1).sum(-1))
-    if xe is not None:
+        # a density missing for any chunk drops it for all (a guide or prior without one)
+        log_q_parts = None if log_q_parts is None or c.log_q is None else log_q_parts + [c.log_q]
+        log_p_parts = None if log_p_parts is None or c.log_p is None else log_p_parts + [c.log_p]
+    if ev.x is not None:
         groups["predictions"] = _predictions_summary(task, summary.result(), summary.lpd(), groups["predictions"],
                                                      per_draw_values, keep_draws)
-        groups["predictions_constant_data"] = _x_dataset(xe, "pred_id")
-        if ye is not None:
+        groups["predictions_constant_data"] = _x_dataset(ev.x, "pred_id")
+        if ev.y is not None:
             groups["predictions_observed_data"] = xr.Dataset(
-                {"obs": (("pred_id",), _observed(task, ye))}, coords={"pred_id": np.arange(xe.shape[0])})
+                {"obs": (("pred_id",), _observed(task, ev.y))}, coords={"pred_id": np.arange(ev.x.shape[0])})
     log_q = torch.cat(log_q_parts) if log_q_parts else None
-    log_p = torch.cat(log_p_parts) if log_p_parts else None
+    log_p = torch.cat(log_p_parts) if log_p_parts and log_q is not None else None
     if log_q is not None and not torch.isfinite(log_q).all():
         log_q = log_p = None
     if log_q is not None:
         log_q = log_q.reshape(chain, draw)
     if log_p is not None:
         log_p = log_p.reshape(chain, draw) if torch.isfinite(log_p).all() else None
-    return groups, in_sample, log_q, log_p
+    return groups, log_q, log_p
 
 
 def _posterior_rows(sink, model, dc, start, weight_sites):
@@ -584,7 +488,12 @@ def to_datatree(
     """An InferenceData-schema ``xarray.DataTree`` of ``posterior`` (see the module docstring).
 
     Args:
-        posterior: a :class:`~pyrobnn.infer.posterior.Posterior` (SVI or MCMC).
+        posterior: a :class:`~pyrobnn.infer.posterior.Posterior` (SVI or MCMC), whose
+            :meth:`~pyrobnn.infer.posterior.Posterior.evaluation` makes the draws with the
+            arguments below; or an :class:`~pyrobnn.infer.evaluation.Evaluation` made already,
+            which is only converted (then ``x``, ``y``, ``train``, ``num_samples``, ``seed``,
+            ``thin``, ``max_draws`` and ``chunk_draws`` must not be given).  The export itself
+            draws nothing.
         x, y: evaluation inputs and targets (typically the test split); ``y`` may be None.
         train: ``(x_train, y_train)``, the data the posterior was fitted to; fills the
             in-sample groups (``log_likelihood`` for PSIS-LOO, ``posterior_predictive``,
@@ -622,11 +531,20 @@ def to_datatree(
     20 y draws per draw (about 22·S·N values), and for the optional ``prior`` group (drawn
     at once).  ``benchmarks/export_memory.py`` measures it.
     """
+    evaluation = None
+    if isinstance(posterior, Evaluation):  # draws already made: only convert them
+        evaluation, posterior = posterior, posterior.posterior
+        given = [name for name, v in (("x", x), ("y", y), ("train", train), ("num_samples", num_samples),
+                                      ("thin", thin), ("max_draws", max_draws), ("chunk_draws", chunk_draws))
+                 if v is not None]
+        if given or seed != 0:
+            raise ValueError(f"{', '.join(given + (['seed'] if seed != 0 else []))}: given with an Evaluation, "
+                             f"which already fixes the inputs and draws; pass them to Posterior.evaluation instead")
     model = posterior.model
     if not hasattr(model, "likelihood"):
         raise TypeError(f"posterior.model must be a pyrobnn BNN, got {type(model).__name__}")
     task = model.likelihood.task
-    if dataset is not None:
+    if dataset is not None and evaluation is None:
         if x is None:
             if dataset.x_test is not None:
                 x, y = dataset.x_test, dataset.y_test
@@ -645,18 +563,17 @@ def to_datatree(
             raise ValueError(f"train: x has {x_tr.shape[0]} rows but y has {y_tr.shape[0]}; expected equal")
     else:
         x_tr = y_tr = None
+    if evaluation is not None:
+        x_tr = evaluation.x_train
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}")
 
-    # the posterior draws every group shares, generated and evaluated chunk by chunk
-    num = num_samples if posterior.samples is not None else (_DEFAULT_SVI_DRAWS if num_samples is None
-                                                             else num_samples)
-    chain, draw = posterior.draw_shape(num, thin=thin, max_draws=max_draws)
-    if chunk_draws is None:
-        n_pts = max([0] + [int(t.shape[0]) for t in (x, x_tr) if t is not None])
-        chunk_draws = auto_chunk_draws(model, batch_size, n_pts, int(getattr(model.likelihood, "num_classes", 1) or 1))
-    bounds = chunk_bounds(chain * draw, chunk_draws)
-    streamed = store is not None or len(bounds) > 1
+    # every draw is made by the posterior's evaluation; here it is only converted
+    ev = evaluation if evaluation is not None else posterior.evaluation(
+        x, y, train=train, num_samples=num_samples, seed=seed, thin=thin, max_draws=max_draws,
+        chunk_draws=chunk_draws, batch_size=batch_size)
+    chain, draw = ev.chain, ev.draw
+    streamed = store is not None or len(ev.bounds) > 1
     tmp_dir = None
     if streamed and store is None:
         tmp_dir = tempfile.mkdtemp(prefix="pyrobnn-export-")
@@ -667,17 +584,15 @@ def to_datatree(
             raise ValueError(f"store must be a path ending in .nc, got {str(store)!r}")
     sink = _NetCDFSink(store, chain, draw) if streamed else _MemorySink(chain, draw)
     try:
-        groups, in_sample, log_q, log_p = _draw_groups(
-            posterior, sink, posterior.draw_chunks(num, seed=seed, chunk_draws=chunk_draws, thin=thin,
-                                                   max_draws=max_draws),
-            x, y, x_tr, y_tr, task, seed, batch_size, include_weights, chain, draw)
+        groups, log_q, log_p = _draw_groups(ev, sink, include_weights)
     except BaseException:
         sink.abort()
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    dev = model.device
-    stats = _sample_stats_dataset(posterior, log_q, log_p, draw_rows=_kept_rows(posterior, num, thin, max_draws))
+    in_sample = ev.in_sample
+    x, seed = ev.x, ev.seed
+    stats = _sample_stats_dataset(posterior, log_q, log_p, draw_rows=ev.kept_rows())
     if stats is not None:
         groups["sample_stats"] = stats
 
@@ -687,12 +602,11 @@ def to_datatree(
 
     notes = []
     if prior_samples and prior_samples > 0:
-        probe = x if x is not None else x_tr
+        probe = ev.x if ev.x is not None else ev.x_train
         if probe is None:
             notes.append("prior group skipped: no inputs were given")
         else:
-            prior_groups, note = _prior_groups(model, probe.to(device=dev, dtype=model.dtype), int(prior_samples),
-                                               seed, posterior, batch_size)
+            prior_groups, note = _prior_groups(ev, probe, int(prior_samples))
             groups.update(prior_groups)
             if note:
                 notes.append(note)
@@ -766,21 +680,12 @@ _ATTRIBUTED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "log_
 
 
 @torch.no_grad()
-def _prior_groups(model, x, n, seed, posterior, batch_size):
-    fns = _latent_fns(model, x[:1], None)
+def _prior_groups(ev, x, n):
     try:
-        with seeded(int(seed) + 3):
-            draws = {name: fn.sample((n,)).unsqueeze(0) for name, fn in fns.items()}
-    except (NotImplementedError, ValueError, RuntimeError) as exc:
-        return {}, f"prior group skipped: the prior cannot be sampled ({exc})"
-    if not all(torch.isfinite(v).all() for v in draws.values()):
-        return {}, "prior group skipped: the prior is improper"
-    out = {"prior": _posterior_dataset(model, draws)}
-    pred = posterior.predict(x, draws=draws, batch_size=batch_size)
-    g = torch.Generator(device=pred.mean.device).manual_seed(int(seed) + 4)
-    yd = pred.sample_y(generator=g)
-    if model.likelihood.task == "binary":
-        yd = yd.long()
+        draws, yd = ev.prior_predictive(x, n)
+    except ValueError as exc:
+        return {}, f"prior group skipped: {exc}"
+    out = {"prior": _posterior_dataset(ev.model, draws)}
     dim = "obs_id"
     out["prior_predictive"] = xr.Dataset({"obs": (("chain", "draw", dim), _np(yd).reshape(1, n, -1))},
                                          coords={"chain": [0], "draw": np.arange(n), dim: np.arange(x.shape[0])})

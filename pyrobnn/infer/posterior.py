@@ -154,6 +154,25 @@ class Posterior(ABC):
         through :data:`pyrobnn.infer.conversion.datatree_converter`, installed by ``import pyrobnn``)."""
         return datatree_converter(self, x, y, **kwargs)
 
+    def evaluation(self, x=None, y=None, *, train=None, num_samples: int | None = None, seed: int = 0,
+                   thin: int | None = None, max_draws: int | None = None, chunk_draws: int | None = None,
+                   batch_size: int = 4096):
+        """This posterior's draws and the predictive they give at ``x`` (and at the training data
+        ``train``), made once, seeded and chunk by chunk: an
+        :class:`~pyrobnn.infer.evaluation.Evaluation`, which
+        :func:`pyrobnn.diagnostics.to_datatree` converts.  Nothing is drawn until its
+        ``chunks()`` are read."""
+        from .evaluation import Evaluation
+
+        return Evaluation(self, x, y, train=train, num_samples=num_samples, seed=seed, thin=thin,
+                          max_draws=max_draws, chunk_draws=chunk_draws, batch_size=batch_size)
+
+    def kept_draw_rows(self, num_samples: int | None = None, thin: int | None = None,
+                       max_draws: int | None = None):
+        """Stored posteriors: the index of each kept draw among the stored draws of its chain
+        (one chain's, as a numpy array: every chain keeps the same ones); None for a guide."""
+        return None
+
     # ------------------------------------------------------------------ saving
     def save(self, path, *, overwrite: bool = False):
         """Write this posterior to the directory ``path`` (see :mod:`pyrobnn.infer.saving`): the
@@ -295,6 +314,12 @@ class SamplePosterior(Posterior):
         """(chains, draws per chain) of :meth:`draws` with these arguments, without drawing."""
         _, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
         return chains, per_chain
+
+    def kept_draw_rows(self, num_samples: int | None = None, thin: int | None = None,
+                       max_draws: int | None = None):
+        flat, chains, per_chain = self._stored_rows(num_samples, thin, max_draws)
+        stored = next(iter(self.samples.values())).shape[1]
+        return (flat % stored).reshape(chains, per_chain)[0].numpy()
 
     def _stored_rows(self, num_samples, thin, max_draws):
         """Flat (chain·stored draw) row numbers of the kept MCMC draws, chain-major."""
