@@ -174,7 +174,7 @@ def test_the_export_module_draws_nothing_itself():
     from pyrobnn.diagnostics import export
 
     drawing = {"draws", "draw_chunks", "evaluate", "predict", "log_likelihood", "sample_posterior", "sample",
-               "rsample", "predictive_distribution"}
+               "rsample", "predictive_distribution", "quantiles", "interval", "sample_y"}
     calls = [node.func.attr for node in ast.walk(ast.parse(inspect.getsource(export)))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
     assert not drawing & set(calls), drawing & set(calls)

@@ -64,8 +64,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..infer.evaluation import CHUNK_VALUES, Evaluation, auto_chunk_draws
-from ..infer.predictive import DrawSummary
+from ..infer.evaluation import CHUNK_VALUES, PREDICTIVE_QUANTILES, Evaluation, auto_chunk_draws
 from ..utils.files import replace_dir, usual_mode
 
 __all__ = ["to_datatree", "save_datatree", "load_datatree", "weight_dims", "auto_chunk_draws", "MCMC_STAT_NAMES",
@@ -77,9 +76,6 @@ MCMC_STAT_NAMES = {
     "num_steps": "n_steps",
     "divergent": "diverging",
 }
-
-_PRED_QUANTILES = (0.05, 0.25, 0.75, 0.95)
-
 
 # --------------------------------------------------------------------------- utilities
 def _np(t) -> np.ndarray:
@@ -239,13 +235,14 @@ def _x_dataset(x: torch.Tensor, dim: str) -> xr.Dataset:
     return xr.Dataset({"x": (dims, arr)}, coords=coords)
 
 
-def _predictions_summary(task, pred, lpd, ds: xr.Dataset, per_draw_values: int, keep_draws: bool) -> xr.Dataset:
+def _predictions_summary(task, summary, ds: xr.Dataset, per_draw_values: int, keep_draws: bool) -> xr.Dataset:
     """The predictive summary (regression: ``mean``, ``aleatoric_var``, ``epistemic_var``,
     ``total_var``, ``quantiles``; classification: ``probs``, ``label``, ``entropy``,
     ``expected_entropy``, ``mutual_information``) and the pointwise log predictive density
     ``lpd`` added to ``ds`` (the ``predictions`` group, whose per-draw arrays are written
     chunk by chunk)."""
     dim = "pred_id"
+    pred, lpd = summary.prediction, summary.lpd
     dv, coords = {}, {}
     if task == "regression":
         dv["mean"] = ((dim,), _np(pred.mean))
@@ -253,8 +250,8 @@ def _predictions_summary(task, pred, lpd, ds: xr.Dataset, per_draw_values: int, 
         dv["epistemic_var"] = ((dim,), _np(pred.epistemic_var))
         dv["total_var"] = ((dim,), _np(pred.total_var))
         # central 50% and 90% intervals of the predictive of y (Prediction.interval)
-        dv["quantiles"] = ((dim, "quantile"), _np(pred.quantiles(_PRED_QUANTILES)).T)
-        coords["quantile"] = np.array(_PRED_QUANTILES)
+        dv["quantiles"] = ((dim, "quantile"), _np(summary.quantiles).T)
+        coords["quantile"] = np.array(PREDICTIVE_QUANTILES)
     else:
         probs = _np(pred.probs)
         dv["probs"] = ((dim, "class"), probs)
@@ -402,7 +399,6 @@ def _draw_groups(ev, sink, include_weights):
         sink.open_groups({g: dict(ds.coords) for g, ds in groups.items()
                           if g in ("posterior", "posterior_predictive", "log_likelihood", "predictions")})
 
-    summary = DrawSummary(task)
     keep_draws = None
     weight_sites = set(getattr(model, "site_sizes", {}))
     log_q_parts, log_p_parts = [], []
@@ -414,7 +410,7 @@ def _draw_groups(ev, sink, include_weights):
             sink.rows("posterior_predictive", "obs", ("obs_id",), c.start, _np(yd))
             sink.rows("log_likelihood", "obs", ("obs_id",), c.start, _np(ll_s[0]))
         if c.evaluation is not None:
-            pred, ll_e, yd = c.evaluation
+            pred, _, yd = c.evaluation
             sink.rows("predictions", "obs", ("pred_id",), c.start, _np(yd),
                       {"long_name": "posterior predictive draws of y"})
             per = pred.mean_draws if task == "regression" else pred.prob_draws
@@ -425,15 +421,12 @@ def _draw_groups(ev, sink, include_weights):
                 sink.rows("predictions", "mu", ("pred_id",), c.start, _np(per), {"long_name": _MU_NAME})
             elif keep_draws:
                 sink.rows("predictions", "prob", ("pred_id", "class"), c.start, _np(per), {"long_name": _PROB_NAME})
-            summary.add(pred)
-            if ll_e is not None:
-                summary.add_log_lik(ll_e[0])
         # a density missing for any chunk drops it for all (a guide or prior without one)
         log_q_parts = None if log_q_parts is None or c.log_q is None else log_q_parts + [c.log_q]
         log_p_parts = None if log_p_parts is None or c.log_p is None else log_p_parts + [c.log_p]
     if ev.x is not None:
-        groups["predictions"] = _predictions_summary(task, summary.result(), summary.lpd(), groups["predictions"],
-                                                     per_draw_values, keep_draws)
+        groups["predictions"] = _predictions_summary(task, ev.summary(), groups["predictions"], per_draw_values,
+                                                     keep_draws)
         groups["predictions_constant_data"] = _x_dataset(ev.x, "pred_id")
         if ev.y is not None:
             groups["predictions_observed_data"] = xr.Dataset(

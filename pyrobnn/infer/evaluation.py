@@ -21,9 +21,13 @@ from pyro import poutine
 
 from ..utils.rng import seeded
 from ..utils.traces import latent_nodes
-from .predictive import Prediction
+from .predictive import DrawSummary, Prediction
 
-__all__ = ["Evaluation", "EvaluatedChunk", "auto_chunk_draws", "CHUNK_VALUES", "latent_densities", "log_density"]
+__all__ = ["Evaluation", "EvaluatedChunk", "EvaluationSummary", "auto_chunk_draws", "CHUNK_VALUES",
+           "PREDICTIVE_QUANTILES", "latent_densities", "log_density"]
+
+#: quantiles of the predictive of y a summary holds (regression): central 90% and 50% intervals
+PREDICTIVE_QUANTILES = (0.05, 0.25, 0.75, 0.95)
 
 #: values of the model's dtype one chunk of draws may hold (about 200 MB in float32)
 CHUNK_VALUES = 50_000_000
@@ -87,6 +91,18 @@ class EvaluatedChunk:
     log_p: torch.Tensor | None
 
 
+@dataclass
+class EvaluationSummary:
+    """The predictive at the evaluation inputs over every draw: the :class:`Prediction` (means,
+    variance split, class probabilities, entropies), the pointwise log predictive density
+    ``lpd`` (None without targets) and, for regression, the :data:`PREDICTIVE_QUANTILES` of y,
+    (len(quantiles), N), from 20 y draws per posterior draw (:meth:`Prediction.quantiles`, seed 0)."""
+
+    prediction: Prediction
+    lpd: torch.Tensor | None
+    quantiles: torch.Tensor | None
+
+
 class Evaluation:
     """The draws of a posterior and the predictive they give at inputs (see the module
     docstring); made by :meth:`Posterior.evaluation`.
@@ -117,6 +133,7 @@ class Evaluation:
             chunk_draws = auto_chunk_draws(model, batch_size, n_pts,
                                            int(getattr(model.likelihood, "num_classes", 1) or 1))
         self.chunk_draws = chunk_draws
+        self._summary = None
         from .posterior import chunk_bounds
 
         self.bounds = chunk_bounds(self.chain * self.draw, chunk_draws)
@@ -151,6 +168,8 @@ class Evaluation:
                     fns_q = fns_p = None  # a guide without densities: no PSIS correction
         g_in = torch.Generator(device=dev).manual_seed(self.seed + 1)
         g_ev = torch.Generator(device=dev).manual_seed(self.seed + 2)
+        summary = DrawSummary(task) if self.x is not None else None
+        self._summary = None
         for start, dc in post.draw_chunks(self.num, seed=self.seed, chunk_draws=self.chunk_draws, thin=self.thin,
                                           max_draws=self.max_draws):
             train = evaluation = None
@@ -160,6 +179,9 @@ class Evaluation:
             if self.x is not None:
                 pred, ll = post.evaluate(self.x, self.y, dc, self.batch_size)
                 evaluation = (pred, ll, self._y_draws(pred, g_ev))
+                summary.add(pred)
+                if ll is not None:
+                    summary.add_log_lik(ll[0])
             lq = lp = None
             if fns_q is not None:
                 flat = post.flatten(dc)
@@ -173,6 +195,18 @@ class Evaluation:
                 else:
                     lp = None
             yield EvaluatedChunk(start, dc, train, evaluation, lq, lp)
+        self._summary = summary
+
+    def summary(self) -> EvaluationSummary:
+        """The predictive at the evaluation inputs over all draws, once :meth:`chunks` has been
+        read to the end (``ValueError`` before, or without evaluation inputs)."""
+        if self.x is None:
+            raise ValueError("this evaluation has no evaluation inputs x")
+        if self._summary is None:
+            raise ValueError("read Evaluation.chunks() to the end first: the summary is built from its chunks")
+        pred = self._summary.result()
+        quantiles = pred.quantiles(PREDICTIVE_QUANTILES) if self.task == "regression" else None
+        return EvaluationSummary(pred, self._summary.lpd(), quantiles)
 
     def _y_draws(self, pred: Prediction, generator) -> torch.Tensor:
         yd = pred.sample_y(generator=generator)
