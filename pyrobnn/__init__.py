@@ -12,7 +12,7 @@ reads "B may import A"), at module level and inside functions alike::
 
     utils                       files, RNG scoping, trace reading, validation, locks, manifests, hooks
       ← data, model             loaders | layers, priors, likelihoods, BNN   (neither imports the other)
-      ← infer                   guides, ELBO, SVI, MCMC, Posterior, checkpoints
+      ← infer                   guides, ELBO, SVI, MCMC, Posterior (evaluation, saving), checkpoints
       ← spec, diagnostics       specs → models, guides, data | ArviZ export, metrics, reports
                                 (neither imports the other)
       ← apps                    pruning and other applications

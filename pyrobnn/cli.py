@@ -46,9 +46,17 @@ from pathlib import Path
 
 from .infer.checkpoint import load_torch_file
 from .infer.svi import resolve_device
-from .utils.files import atomic_write, replace_dir, usual_mode
+from .utils.files import atomic_write, usual_mode
 from .utils.lock import LockHeld, PathLock
-from .utils.manifest import MANIFEST, IntegrityError, is_run_dir, read_manifest, verify_manifest, write_manifest
+from .utils.manifest import (
+    MANIFEST,
+    IntegrityError,
+    is_run_dir,
+    read_manifest,
+    verify_manifest,
+    write_manifest,
+    writing_run,
+)
 
 __all__ = ["main", "DEFAULT_MODEL", "DEFAULT_INFERENCE"]
 
@@ -353,15 +361,11 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
     post.info["fit_seconds"] = fit_seconds
     _say(args.quiet, f"pyrobnn fit: fitted in {fit_seconds:.1f} s; writing the report")
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    usual_mode(tmp, directory=True)
-    try:
-        # what `predict` needs to rebuild the posterior
-        (tmp / "model.toml").write_text(mspec.source_text, encoding="utf-8")
-        (tmp / "inference.toml").write_text(ispec.source_text, encoding="utf-8")
-        # files are written into the private temporary directory, installed in one rename below:
+    with writing_run(out) as tmp:  # a private temporary directory, installed in one rename with its manifest
         # the posterior in the library's format (pyrobnn.load reads it), then the run's own files
         write_posterior_files(post, tmp)
+        (tmp / "model.toml").write_text(mspec.source_text, encoding="utf-8")
+        (tmp / "inference.toml").write_text(ispec.source_text, encoding="utf-8")
         torch.save(_data_stats(data), tmp / "data.pt")
         run = {"method": post.method, "model": mspec.name, "inference": ispec.name, "dataset": data.name,
                "n_train": data.n_train, "n_test": data.n_test, "fit_seconds": fit_seconds,
@@ -372,11 +376,6 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
         tree = to_datatree(post, dataset=data, model_spec=mspec, inference_spec=ispec, seed=ispec.seed,
                            num_samples=_export_draws(post, data))
         report(tree, tmp)
-        write_manifest(tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     shutil.rmtree(partial)
     print(f"report: {out / 'index.html'}")
     return 0

@@ -21,15 +21,14 @@ run directories in this format and adds its own files (specs, data statistics, r
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 from ..utils.config import ConfigError, build
-from ..utils.files import atomic_write, replace_dir, usual_mode
-from ..utils.manifest import IntegrityError, is_run_dir, verify_manifest, write_manifest
+from ..utils.files import atomic_write
+from ..utils.manifest import IntegrityError, is_run_dir, read_format_json, verify_manifest, writing_run
 from .checkpoint import load_torch_file
 from .guides import GUIDES, SiteGuide, make_autoguide
 from .posterior import GuidePosterior, Posterior, SamplePosterior
@@ -62,18 +61,8 @@ def save_posterior(posterior: Posterior, path, *, overwrite: bool = False) -> Pa
         if not is_run_dir(path):
             raise ValueError(f"path {str(path)!r} exists and is not a directory written by pyrobnn (no valid "
                              f"manifest.json); it is never replaced")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    usual_mode(tmp, directory=True)
-    try:
+    with writing_run(path) as tmp:
         write_posterior_files(posterior, tmp)
-        write_manifest(tmp)
-        replace_dir(tmp, path)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -211,17 +200,10 @@ def _read_doc(path: Path) -> dict:
         raise IntegrityError(f"{str(path)!r} holds no posterior.json: it is not a posterior saved by pyrobnn "
                              f"(Posterior.save or pyrobnn fit)")
     verify_manifest(path, ["posterior.json"])
-    try:
-        doc = json.loads(f.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{str(f)!r} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != POSTERIOR_FORMAT or doc.get("kind") not in ("guide", "samples"):
-        raise IntegrityError(f"{str(f)!r} is not a saved pyrobnn posterior (expected \"format\": "
-                             f"\"{POSTERIOR_FORMAT}\" and \"kind\": \"guide\" or \"samples\")")
-    version = doc.get("format_version")
-    if not isinstance(version, int) or version > POSTERIOR_FORMAT_VERSION:
-        raise IntegrityError(f"{str(f)!r} has format_version {version!r}; this pyrobnn reads up to "
-                             f"{POSTERIOR_FORMAT_VERSION}: upgrade pyrobnn to load it")
+    doc = read_format_json(f, POSTERIOR_FORMAT, POSTERIOR_FORMAT_VERSION, "a saved pyrobnn posterior")
+    if doc.get("kind") not in ("guide", "samples"):
+        raise IntegrityError(f"{str(f)!r} is not a saved pyrobnn posterior (expected \"kind\": \"guide\" or "
+                             f"\"samples\", got {doc.get('kind')!r})")
     return doc
 
 

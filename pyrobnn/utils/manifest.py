@@ -18,12 +18,15 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from .files import atomic_write
+from .files import atomic_write, replace_dir, usual_mode
 
 __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "IntegrityError", "sha256_file", "write_manifest",
-           "read_manifest", "verify_manifest", "is_run_dir"]
+           "read_manifest", "read_format_json", "verify_manifest", "is_run_dir", "writing_run"]
 
 MANIFEST = "manifest.json"
 FORMAT = "pyrobnn-run"
@@ -80,6 +83,25 @@ def write_manifest(run_dir, extra: dict | None = None) -> Path:
     return target
 
 
+def read_format_json(path, fmt: str, max_version: int, what: str) -> dict:
+    """The JSON document at ``path`` if it is a dict with ``"format": fmt`` and an integer
+    ``"format_version"`` of at most ``max_version``; :class:`IntegrityError` naming the file
+    otherwise (``what`` says what the file should be)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{str(path)!r} is not valid JSON ({exc}); it is damaged") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise IntegrityError(f"{str(path)!r} is not {what} (expected \"format\": \"{fmt}\")")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > max_version:
+        raise IntegrityError(f"{str(path)!r} has format_version {version!r}; this pyrobnn reads up to {max_version} "
+                             f"(it was written by pyrobnn {doc.get('pyrobnn_version', 'of another version')}; "
+                             f"upgrade)")
+    return doc
+
+
 def read_manifest(run_dir) -> dict:
     """The parsed manifest of ``run_dir``; :class:`IntegrityError` if it is missing or malformed
     or written by a newer format version than this pyrobnn reads."""
@@ -87,18 +109,29 @@ def read_manifest(run_dir) -> dict:
     if not path.is_file() or path.is_symlink():
         raise IntegrityError(f"{str(Path(run_dir))!r} has no {MANIFEST}: it is not a run directory written by "
                              f"pyrobnn, or it was written by a version before manifests")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{str(path)!r} is not valid JSON ({exc}); the run directory is damaged") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("files"), dict):
-        raise IntegrityError(f"{str(path)!r} is not a pyrobnn run manifest (expected \"format\": \"{FORMAT}\" "
-                             f"and a \"files\" table)")
-    version = doc.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IntegrityError(f"{str(path)!r} has format_version {version!r}; this pyrobnn reads up to "
-                             f"{FORMAT_VERSION} (it was written by pyrobnn {doc.get('pyrobnn_version')}; upgrade)")
+    doc = read_format_json(path, FORMAT, FORMAT_VERSION, "a pyrobnn run manifest")
+    if not isinstance(doc.get("files"), dict):
+        raise IntegrityError(f"{str(path)!r} is not a pyrobnn run manifest (it has no \"files\" table)")
     return doc
+
+
+@contextmanager
+def writing_run(target):
+    """``with writing_run(path) as tmp:`` — write a run's files into the private temporary
+    directory ``tmp`` beside ``path``; on leaving the block its manifest is written and it is
+    renamed onto ``path`` (replacing an existing one, never half-written); on an error it is
+    removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    usual_mode(tmp, directory=True)
+    try:
+        yield tmp
+        write_manifest(tmp)
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def verify_manifest(run_dir, names=None) -> dict:
