@@ -219,7 +219,7 @@ base = hwm()
 t = to_datatree(post, x, y, num_samples=s, chunk_draws={chunk}, batch_size={batch}, store={store!r})
 chunked = hwm()
 del t
-t = to_datatree(post, x, y, num_samples=s, chunk_draws=None if {unchunked} else {chunk}, batch_size={batch})
+t = to_datatree(post, x, y, num_samples=s, chunk_draws=s if {unchunked} else {chunk}, batch_size={batch})  # one chunk
 print(json.dumps({{"base": base, "chunked": chunked, "unchunked": hwm(), "weights": net.num_weights}}))
 """
 
