@@ -65,7 +65,7 @@ def place(model, x: torch.Tensor, y: torch.Tensor, device, dtype):
     floating dtype (``dtype``, else the data's); integer targets keep their dtype.  Returns
     ``(x, y, device, float dtype)``."""
     dev = resolve_device(device, x)
-    float_dtype = dtype or (x.dtype if torch.is_floating_point(x) else torch.get_default_dtype())
+    float_dtype = float_dtype_of(x, dtype)
     if isinstance(model, torch.nn.Module):
         model.to(device=dev, dtype=float_dtype)
     x = x.to(device=dev, dtype=float_dtype)
