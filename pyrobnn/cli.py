@@ -373,9 +373,13 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
                "command": "pyrobnn " + " ".join(sys.argv[1:]) if sys.argv and "pyrobnn" in sys.argv[0] else None,
                "history_last": post.history[-1] if post.history else None}
         (tmp / "run.json").write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
+        # the export streams into the run's private directory, so a killed run leaves nothing elsewhere
+        export = tmp / ".export.nc"
         tree = to_datatree(post, dataset=data, model_spec=mspec, inference_spec=ispec, seed=ispec.seed,
-                           num_samples=_export_draws(post, data))
+                           num_samples=_export_draws(post, data), store=export)
         report(tree, tmp)
+        tree.close()
+        export.unlink()
     shutil.rmtree(partial)
     print(f"report: {out / 'index.html'}")
     return 0
