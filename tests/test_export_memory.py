@@ -174,13 +174,13 @@ def test_chunked_export_evaluates_no_more_than_a_chunk_at_once(monkeypatch):
     covers at most one chunk of draws."""
     post, x, y = _classifier()
     seen = []
-    orig = Posterior.evaluate
+    orig = Posterior._evaluate  # the predictive pass behind evaluate(), on inputs already checked
 
-    def spy(self, xx, yy, draws, batch_size=4096):
+    def spy(self, xx, yy, draws, batch_size):
         seen.append(next(iter(draws.values())).shape[1])
         return orig(self, xx, yy, draws, batch_size)
 
-    monkeypatch.setattr(Posterior, "evaluate", spy)
+    monkeypatch.setattr(Posterior, "_evaluate", spy)
     sampled = []
     dist_sample = torch.distributions.Normal.sample
 

@@ -123,8 +123,16 @@ class Evaluation:
         def place(t):
             return None if t is None else t.to(device=dev, dtype=model.dtype if torch.is_floating_point(t) else t.dtype)
 
+        def checked(x, y):  # once here, not at every chunk's predictive pass
+            return model.prepare_data(x, y) if hasattr(model, "prepare_data") and x is not None else (x, y)
+
+        x, y = checked(x, y)
         self.x, self.y = place(x), (None if y is None else y.to(dev))
-        self.x_train, self.y_train = (place(train[0]), train[1].to(dev)) if train is not None else (None, None)
+        if train is not None:
+            xt, yt = checked(*train)
+            self.x_train, self.y_train = place(xt), yt.to(dev)
+        else:
+            self.x_train = self.y_train = None
         self.num = num_samples if posterior.samples is not None else \
             (DEFAULT_GUIDE_DRAWS if num_samples is None else num_samples)
         self.chain, self.draw = posterior.draw_shape(self.num, thin=thin, max_draws=max_draws)
@@ -174,10 +182,10 @@ class Evaluation:
                                           max_draws=self.max_draws):
             train = evaluation = None
             if xs is not None:
-                pred, ll = post.evaluate(xs, ys, dc, self.batch_size)
+                pred, ll = post._evaluate(xs, ys, dc, self.batch_size)
                 train = (pred, ll, self._y_draws(pred, g_in))
             if self.x is not None:
-                pred, ll = post.evaluate(self.x, self.y, dc, self.batch_size)
+                pred, ll = post._evaluate(self.x, self.y, dc, self.batch_size)
                 evaluation = (pred, ll, self._y_draws(pred, g_ev))
                 summary.add(pred)
                 if ll is not None:

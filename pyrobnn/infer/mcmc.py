@@ -967,7 +967,7 @@ def fit_nuts(
     resume: bool = False,
     callback: Callable[[dict], None] | None = None,
     handle_interrupt: bool = True,
-) -> Posterior:
+) -> SamplePosterior:
     """Sample the posterior of ``model`` given (x, y) with NUTS (or HMC), full batch.
 
     ``model`` is a :class:`~pyrobnn.BNN` (any Pyro model with ``backend="pyro"``).  Runs

@@ -114,6 +114,11 @@ class Posterior(ABC):
         log p(y_n | x_n, w) for every draw, (chain, draw, N) (else None)."""
         if hasattr(self.model, "prepare_data"):  # x must fit the network, y the likelihood (ValueError naming them)
             x, y = self.model.prepare_data(x, y)
+        return self._evaluate(x, y, draws, batch_size)
+
+    @torch.no_grad()
+    def _evaluate(self, x, y, draws, batch_size):
+        """:meth:`evaluate` on inputs already checked (an Evaluation checks its inputs once)."""
         task = self.model.likelihood.task
         c, s = next(iter(draws.values())).shape[:2]
         if y is not None:
