@@ -1,0 +1,224 @@
+"""The public functions :func:`fit_nuts` and :func:`fit_hmc`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ...model.memory import estimate_nuts
+from ...utils.validation import ArgumentTypeError, check_bool, check_int, check_number
+from ..arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
+    prepare_data
+from ..interrupt import StopOnInterrupt
+from ..posterior import SamplePosterior
+from ..svi import place, resolve_device
+from .chains import _run_torch
+from .checkpoint import _Checkpointer, _check_checkpoint_args, _fingerprint
+from .config import BACKENDS, CHAIN_METHODS, KERNELS, MAX_TREE_DEPTH
+from .hyperpriors import _apply_frozen, _resolve_hyperpriors
+from .potential import _build_potential
+from .pyro_backend import _run_pyro
+
+def fit_nuts(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_samples: int = 500,
+    warmup: int = 500,
+    chains: int = 4,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    jit: bool = True,
+    kernel: str = "nuts",
+    step_size: float | None = None,
+    num_steps: int | None = None,
+    adapt_step_size: bool = True,
+    adapt_mass_matrix: bool = True,
+    seed: int | None = 0,
+    progress: bool = True,
+    device: str | torch.device | None = "auto",
+    dtype: torch.dtype | None = None,
+    init: str | dict = "model",
+    frozen: dict | None = None,
+    hyperpriors: dict | None = None,
+    backend: str | None = None,
+    chain_method: str | None = None,
+    check_memory: bool | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 100,
+    resume: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    handle_interrupt: bool = True,
+) -> SamplePosterior:
+    """Sample the posterior of ``model`` given (x, y) with NUTS (or HMC), full batch.
+
+    ``model`` is a :class:`~pyrobnn.BNN` (any Pyro model with ``backend="pyro"``).  Runs
+    ``chains`` chains of ``warmup`` adaptation iterations (Stan's windowed step-size and
+    diagonal mass-matrix adaptation towards ``target_accept``) and ``num_samples`` kept
+    draws.  NUTS: the multinomial no-U-turn sampler (Hoffman & Gelman 2014; Betancourt 2017)
+    with trees of at most 2^``max_tree_depth`` − 1 leapfrog steps.  ``kernel="hmc"``: static
+    HMC (Neal 2011) with ``num_steps`` leapfrog steps (default: a trajectory length of 2π,
+    as Pyro).  ``step_size`` is the initial step size (found by the doubling heuristic when
+    None).
+
+    ``backend``: "torch" (all chains vectorised, the default for a BNN) or "pyro" (Pyro's
+    NUTS/HMC kernel, the reference).  ``chain_method``: "vectorized" (torch backend default),
+    "sequential" (one chain after the other) or "parallel" (Pyro's worker processes; pyro
+    backend only).  ``jit=True`` compiles the potential energy and its gradient (TorchInductor;
+    falls back to eager PyTorch with a warning if compilation fails; the compiled step is built
+    for the shapes of this call, a few seconds per call).  Small networks run fastest with
+    ``torch.set_num_threads(1)``.
+
+    ``init``: "model" (each chain starts from the network's own initial weights, drawn
+    afresh per chain), "median" (Pyro's prior median) or a dict {site: value} (shape of the
+    site, or (chains, *shape)).  Adaptive (empirical-Bayes) priors are frozen at their current
+    hyperparameters; ``frozen`` sets them first (a dict {"scale": 0.5} for every prior with that
+    hyperparameter, or {layer: {...}}).  ``hyperpriors`` samples them instead (torch backend):
+    {"scale": pyro.distributions.HalfCauchy(1.0)} for every adaptive Normal/Laplace prior, or
+    {layer: {"loc": ..., "scale": ...}} for that layer's Normal/Laplace prior; each becomes a
+    site ``hyper.<param>`` (``hyper.layers.<i>.<param>`` for a prior on some layers only) in
+    ``samples``, started at the prior's current value.  ``seed`` makes the run reproducible.
+
+    Checkpoints (torch backend): with ``checkpoint=path`` the sampler's whole state (iteration,
+    position, step size, inverse mass matrix, the adaptation's dual averaging and Welford sums,
+    the random generator, the draws and statistics so far, timing counters) is written
+    atomically every ``checkpoint_every`` iterations (warm-up or sampling), after every
+    warm-up adaptation window (:func:`adaptation_schedule`) and at the end; with
+    ``chain_method="sequential"`` the file holds every chain started.  ``resume=True``
+    continues from the file if it exists (else starts afresh) and gives the same draws and
+    statistics, bit for bit, as an uninterrupted run with the same seed on the same device.
+    The file records the settings, the seed and a fingerprint of the model and data (shapes,
+    dtype, digests of x, y, the prior/likelihood buffers and the initial state): resuming a
+    run that differs raises ``ValueError`` naming what differs (``checkpoint_every`` and
+    ``progress`` may change); an unreadable file raises ``ValueError`` naming it.
+    ``callback(record)`` (torch backend) is called after every iteration with
+    ``{"iteration", "iterations", "phase", "chain", "accept_prob", "step_size",
+    "checkpoint_written"}`` (chain: None when chains are vectorised); an exception it raises
+    stops the run, leaving the last checkpoint in place.  With ``handle_interrupt`` (torch
+    backend, main thread) a first Ctrl-C stops after the current iteration, writes the
+    checkpoint there and raises :class:`~pyrobnn.infer.interrupt.FitInterrupted`; a second one
+    interrupts at once.
+
+    Returns a :class:`Posterior` with ``samples`` {site: (chain, draw, *shape)} and
+    ``sample_stats`` {name: (chain, draw)}: ``diverging``, ``accept_prob`` (mean Metropolis
+    acceptance over the trajectory), ``step_size``, ``num_steps`` (leapfrog steps),
+    ``tree_depth`` (NUTS: doublings merged into the tree), ``energy`` (Hamiltonian of the
+    chosen state; pyro backend: at the start of the transition) and ``lp`` (−potential energy:
+    the log joint in unconstrained coordinates).  ``info`` records the settings, the seed,
+    the adapted step sizes and inverse mass matrices, and the warmup / sampling wall times.
+
+    Every argument is checked before any work (``ValueError``/``TypeError`` naming it), the data
+    as for :func:`pyrobnn.fit_svi`.  ``check_memory`` (default: the model's own setting, True)
+    refuses a run whose memory (:func:`pyrobnn.model.memory.estimate_nuts`: stored draws, chain
+    states, the worst-case NUTS trajectory buffer, activations) exceeds what the device has
+    available; ``check_memory=False`` tries anyway.
+    """
+    # ---- every argument checked before any work
+    num_samples = check_int("num_samples", num_samples, 1)
+    warmup = check_int("warmup", warmup, 0)
+    chains = check_int("chains", chains, 1)
+    # a tree of depth d takes up to 2^d − 1 leapfrog steps per draw and keeps 2^(d−1) states
+    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 1, MAX_TREE_DEPTH)
+    target_accept = check_number("target_accept", target_accept, 0.0, 1.0, lo_open=True, hi_open=True,
+                                 expected="a number that lies in (0, 1)")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if step_size is not None:
+        step_size = check_number("step_size", step_size, 0.0, lo_open=True, expected="a positive number or None")
+    if num_steps is not None:
+        num_steps = check_int("num_steps", num_steps, 1)
+    for name, flag in (("jit", jit), ("adapt_step_size", adapt_step_size), ("adapt_mass_matrix", adapt_mass_matrix),
+                       ("progress", progress)):
+        check_bool(name, flag)
+    check_memory = check_optional_bool("check_memory", check_memory)
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
+    if isinstance(init, str) and init not in ("model", "median"):
+        raise ValueError(f"init must be 'model', 'median' or a dict {{site: value}}, got {init!r}")
+    if not isinstance(init, (str, dict)):
+        raise ArgumentTypeError(f"init must be 'model', 'median' or a dict {{site: value}}, got {type(init).__name__}")
+    for name, value in (("frozen", frozen), ("hyperpriors", hyperpriors)):
+        if value is not None and not isinstance(value, dict):
+            raise ArgumentTypeError(f"{name} must be a dict or None, got {type(value).__name__}")
+    is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
+    if backend is None:
+        backend = "torch" if is_bnn else "pyro"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch" and not is_bnn:
+        raise ValueError("backend='torch' needs a pyrobnn BNN; use backend='pyro' for other Pyro models")
+    if chain_method is None:
+        chain_method = "vectorized" if backend == "torch" else "sequential"
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if backend == "torch" and chain_method == "parallel":
+        raise ValueError("chain_method='parallel' runs Pyro's worker processes: use backend='pyro' "
+                         "(the torch backend vectorises chains: chain_method='vectorized')")
+    if backend == "pyro" and chain_method == "vectorized":
+        raise ValueError("chain_method='vectorized' needs backend='torch'")
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend)
+    check_bool("handle_interrupt", handle_interrupt)
+    x, y = prepare_data(model, x, y)
+    if hasattr(model, "memory_facts"):
+        fdt = float_dtype_of(x, dtype)
+        est = estimate_nuts(**model.memory_facts(x.shape[1:]), n_data=x.shape[0], chains=chains,
+                            num_samples=num_samples, max_tree_depth=max_tree_depth, kernel=kernel,
+                            data_bytes=data_bytes(x, y, fdt), trajectory_buffer=backend == "torch", dtype=fdt,
+                            device=resolve_device(device, x))
+        check_fit_memory(model, check_memory, est)
+
+    t_start = time.perf_counter()
+    x, y, dev, float_dtype = place(model, x, y, device, dtype)
+    frozen_keys = _apply_frozen(model, frozen) if frozen is not None else set()
+    like = torch.zeros((), dtype=float_dtype, device=dev)
+    hypers = _resolve_hyperpriors(model, hyperpriors, like) if hyperpriors else []
+    if hypers and backend != "torch":
+        raise ValueError("hyperpriors= needs backend='torch' (Pyro's kernel samples the model's own sites only)")
+    if hypers:
+        both = {(id(h.prior), h.param) for h in hypers} & frozen_keys
+        if both:
+            raise ValueError("a hyperparameter cannot be both frozen and given a hyperprior; "
+                             f"{len(both)} appear in both frozen= and hyperpriors=")
+
+    potential, z0 = _build_potential(model, x, y, chains, init, seed, hypers, like)
+
+    settings = dict(num_samples=num_samples, warmup=warmup, chains=chains, target_accept=target_accept,
+                    max_tree_depth=max_tree_depth, jit=jit, kernel=kernel, step_size=step_size, num_steps=num_steps,
+                    adapt_step_size=adapt_step_size, adapt_mass_matrix=adapt_mass_matrix,
+                    init=init if isinstance(init, str) else "given", backend=backend, chain_method=chain_method,
+                    device=str(dev), dtype=str(float_dtype).replace("torch.", ""))
+    resumed_at = None
+    if backend == "torch":
+        checkpointer = None
+        if checkpoint is not None:
+            checkpointer = _Checkpointer(checkpoint, checkpoint_every,
+                                         _fingerprint(model, x, y, potential, z0, settings, seed, hypers), warmup)
+            if resume and checkpointer.load():
+                resumed_at = [int(c["iteration"]) for c in checkpointer.chains]
+        with StopOnInterrupt(handle_interrupt) as stop:
+            draws, stats, extra = _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer,
+                                             callback, stop)
+    else:
+        draws, stats, extra = _run_pyro(model, x, y, potential, z0, settings, seed, progress)
+    samples = {k: v.detach().cpu() for k, v in potential.constrain(draws).items()}
+    stats = {k: v.detach().cpu() for k, v in stats.items()}
+    info = {"seed": seed, **settings, "num_weights": getattr(model, "num_weights", None),
+            "n_data": int(x.shape[0]), "sites": [s.name for s in potential.sites], **extra,
+            "num_divergences": int(stats["diverging"].sum()) if "diverging" in stats else None,
+            "seconds_total": time.perf_counter() - t_start}
+    if hypers:
+        info["hyperpriors"] = {h.name: repr(h.dist) for h in hypers}
+    if checkpoint is not None:  # iterations each chain had completed when resumed (None: a fresh run)
+        info.update(checkpoint=str(checkpoint), resumed_at=resumed_at)
+    if hasattr(model, "prior_modules"):
+        info["prior_hyperparameters"] = {i: model.prior_of(i).hyperparameters() for i in model.bayesian_layers}
+    return SamplePosterior(model=model, method=kernel, samples=samples, sample_stats=stats, info=info)
+
+
+fit_hmc = partial(fit_nuts, kernel="hmc")
+fit_hmc.__doc__ = "HMC with a fixed number of leapfrog steps: :func:`fit_nuts` with ``kernel='hmc'``."
