@@ -3,13 +3,13 @@
 from . import guides
 from .elbo import ElboTerms, elbo_terms, make_elbo
 from .guides import ARD, Delta, MeanField, SiteGuide, WeightNoise
-from .mcmc import fit_hmc, fit_nuts
+from .mcmc import NUTSConfig, fit_hmc, fit_nuts
 from .kl_schedule import SCHEDULES, blundell_pi, kl_weight
 from .posterior import GuidePosterior, Posterior, SamplePosterior
 from .predictive import Prediction
 from .svi import NonFiniteLossError, fit_svi
 
 __all__ = [
-    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NonFiniteLossError",
+    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NUTSConfig", "NonFiniteLossError",
     "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
 ]

@@ -27,6 +27,7 @@ from ..data import LOADERS, SKLEARN_DATASETS
 from ..infer.kl_schedule import SCHEDULES
 from ..infer.arguments import MAX_SEED
 from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, MAX_TREE_DEPTH
+from ..infer.mcmc import NUTS_DEFAULTS as _NUTS
 from ..infer.svi import OPTIMIZERS
 from ..model.layers import ACTIVATIONS, MAX_SIZE, Conv2d, Linear
 from ..model.memory import InsufficientMemoryError, check_fits, estimate_model
@@ -144,19 +145,21 @@ SVI_FIELDS = (
 MCMC_TABLES = ("mcmc", "nuts", "hmc")
 """Names under which the MCMC settings may be written (one per file)."""
 MCMC_FIELDS = (
-    integer("num_samples", 500, lo=1),
-    integer("warmup", 500, lo=0),
-    integer("chains", 4, lo=1),
-    number("target_accept", 0.8, lo=0, hi=1),
-    integer("max_tree_depth", 10, lo=1, hi=MAX_TREE_DEPTH),
-    flag("jit", True),
-    number("step_size", None, lo=0, doc="initial step size (adapted during warmup); default: found by doubling"),
-    integer("num_steps", None, lo=1, doc="leapfrog steps per HMC trajectory; default: a trajectory length of 2π"),
+    integer("num_samples", _NUTS.num_samples, lo=1),
+    integer("warmup", _NUTS.warmup, lo=0),
+    integer("chains", _NUTS.chains, lo=1),
+    number("target_accept", _NUTS.target_accept, lo=0, hi=1),
+    integer("max_tree_depth", _NUTS.max_tree_depth, lo=1, hi=MAX_TREE_DEPTH),
+    flag("jit", _NUTS.jit),
+    number("step_size", _NUTS.step_size, lo=0,
+           doc="initial step size (adapted during warmup); default: found by doubling"),
+    integer("num_steps", _NUTS.num_steps, lo=1,
+            doc="leapfrog steps per HMC trajectory; default: a trajectory length of 2π"),
     choice("init", ("model", "median"), None, doc="start at the network's initial weights or the prior median"),
     choice("backend", BACKENDS, None, doc="default: torch for a BNN"),
     choice("chain_method", CHAIN_METHODS, None),
-    integer("checkpoint_every", 100, lo=1, doc="iterations between checkpoints of a command-line fit (torch backend; "
-                                               "also after every warm-up window)"),
+    integer("checkpoint_every", _NUTS.checkpoint_every, lo=1,
+            doc="iterations between checkpoints of a command-line fit (torch backend; also after every warm-up window)"),
 )
 
 # ============================================================================ dataclasses
@@ -303,24 +306,24 @@ class SVISpec:
 
 @dataclass(frozen=True)
 class MCMCSpec:
-    """NUTS/HMC settings (arguments of :func:`pyrobnn.infer.mcmc.fit_nuts`; ``None``: its
-    default).  ``frozen`` sets empirical-Bayes hyperparameters, which stay fixed while
-    sampling: ``{"scale": 0.5}`` for every prior with that hyperparameter, or
+    """NUTS/HMC settings (arguments of :func:`pyrobnn.infer.mcmc.fit_nuts`, defaults from
+    :class:`pyrobnn.infer.mcmc.NUTSConfig`; ``None``: its default).  ``frozen`` sets
+    empirical-Bayes hyperparameters, which stay fixed while sampling: ``{"scale": 0.5}`` for every prior with that hyperparameter, or
     ``{4: {"scale": 0.1}}`` for the prior of layer 4.  ``hyperpriors`` samples them instead,
     in the same two forms with ``{"family": ..., <parameters>}`` tables as values."""
 
-    num_samples: int = 500
-    warmup: int = 500
-    chains: int = 4
-    target_accept: float = 0.8
-    max_tree_depth: int = 10
-    jit: bool = True
-    step_size: float | None = None
-    num_steps: int | None = None
+    num_samples: int = _NUTS.num_samples
+    warmup: int = _NUTS.warmup
+    chains: int = _NUTS.chains
+    target_accept: float = _NUTS.target_accept
+    max_tree_depth: int = _NUTS.max_tree_depth
+    jit: bool = _NUTS.jit
+    step_size: float | None = _NUTS.step_size
+    num_steps: int | None = _NUTS.num_steps
     init: str | None = None
     backend: str | None = None
     chain_method: str | None = None
-    checkpoint_every: int = 100
+    checkpoint_every: int = _NUTS.checkpoint_every
     frozen: dict[str | int, Any] = field(default_factory=dict)
     hyperpriors: dict[str | int, Any] = field(default_factory=dict)
 

@@ -9,12 +9,13 @@ were.
 from __future__ import annotations
 
 import random
+import secrets
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["preserve_rng", "seeded"]
+__all__ = ["preserve_rng", "seeded", "fresh_seed"]
 
 
 @contextmanager
@@ -43,3 +44,9 @@ def seeded(seed: int | None):
     with preserve_rng():
         torch.manual_seed(int(seed))
         yield
+
+
+def fresh_seed() -> int:
+    """A new seed in [0, 2**32 − 1] from the operating system's entropy (:mod:`secrets`), drawn
+    without reading or advancing any global generator; record it to reproduce the run."""
+    return secrets.randbits(32)

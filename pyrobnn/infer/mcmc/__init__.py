@@ -50,11 +50,11 @@ weights (a hierarchical BNN, as in Neal 1996): each becomes a latent site ``hype
 from .adaptation import _Adapter, adaptation_schedule
 from .chains import _run_torch, _run_torch_chains
 from .compile import _compile, _make_kernels, _tanh
-from .config import BACKENDS, CHAIN_METHODS, KERNELS, MAX_ENERGY_ERROR, MAX_TREE_DEPTH
+from .config import BACKENDS, CHAIN_METHODS, KERNELS, MAX_ENERGY_ERROR, MAX_TREE_DEPTH, NUTS_DEFAULTS, NUTSConfig
 from .fit import fit_hmc, fit_nuts
 from .hyperpriors import HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, _resolve_hyperpriors, hyperprior
 from .potential import PotentialEnergy, _build_potential, _initial_values, _layout
 from .tree import _BatchedHMC, _State
 
-__all__ = ["fit_nuts", "fit_hmc", "KERNELS", "BACKENDS", "CHAIN_METHODS", "MAX_TREE_DEPTH", "adaptation_schedule",
+__all__ = ["fit_nuts", "fit_hmc", "NUTSConfig", "NUTS_DEFAULTS", "KERNELS", "BACKENDS", "CHAIN_METHODS", "MAX_TREE_DEPTH", "adaptation_schedule",
            "PotentialEnergy", "HYPER_PARAMETERS", "HYPERPRIOR_FAMILIES", "hyperprior"]

@@ -78,6 +78,13 @@ class _Checkpointer:
         self.chains = ck["chains"]
         return True
 
+    @classmethod
+    def recorded_seed(cls, path) -> int | None:
+        """The seed a checkpoint file's run used (None if it recorded none)."""
+        ck = read_checkpoint(Path(path), cls.KIND)
+        seed = ck.get("fingerprint", {}).get("seed") if isinstance(ck, dict) else None
+        return seed if isinstance(seed, int) else None
+
     def saved(self, slot: int) -> dict | None:
         return self.chains[slot] if slot < len(self.chains) else None
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from ...model.memory import estimate_nuts
-from ...utils.validation import ArgumentTypeError, check_bool, check_int, check_number
+from ...utils.rng import fresh_seed
+from ...utils.validation import ArgumentTypeError, check_bool
 from ..arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
     prepare_data
 from ..interrupt import StopOnInterrupt
@@ -18,7 +19,7 @@ from ..posterior import SamplePosterior
 from ..svi import place, resolve_device
 from .chains import _run_torch
 from .checkpoint import _Checkpointer, _check_checkpoint_args, _fingerprint
-from .config import BACKENDS, CHAIN_METHODS, KERNELS, MAX_TREE_DEPTH
+from .config import NUTS_DEFAULTS, NUTSConfig
 from .hyperpriors import _apply_frozen, _resolve_hyperpriors
 from .potential import _build_potential
 from .pyro_backend import _run_pyro
@@ -28,29 +29,30 @@ def fit_nuts(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    num_samples: int = 500,
-    warmup: int = 500,
-    chains: int = 4,
-    target_accept: float = 0.8,
-    max_tree_depth: int = 10,
-    jit: bool = True,
-    kernel: str = "nuts",
-    step_size: float | None = None,
-    num_steps: int | None = None,
-    adapt_step_size: bool = True,
-    adapt_mass_matrix: bool = True,
+    config: NUTSConfig | None = None,
+    num_samples: int = NUTS_DEFAULTS.num_samples,
+    warmup: int = NUTS_DEFAULTS.warmup,
+    chains: int = NUTS_DEFAULTS.chains,
+    target_accept: float = NUTS_DEFAULTS.target_accept,
+    max_tree_depth: int = NUTS_DEFAULTS.max_tree_depth,
+    jit: bool = NUTS_DEFAULTS.jit,
+    kernel: str = NUTS_DEFAULTS.kernel,
+    step_size: float | None = NUTS_DEFAULTS.step_size,
+    num_steps: int | None = NUTS_DEFAULTS.num_steps,
+    adapt_step_size: bool = NUTS_DEFAULTS.adapt_step_size,
+    adapt_mass_matrix: bool = NUTS_DEFAULTS.adapt_mass_matrix,
     seed: int | None = 0,
     progress: bool = True,
     device: str | torch.device | None = "auto",
     dtype: torch.dtype | None = None,
-    init: str | dict = "model",
+    init: str | dict = NUTS_DEFAULTS.init,
     frozen: dict | None = None,
     hyperpriors: dict | None = None,
-    backend: str | None = None,
-    chain_method: str | None = None,
+    backend: str | None = NUTS_DEFAULTS.backend,
+    chain_method: str | None = NUTS_DEFAULTS.chain_method,
     check_memory: bool | None = None,
     checkpoint: str | Path | None = None,
-    checkpoint_every: int = 100,
+    checkpoint_every: int = NUTS_DEFAULTS.checkpoint_every,
     resume: bool = False,
     callback: Callable[[dict], None] | None = None,
     handle_interrupt: bool = True,
@@ -82,7 +84,13 @@ def fit_nuts(
     {"scale": pyro.distributions.HalfCauchy(1.0)} for every adaptive Normal/Laplace prior, or
     {layer: {"loc": ..., "scale": ...}} for that layer's Normal/Laplace prior; each becomes a
     site ``hyper.<param>`` (``hyper.layers.<i>.<param>`` for a prior on some layers only) in
-    ``samples``, started at the prior's current value.  ``seed`` makes the run reproducible.
+    ``samples``, started at the prior's current value.  ``seed`` makes the run reproducible;
+    ``seed=None`` draws a fresh one (from the operating system, without touching any global
+    generator; a resumed run keeps its checkpoint's), recorded as ``info["seed"]``.
+
+    The settings of the method are those of :class:`NUTSConfig` (whose defaults the keyword
+    arguments take); ``config=NUTSConfig(...)`` gives them all at once instead, and
+    ``info["config"]`` records them.
 
     Checkpoints (torch backend): with ``checkpoint=path`` the sampler's whole state (iteration,
     position, step size, inverse mass matrix, the adaptation's dual averaging and Welford sums,
@@ -119,43 +127,35 @@ def fit_nuts(
     available; ``check_memory=False`` tries anyway.
     """
     # ---- every argument checked before any work
-    num_samples = check_int("num_samples", num_samples, 1)
-    warmup = check_int("warmup", warmup, 0)
-    chains = check_int("chains", chains, 1)
-    # a tree of depth d takes up to 2^d − 1 leapfrog steps per draw and keeps 2^(d−1) states
-    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 1, MAX_TREE_DEPTH)
-    target_accept = check_number("target_accept", target_accept, 0.0, 1.0, lo_open=True, hi_open=True,
-                                 expected="a number that lies in (0, 1)")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if step_size is not None:
-        step_size = check_number("step_size", step_size, 0.0, lo_open=True, expected="a positive number or None")
-    if num_steps is not None:
-        num_steps = check_int("num_steps", num_steps, 1)
-    for name, flag in (("jit", jit), ("adapt_step_size", adapt_step_size), ("adapt_mass_matrix", adapt_mass_matrix),
-                       ("progress", progress)):
-        check_bool(name, flag)
+    given = dict(num_samples=num_samples, warmup=warmup, chains=chains, target_accept=target_accept,
+                 max_tree_depth=max_tree_depth, jit=jit, kernel=kernel, step_size=step_size, num_steps=num_steps,
+                 adapt_step_size=adapt_step_size, adapt_mass_matrix=adapt_mass_matrix, init=init, backend=backend,
+                 chain_method=chain_method, checkpoint_every=checkpoint_every)
+    if config is None:
+        config = NUTSConfig(**given)
+    elif not isinstance(config, NUTSConfig):
+        raise ArgumentTypeError(f"config must be a NUTSConfig or None, got {type(config).__name__}")
+    else:
+        both = [k for k, v in given.items() if v is not getattr(NUTS_DEFAULTS, k) and v != getattr(NUTS_DEFAULTS, k)]
+        if both:
+            raise ValueError(f"{', '.join(both)} given both as keyword argument(s) and in config=; "
+                             f"give the settings in one place (dataclasses.replace(config, ...))")
+    (num_samples, warmup, chains, target_accept, max_tree_depth, jit, kernel, step_size, num_steps, adapt_step_size,
+     adapt_mass_matrix, init, backend, chain_method, checkpoint_every) = (getattr(config, k) for k in given)
+    check_bool("progress", progress)
     check_memory = check_optional_bool("check_memory", check_memory)
-    seed = check_seed(seed)
+    seed = seed_given = check_seed(seed)
     dtype = check_dtype(dtype)
-    if isinstance(init, str) and init not in ("model", "median"):
-        raise ValueError(f"init must be 'model', 'median' or a dict {{site: value}}, got {init!r}")
-    if not isinstance(init, (str, dict)):
-        raise ArgumentTypeError(f"init must be 'model', 'median' or a dict {{site: value}}, got {type(init).__name__}")
     for name, value in (("frozen", frozen), ("hyperpriors", hyperpriors)):
         if value is not None and not isinstance(value, dict):
             raise ArgumentTypeError(f"{name} must be a dict or None, got {type(value).__name__}")
     is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
     if backend is None:
         backend = "torch" if is_bnn else "pyro"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch" and not is_bnn:
         raise ValueError("backend='torch' needs a pyrobnn BNN; use backend='pyro' for other Pyro models")
     if chain_method is None:
         chain_method = "vectorized" if backend == "torch" else "sequential"
-    if chain_method not in CHAIN_METHODS:
-        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
     if backend == "torch" and chain_method == "parallel":
         raise ValueError("chain_method='parallel' runs Pyro's worker processes: use backend='pyro' "
                          "(the torch backend vectorises chains: chain_method='vectorized')")
@@ -164,6 +164,9 @@ def fit_nuts(
     _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend)
     check_bool("handle_interrupt", handle_interrupt)
     x, y = prepare_data(model, x, y)
+    if seed is None:  # a fresh seed (a resumed run continues with the one its checkpoint recorded)
+        seed = _Checkpointer.recorded_seed(checkpoint) if resume and Path(checkpoint).exists() else None
+        seed = fresh_seed() if seed is None else seed
     if hasattr(model, "memory_facts"):
         fdt = float_dtype_of(x, dtype)
         est = estimate_nuts(**model.memory_facts(x.shape[1:]), n_data=x.shape[0], chains=chains,
@@ -207,7 +210,7 @@ def fit_nuts(
         draws, stats, extra = _run_pyro(model, x, y, potential, z0, settings, seed, progress)
     samples = {k: v.detach().cpu() for k, v in potential.constrain(draws).items()}
     stats = {k: v.detach().cpu() for k, v in stats.items()}
-    info = {"seed": seed, **settings, "num_weights": getattr(model, "num_weights", None),
+    info = {"seed": seed, "seed_drawn": seed_given is None, "config": config.record(), **settings, "num_weights": getattr(model, "num_weights", None),
             "n_data": int(x.shape[0]), "sites": [s.name for s in potential.sites], **extra,
             "num_divergences": int(stats["diverging"].sum()) if "diverging" in stats else None,
             "seconds_total": time.perf_counter() - t_start}
