@@ -38,14 +38,47 @@ import pyrobnn as pb
 from pyrobnn.utils.files import atomic_write
 from pyrobnn.infer.mcmc import fit_nuts
 
-HIDDEN = 10
+#: the problems: layer widths, data and the inputs at which the network's output is compared
+PROBLEMS = {
+    "toy": "1-10-1 tanh, 50 points of toy_curve",
+    "deep": "1-50-50-1 tanh, 100 points of toy_curve",
+    "concrete": "8-50-1 tanh, UCI concrete split 0 (all 927 training rows, standardised)",
+}
 
 
-def make_problem(noise):
-    data = pb.data.toy_curve(n_train=50)
-    net = pb.BNN([pb.Linear(1, HIDDEN), "tanh", pb.Linear(HIDDEN, 1)], pb.Gaussian(noise),
-                 prior=pb.priors.Normal(0.0, 1.0))
-    return net, data.x_train, data.y_train
+def make_problem(name, noise):
+    """(net, x, y, grid, widths): ``grid`` holds the inputs of the function-space comparison
+    (50 points over [-0.2, 1.2] for the toy curve; the first 50 test rows for concrete)."""
+    if name == "concrete":
+        data = pb.data.uci(name="concrete", split=0)
+        widths = [8, 50, 1]
+        grid = data.x_test[:50]
+    else:
+        data = pb.data.toy_curve(n_train=50 if name == "toy" else 100)
+        widths = [1, 10, 1] if name == "toy" else [1, 50, 50, 1]
+        grid = torch.linspace(-0.2, 1.2, 50)[:, None]
+    layers = []
+    for i in range(len(widths) - 1):
+        layers += [pb.Linear(widths[i], widths[i + 1])] + (["tanh"] if i < len(widths) - 2 else [])
+    net = pb.BNN(layers, pb.Gaussian(noise), prior=pb.priors.Normal(0.0, 1.0))
+    return net, data.x_train, data.y_train, grid, widths
+
+
+def mlp_numpy(w, grid, widths):
+    """Outputs (chain, draw, grid) of the tanh MLP for packed weights w (chain, draw, D), in
+    pyrobnn's packing of the flat site: per layer the weight (out, in) row-major, then the bias."""
+    h = np.broadcast_to(np.asarray(grid, dtype=np.float64), (*w.shape[:2], *np.shape(grid)))
+    at = 0
+    for i in range(len(widths) - 1):
+        a, b = widths[i], widths[i + 1]
+        W = w[..., at:at + a * b].reshape(*w.shape[:2], b, a)
+        at += a * b
+        bias = w[..., at:at + b]
+        at += b
+        h = np.einsum("cdna,cdba->cdnb", h, W) + bias[:, :, None, :]
+        if i < len(widths) - 2:
+            h = np.tanh(h)
+    return h[..., 0]
 
 
 def function_space_ess(f):
@@ -56,13 +89,13 @@ def function_space_ess(f):
 
 
 # ---------------------------------------------------------------------- pyrobnn
-def run_pyrobnn(net, x, y, grid, chains, warmup, samples, seed, **kw):
+def run_pyrobnn(net, x, y, grid, chains, warmup, samples, seed, keep=False, **kw):
     t0 = time.perf_counter()
     post = fit_nuts(net, x, y, num_samples=samples, warmup=warmup, chains=chains, seed=seed, progress=False, **kw)
     wall = time.perf_counter() - t0
     w = post.samples["weights"]
-    f = net.network(grid, {"weights": w.reshape(-1, w.shape[-1])})[..., 0].reshape(chains, samples, -1)
-    ess, rhat = function_space_ess(f.numpy())
+    f = net.network(grid, {"weights": w.reshape(-1, w.shape[-1])})[..., 0].reshape(chains, samples, -1).numpy()
+    ess, rhat = function_space_ess(f)
     info, st = post.info, post.sample_stats
     steps = st["num_steps"]
     compile_s = info.get("seconds_compile", 0.0)
@@ -76,6 +109,9 @@ def run_pyrobnn(net, x, y, grid, chains, warmup, samples, seed, **kw):
         "step_size": float(st["step_size"][:, -1].mean()),
     }
     out["us_per_leapfrog_per_chain"] = 1e6 * info["seconds_sampling"] / max(1, out["chain_steps_sampling"])
+    out["ess_min_per_s_steady_run"] = out["ess_min"] / out["wall_steady"]
+    if keep:
+        out["_f"] = f
     if "leapfrog_calls_sampling" in info:
         out["leapfrog_calls_sampling"] = info["leapfrog_calls_sampling"]
         out["us_per_leapfrog_call"] = 1e6 * info["seconds_sampling"] / max(1, info["leapfrog_calls_sampling"])
@@ -106,42 +142,45 @@ def time_compiled_leapfrog(net, x, y, chains, n=2000):
 
 
 # ---------------------------------------------------------------------- NumPyro
-def numpyro_model_fn(noise):
+def numpyro_model_fn(noise, widths):
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as nd
 
-    d = 3 * HIDDEN + 1
+    d = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
 
     def model(x, y):
         w = numpyro.sample("weights", nd.Normal(0.0, 1.0).expand([d]).to_event(1))
-        # same packing as pyrobnn's flat site: layers.0.weight (H,1), layers.0.bias (H), layers.2.weight (1,H), bias (1)
-        w1, b1 = w[:HIDDEN].reshape(HIDDEN, 1), w[HIDDEN:2 * HIDDEN]
-        w2, b2 = w[2 * HIDDEN:3 * HIDDEN].reshape(1, HIDDEN), w[3 * HIDDEN:]
-        out = (jnp.tanh(x @ w1.T + b1) @ w2.T + b2)[:, 0]
+        # the same packing as pyrobnn's flat site: per layer the weight (out, in), then the bias
+        h, at = x, 0
+        for i in range(len(widths) - 1):
+            a, b = widths[i], widths[i + 1]
+            W = w[at:at + a * b].reshape(b, a)
+            at += a * b
+            h = h @ W.T + w[at:at + b]
+            at += b
+            if i < len(widths) - 2:
+                h = jnp.tanh(h)
         with numpyro.plate("data", x.shape[0]):
-            numpyro.sample("obs", nd.Normal(out, noise), obs=y)
+            numpyro.sample("obs", nd.Normal(h[:, 0], noise), obs=y)
 
     return model
 
 
-def run_numpyro(x, y, grid, chains, warmup, samples, seed, noise, chain_method):
+def run_numpyro(x, y, grid, chains, warmup, samples, seed, noise, chain_method, widths, keep=False):
     import jax
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
 
-    xj, yj, gj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy()), jnp.asarray(grid.numpy())
-    model = numpyro_model_fn(noise)
+    xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy())
+    model = numpyro_model_fn(noise, widths)
     mcmc = MCMC(NUTS(model, target_accept_prob=0.8, max_tree_depth=10), num_warmup=warmup, num_samples=samples,
                 num_chains=chains, chain_method=chain_method, progress_bar=False)
     fields = ("num_steps", "diverging", "accept_prob")
 
     def draws():
         w = np.asarray(jax.block_until_ready(mcmc.get_samples(group_by_chain=True)["weights"]))
-        w1, b1 = w[..., :HIDDEN], w[..., HIDDEN:2 * HIDDEN]
-        w2, b2 = w[..., 2 * HIDDEN:3 * HIDDEN], w[..., 3 * HIDDEN:]
-        h = np.tanh(np.asarray(gj)[None, None, :, 0:1] * w1[:, :, None, :] + b1[:, :, None, :])
-        return (h * w2[:, :, None, :]).sum(-1) + b2
+        return mlp_numpy(w.astype(np.float64), grid.numpy(), widths)
 
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
     t0 = time.perf_counter()
@@ -166,6 +205,9 @@ def run_numpyro(x, y, grid, chains, warmup, samples, seed, noise, chain_method):
         "accept_prob": float(np.asarray(ex["accept_prob"]).mean()),
         "mean_tree_depth": float(np.log2(np.asarray(ex["num_steps"]) + 1).mean()),
     }
+    out["ess_min_per_s_steady_run"] = out["ess_min"] / out["wall_steady"]
+    if keep:
+        out["_f"] = f
     # sampling phase alone (no warmup), for the cost per leapfrog step
     mcmc.post_warmup_state = mcmc.last_state
     t0 = time.perf_counter()
@@ -231,14 +273,48 @@ def fmt(v, digits=3):
     return f"{v:.{digits}g}"
 
 
+def agreement(fa, fb):
+    """Function-space agreement of two samplers' outputs (chain, draw, grid): per grid point the
+    difference of the predictive means and of the 5% and 95% quantiles in units of their
+    Monte-Carlo standard errors (MCSE of a mean: sd/sqrt(ESS); of a quantile q, approximately
+    sqrt(q(1-q)/ESS)/density at the quantile, the density taken as the normal one with the
+    sample sd), then the largest |z| over the grid and the share of |z| > 3 (about 0.3% of
+    points expected under agreement, before correlation along the grid)."""
+    from scipy.stats import norm
+
+    out = {}
+    za = {}
+    for name, f in (("a", fa), ("b", fb)):
+        ess = np.asarray(function_space_ess(f)[0])
+        flat = f.reshape(-1, f.shape[-1])
+        za[name] = (flat, ess, flat.std(0))
+    (fa_, ea, sa), (fb_, eb, sb) = za["a"], za["b"]
+    z_mean = (fa_.mean(0) - fb_.mean(0)) / np.sqrt(sa**2 / ea + sb**2 / eb)
+    out["mean_z_max"] = float(np.abs(z_mean).max())
+    out["mean_z_share_above_3"] = float((np.abs(z_mean) > 3).mean())
+    for q in (0.05, 0.95):
+        dens = norm.pdf(norm.ppf(q))
+        se2 = (q * (1 - q) / ea) * (sa / dens) ** 2 + (q * (1 - q) / eb) * (sb / dens) ** 2
+        z = (np.quantile(fa_, q, 0) - np.quantile(fb_, q, 0)) / np.sqrt(se2)
+        out[f"q{int(q * 100):02d}_z_max"] = float(np.abs(z).max())
+        out[f"q{int(q * 100):02d}_z_share_above_3"] = float((np.abs(z) > 3).mean())
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--problems", type=str, default="toy,deep,concrete",
+                    help="comma-separated: " + ", ".join(f"{k} ({v})" for k, v in PROBLEMS.items()))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--chains", type=str, default="1,4", help="comma-separated chain counts")
-    ap.add_argument("--grid", type=int, default=50)
-    ap.add_argument("--noise", type=float, default=0.1)
+    ap.add_argument("--noise", type=float, default=0.1, help="Gaussian noise of the toy problems")
+    ap.add_argument("--noise-concrete", type=float, default=0.3, help="Gaussian noise (standardised target)")
+    ap.add_argument("--many-chains", type=str, default="",
+                    help="comma-separated chain counts for the many-chain curve on the toy problem (pyrobnn only)")
+    ap.add_argument("--many-warmup", type=int, default=100)
+    ap.add_argument("--many-samples", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny nets: 1 is fastest)")
     ap.add_argument("--numpyro-chain-method", default="sequential", choices=["sequential", "vectorized"])
     ap.add_argument("--pyro", action="store_true", help="also time Pyro's NUTS kernel (short runs)")
@@ -249,14 +325,14 @@ def main(argv=None):
         args.repeats, args.warmup, args.samples = 1, 150, 150
     torch.set_num_threads(args.threads)
     chain_counts = [int(c) for c in args.chains.split(",")]
-
-    net, x, y = make_problem(args.noise)
-    grid = torch.linspace(-0.2, 1.2, args.grid)[:, None]
-    results = {"settings": {**vars(args), "model": f"1-{HIDDEN}-1 tanh BNN, {net.num_weights} weights, Normal(0,1) "
-                                                    f"prior, Gaussian noise {args.noise}, toy_curve n_train=50",
+    problems = [p for p in args.problems.split(",") if p]
+    for p in problems:
+        if p not in PROBLEMS:
+            raise SystemExit(f"unknown problem {p!r}; expected some of {sorted(PROBLEMS)}")
+    results = {"settings": {**vars(args), "problems": {p: PROBLEMS[p] for p in problems},
                             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                        "torch": torch.__version__}},
-               "runs": {}, "summary": {}}
+                                        "torch": torch.__version__, "load_average_at_start": os.getloadavg()}},
+               "runs": {}, "summary": {}, "agreement": {}, "many_chains": {}}
     try:
         import jax
         import numpyro
@@ -267,36 +343,64 @@ def main(argv=None):
         print("numpyro/jax not installed: pip install numpyro jax (pyrobnn[bench]); timing pyrobnn only")
         have_numpyro = False
 
-    for chains in chain_counts:
-        for name in ("pyrobnn", "numpyro"):
-            results["runs"][f"{name}/{chains}"] = []
-        for rep in range(args.repeats):
-            seed = rep
-            r = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed)
-            results["runs"][f"pyrobnn/{chains}"].append(r)
-            print(f"  pyrobnn chains={chains} repeat={rep}: wall {r['wall_total']:.1f}s (compile {r['compile']:.1f}s) "
-                  f"ESS min {r['ess_min']:.0f} R-hat max {r['rhat_max']:.3f}", flush=True)
-            if have_numpyro:
-                r = run_numpyro(x, y, grid, chains, args.warmup, args.samples, seed, args.noise,
-                                args.numpyro_chain_method)
-                results["runs"][f"numpyro/{chains}"].append(r)
-                print(f"  numpyro chains={chains} repeat={rep}: wall {r['wall_total']:.1f}s (steady "
-                      f"{r['wall_steady']:.1f}s) ESS min {r['ess_min']:.0f} R-hat max {r['rhat_max']:.3f}", flush=True)
-        for name in ("pyrobnn", "numpyro"):
-            rows = results["runs"][f"{name}/{chains}"]
-            if rows:
-                results["summary"][f"{name}/{chains}"] = summarise(rows)
+    def save():
+        clean = json.loads(json.dumps(results, default=lambda o: None if isinstance(o, np.ndarray) else float(o)))
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(clean, indent=2)))
 
-    # where the time goes
     where = {}
-    for chains in chain_counts:
-        us, compiled = time_compiled_leapfrog(net, x, y, chains)
-        s = results["summary"][f"pyrobnn/{chains}"]
-        share = us / s["us_per_leapfrog_call"] if s.get("us_per_leapfrog_call") else float("nan")
-        where[f"pyrobnn/{chains}"] = {"compiled": compiled, "us_per_compiled_leapfrog_call": us,
-                                      "us_per_leapfrog_call_in_sampler": s.get("us_per_leapfrog_call"),
-                                      "share_in_leapfrog": share}
+    for prob in problems:
+        noise = args.noise_concrete if prob == "concrete" else args.noise
+        net, x, y, grid, widths = make_problem(prob, noise)
+        results["settings"]["problems"][prob] += f"; {net.num_weights} weights, Normal(0,1) prior, noise {noise}"
+        for chains in chain_counts:
+            for name in ("pyrobnn", "numpyro"):
+                results["runs"][f"{prob}/{name}/{chains}"] = []
+            for rep in range(args.repeats):
+                seed = rep
+                ra = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0)
+                results["runs"][f"{prob}/pyrobnn/{chains}"].append(ra)
+                print(f"  {prob} pyrobnn chains={chains} repeat={rep}: wall {ra['wall_total']:.1f}s (compile "
+                      f"{ra['compile']:.1f}s) ESS min {ra['ess_min']:.0f} R-hat max {ra['rhat_max']:.3f}", flush=True)
+                if have_numpyro:
+                    rb = run_numpyro(x, y, grid, chains, args.warmup, args.samples, seed, noise,
+                                     args.numpyro_chain_method, widths, keep=rep == 0)
+                    results["runs"][f"{prob}/numpyro/{chains}"].append(rb)
+                    print(f"  {prob} numpyro chains={chains} repeat={rep}: wall {rb['wall_total']:.1f}s (steady "
+                          f"{rb['wall_steady']:.1f}s) ESS min {rb['ess_min']:.0f} R-hat max {rb['rhat_max']:.3f}",
+                          flush=True)
+                    if rep == 0:
+                        results["agreement"][f"{prob}/{chains}"] = agreement(ra.pop("_f"), rb.pop("_f"))
+                        print(f"  {prob} agreement chains={chains}: {results['agreement'][f'{prob}/{chains}']}")
+                ra.pop("_f", None)
+                save()
+            for name in ("pyrobnn", "numpyro"):
+                rows = results["runs"][f"{prob}/{name}/{chains}"]
+                if rows:
+                    results["summary"][f"{prob}/{name}/{chains}"] = summarise(rows)
+            a, b = (results["summary"].get(f"{prob}/{n}/{chains}") for n in ("pyrobnn", "numpyro"))
+            if a and b:
+                results["summary"][f"{prob}/ratio/{chains}"] = {
+                    k: a[k] / b[k] for k in ("ess_min_per_s_steady", "ess_median_per_s_steady",
+                                             "ess_min_per_s_total", "us_per_leapfrog_per_chain")}
+            us, compiled = time_compiled_leapfrog(net, x, y, chains)
+            s = results["summary"][f"{prob}/pyrobnn/{chains}"]
+            share = us / s["us_per_leapfrog_call"] if s.get("us_per_leapfrog_call") else float("nan")
+            where[f"{prob}/pyrobnn/{chains}"] = {"compiled": compiled, "us_per_compiled_leapfrog_call": us,
+                                                 "us_per_leapfrog_call_in_sampler": s.get("us_per_leapfrog_call"),
+                                                 "share_in_leapfrog": share}
+            save()
+
+    if args.many_chains:  # total ESS/s against the number of chains in lock step (toy problem, pyrobnn)
+        net, x, y, grid, widths = make_problem("toy", args.noise)
+        for chains in (int(c) for c in args.many_chains.split(",")):
+            r = run_pyrobnn(net, x, y, grid, chains, args.many_warmup, args.many_samples, 0)
+            results["many_chains"][str(chains)] = r
+            print(f"  many chains={chains}: wall {r['wall_total']:.1f}s ESS min {r['ess_min']:.0f} -> "
+                  f"{r['ess_min_per_s_steady_run']:.1f} ESS/s", flush=True)
+            save()
+
     if args.pyro:  # Pyro's kernel is ~100x slower: short runs, shallow trees, per-leapfrog cost only
+        net, x, y, grid, widths = make_problem("toy", args.noise)
         pw, ps, depth = 20, 10, 6
         r = run_pyrobnn(net, x, y, grid, 1, pw, ps, 0, backend="pyro", max_tree_depth=depth)
         where["pyro-kernel/compiled-potential/1"] = {"us_per_leapfrog_per_chain": r["us_per_leapfrog_per_chain"],
@@ -306,51 +410,52 @@ def main(argv=None):
     results["where_time_goes"] = where
 
     # ---------------------------------------------------------------- print
-    st = results["settings"]
-    print(f"\nNUTS on {st['model']}; grid {args.grid} points in [-0.2, 1.2]; warmup {args.warmup} + "
-          f"{args.samples} draws per chain; medians of {args.repeats} repeat(s); torch threads {args.threads}; "
-          f"NumPyro chain_method={args.numpyro_chain_method}")
-    head = ["sampler", "chains", "wall s", "compile s", "ESS min", "ESS med", "R-hat max", "ESS/s min",
+    print(f"\nNUTS, warmup {args.warmup} + {args.samples} draws per chain; medians of {args.repeats} repeat(s); "
+          f"torch threads {args.threads}; NumPyro chain_method={args.numpyro_chain_method}")
+    head = ["problem", "sampler", "chains", "wall s", "compile s", "ESS min", "ESS med", "R-hat max", "ESS/s min",
             "ESS/s med", "ESS/s min (incl. compile)", "µs/leapfrog/chain", "tree depth"]
     lines = [head]
-    for chains in chain_counts:
-        rows = {}
-        for name in ("pyrobnn", "numpyro"):
-            s = results["summary"].get(f"{name}/{chains}")
-            if s is None:
-                continue
-            rows[name] = s
-            lines.append([name, str(chains), fmt(s["wall_total"]), fmt(s["compile"]), fmt(s["ess_min"]),
-                          fmt(s["ess_median"]), fmt(s["rhat_max"], 4), fmt(s["ess_min_per_s_steady"]),
-                          fmt(s["ess_median_per_s_steady"]), fmt(s["ess_min_per_s_total"]),
-                          fmt(s["us_per_leapfrog_per_chain"]), fmt(s.get("mean_tree_depth"))])
-        if len(rows) == 2:
-            a, b = rows["pyrobnn"], rows["numpyro"]
-            ratio = {k: a[k] / b[k] for k in ("ess_min_per_s_steady", "ess_median_per_s_steady",
-                                              "ess_min_per_s_total", "us_per_leapfrog_per_chain")}
-            results["summary"][f"ratio/{chains}"] = ratio
-            lines.append(["pyrobnn/numpyro", str(chains), "", "", "", "", "", fmt(ratio["ess_min_per_s_steady"]),
-                          fmt(ratio["ess_median_per_s_steady"]), fmt(ratio["ess_min_per_s_total"]),
-                          fmt(ratio["us_per_leapfrog_per_chain"]), ""])
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    for prob in problems:
+        for chains in chain_counts:
+            for name in ("pyrobnn", "numpyro"):
+                s = results["summary"].get(f"{prob}/{name}/{chains}")
+                if s is None:
+                    continue
+                lines.append([prob, name, str(chains), fmt(s["wall_total"]), fmt(s["compile"]), fmt(s["ess_min"]),
+                              fmt(s["ess_median"]), fmt(s["rhat_max"], 4), fmt(s["ess_min_per_s_steady"]),
+                              fmt(s["ess_median_per_s_steady"]), fmt(s["ess_min_per_s_total"]),
+                              fmt(s["us_per_leapfrog_per_chain"]), fmt(s.get("mean_tree_depth"))])
+            ratio = results["summary"].get(f"{prob}/ratio/{chains}")
+            if ratio:
+                lines.append([prob, "pyrobnn/numpyro", str(chains), "", "", "", "", "",
+                              fmt(ratio["ess_min_per_s_steady"]), fmt(ratio["ess_median_per_s_steady"]),
+                              fmt(ratio["ess_min_per_s_total"]), fmt(ratio["us_per_leapfrog_per_chain"]), ""])
+    widths_ = [max(len(r[i]) for r in lines) for i in range(len(head))]
     for i, r in enumerate(lines):
-        print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
+        print("  ".join(c.rjust(w) if j > 1 else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths_))))
         if i == 0:
-            print("  ".join("-" * w for w in widths))
+            print("  ".join("-" * w for w in widths_))
+    if results["agreement"]:
+        print("\nagreement with NumPyro in function space (repeat 0; |z| of mean / 5% / 95% quantile differences "
+              "in MC standard errors, max over the grid):")
+        for k, v in results["agreement"].items():
+            print(f"  {k}: mean {v['mean_z_max']:.2f}, q05 {v['q05_z_max']:.2f}, q95 {v['q95_z_max']:.2f}")
+    if results["many_chains"]:
+        print(f"\nmany chains in lock step (toy, warmup {args.many_warmup} + {args.many_samples}, one run each):")
+        for c, r in results["many_chains"].items():
+            print(f"  chains {c:>4}: wall {r['wall_steady']:.1f}s, ESS min {r['ess_min']:.0f}, "
+                  f"ESS/s min {r['ess_min_per_s_steady_run']:.1f}, tree depth {fmt(r['mean_tree_depth'])}, "
+                  f"µs/leapfrog/chain {r['us_per_leapfrog_per_chain']:.2f}")
     print("\nwhere the time goes (sampling phase):")
     for k, v in where.items():
-        if k.startswith("pyrobnn"):
+        if "/pyrobnn/" in k:
             print(f"  {k}: compiled leapfrog call alone {v['us_per_compiled_leapfrog_call']:.1f} µs, per call inside "
                   f"the sampler {fmt(v['us_per_leapfrog_call_in_sampler'])} µs -> {100 * v['share_in_leapfrog']:.0f}% "
                   f"in the leapfrog, the rest in tree bookkeeping (compiled={v['compiled']})")
         else:
             print(f"  {k}: {v['us_per_leapfrog_per_chain']:.0f} µs per leapfrog step "
                   f"(short run: {v['warmup']}+{v['samples']} iterations)")
-    for chains in chain_counts:
-        s = results["summary"].get(f"numpyro/{chains}")
-        if s:
-            print(f"  numpyro/{chains}: {s['us_per_leapfrog_per_chain']:.1f} µs per leapfrog step per chain")
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2, default=float)))
+    save()
     print(f"\nwritten {args.out}")
     return results
 
