@@ -1,0 +1,86 @@
+"""NUTSConfig: the one definition of the NUTS/HMC settings that fit_nuts, the spec schema and
+the run metadata derive from; fit_nuts(seed=None) draws a fresh seed without touching the
+caller's generators."""
+
+import dataclasses
+import inspect
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import pyrobnn as pb
+from pyrobnn.infer.mcmc import NUTS_DEFAULTS, NUTSConfig, fit_nuts
+from pyrobnn.spec.schema import MCMC_FIELDS, MCMCSpec
+
+FAST = dict(num_samples=4, warmup=2, chains=2, max_tree_depth=2, jit=False)
+
+
+def tiny():
+    d = pb.data.toy_curve(n_train=8, n_test=0)
+    return pb.BNN([pb.Linear(1, 2), "tanh", pb.Linear(2, 1)], pb.Gaussian(0.3)), d.x_train, d.y_train
+
+
+def test_fit_nuts_schema_and_spec_defaults_are_the_configs():
+    params = inspect.signature(fit_nuts).parameters
+    fields = {f.name: f for f in MCMC_FIELDS}
+    spec = MCMCSpec()
+    for f in dataclasses.fields(NUTSConfig):
+        default = getattr(NUTS_DEFAULTS, f.name)
+        assert params[f.name].default == default, f.name
+        if f.name in fields and f.name not in ("init", "backend", "chain_method"):  # spec: None = fit_nuts' default
+            assert fields[f.name].default == default, f.name
+            assert getattr(spec, f.name) == default, f.name
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(num_samples=0), "num_samples"), (dict(warmup=-1), "warmup"), (dict(target_accept=1.0), "target_accept"),
+    (dict(max_tree_depth=0), "max_tree_depth"), (dict(kernel="mala"), "kernel"), (dict(step_size=-1.0), "step_size"),
+    (dict(num_steps=0), "num_steps"), (dict(jit="yes"), "jit"), (dict(init="prior"), "init"),
+    (dict(backend="jax"), "backend"), (dict(chain_method="threads"), "chain_method"),
+    (dict(checkpoint_every=0), "checkpoint_every"),
+])
+def test_config_errors_name_the_field(kwargs, name):
+    with pytest.raises((ValueError, TypeError), match=name):
+        NUTSConfig(**kwargs)
+
+
+def test_config_argument_gives_the_same_run_and_is_recorded():
+    net, x, y = tiny()
+    a = fit_nuts(net, x, y, seed=5, progress=False, **FAST)
+    b = fit_nuts(net, x, y, config=NUTSConfig(**FAST), seed=5, progress=False)
+    assert torch.equal(a.samples["weights"], b.samples["weights"])
+    assert b.info["config"] == NUTSConfig(**FAST).record()
+    assert b.info["config"]["max_tree_depth"] == 2 and b.info["max_tree_depth"] == 2
+    with pytest.raises(ValueError, match="num_samples"):
+        fit_nuts(net, x, y, config=NUTSConfig(**FAST), num_samples=7, progress=False)
+    with pytest.raises(TypeError, match="config"):
+        fit_nuts(net, x, y, config={"num_samples": 3}, progress=False)
+
+
+def test_seed_none_draws_a_fresh_recorded_seed_without_touching_global_generators():
+    net, x, y = tiny()
+    torch.manual_seed(123)
+    random.seed(4)
+    np.random.seed(4)
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    a = fit_nuts(net, x, y, seed=None, progress=False, **FAST)
+    b = fit_nuts(net, x, y, seed=None, progress=False, **FAST)
+    after = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1])
+    assert torch.equal(before[0], after[0]) and before[1] == after[1] and np.array_equal(before[2], after[2])
+    assert a.info["seed_drawn"] and b.info["seed_drawn"]
+    assert isinstance(a.info["seed"], int) and a.info["seed"] != b.info["seed"]
+    assert not torch.equal(a.samples["weights"], b.samples["weights"])
+    again = fit_nuts(net, x, y, seed=a.info["seed"], progress=False, **FAST)  # the recorded seed reproduces it
+    assert torch.equal(a.samples["weights"], again.samples["weights"])
+    assert not again.info["seed_drawn"]
+
+
+def test_resume_with_seed_none_continues_with_the_checkpoints_seed(tmp_path):
+    net, x, y = tiny()
+    path = tmp_path / "run.ckpt"
+    first = fit_nuts(net, x, y, seed=None, checkpoint=path, progress=False, **FAST)
+    resumed = fit_nuts(net, x, y, seed=None, checkpoint=path, resume=True, progress=False, **FAST)
+    assert resumed.info["seed"] == first.info["seed"]
+    assert torch.equal(first.samples["weights"], resumed.samples["weights"])
