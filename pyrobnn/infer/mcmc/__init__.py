@@ -39,6 +39,22 @@ diagonal inverse mass matrix estimated in doubling windows (75 / 25.. / 50 itera
 regularised towards 1e-3 as in Stan; the step size is re-initialised by the doubling
 heuristic (Hoffman & Gelman 2014, Algorithm 4) after every mass-matrix update.
 
+The package, one concept per module:
+
+* :mod:`.config` — :class:`NUTSConfig`, the settings of a run (fit_nuts's keyword defaults, the
+  spec schema's ``[mcmc]`` defaults and ``info["config"]`` derive from it), and the limits;
+* :mod:`.potential` — packing the latent sites into one unconstrained vector and the potential
+  energy U(z) = −log p(T(z), D) − log|det ∂T/∂z| for a batch of chains;
+* :mod:`.hyperpriors` — frozen or sampled prior hyperparameters;
+* :mod:`.integrator` — the leapfrog step on the packed (C, 3, D) phase-space state;
+* :mod:`.compile` — tracing and compiling the leapfrog step (TorchInductor);
+* :mod:`.adaptation` — Stan's warm-up windows, step-size dual averaging, mass-matrix estimation;
+* :mod:`.tree` — the NUTS tree and static HMC as plain functions of the state;
+* :mod:`.chains` — the torch backend's driver (warm-up, sampling, callbacks, interruption);
+* :mod:`.checkpoint` — the sampler's checkpoint file and the run's fingerprint;
+* :mod:`.pyro_backend` — Pyro's own kernels as the reference;
+* :mod:`.fit` — :func:`fit_nuts` and :func:`fit_hmc`.
+
 Empirical-Bayes (adaptive) priors are *frozen* by default: their hyperparameters are buffers
 and keep the values they have when sampling starts (set them with ``frozen=``); MCMC samples
 the weights given those hyperparameters.  Alternatively ``hyperpriors=`` gives the location or
