@@ -84,3 +84,46 @@ def test_resume_with_seed_none_continues_with_the_checkpoints_seed(tmp_path):
     resumed = fit_nuts(net, x, y, seed=None, checkpoint=path, resume=True, progress=False, **FAST)
     assert resumed.info["seed"] == first.info["seed"]
     assert torch.equal(first.samples["weights"], resumed.samples["weights"])
+
+
+# ---------------------------------------------------------------------- ChEES-HMC
+def test_chees_runs_in_lock_step_records_its_trajectory_and_resumes_bit_for_bit(tmp_path):
+    net, x, y = tiny()
+    kw = dict(num_samples=4, warmup=6, chains=4, kernel="chees", jit=False, progress=False, seed=2)
+    post = fit_nuts(net, x, y, **kw)
+    assert post.samples["weights"].shape == (4, 4, net.num_weights)
+    assert set(post.sample_stats) == {"accept_prob", "diverging", "num_steps", "energy", "step_size", "lp"}
+    assert post.info["trajectory_length"] > 0 and post.info["kernel"] == "chees"
+    path = tmp_path / "chees.ckpt"
+    stop = {"n": 0}
+
+    def interrupt(record):
+        stop["n"] += 1
+        if stop["n"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_nuts(net, x, y, checkpoint=path, checkpoint_every=1, callback=interrupt, handle_interrupt=False, **kw)
+    resumed = fit_nuts(net, x, y, checkpoint=path, resume=True, **kw)
+    assert torch.equal(post.samples["weights"], resumed.samples["weights"])
+    assert resumed.info["trajectory_length"] == post.info["trajectory_length"]
+
+
+@pytest.mark.parametrize("kwargs", [dict(chains=1), dict(backend="pyro"), dict(chain_method="sequential")])
+def test_chees_needs_vectorised_chains(kwargs):
+    net, x, y = tiny()
+    with pytest.raises(ValueError, match="chees"):
+        fit_nuts(net, x, y, kernel="chees", progress=False, **{"chains": 2, **kwargs})
+
+
+@pytest.mark.slow
+def test_chees_matches_closed_form_linear_regression():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_mcmc import check_gaussian_moments, linear_regression_problem
+
+    net, x, y, mean, cov = linear_regression_problem()
+    post = fit_nuts(net, x, y, num_samples=300, warmup=300, chains=64, kernel="chees", seed=3, progress=False)
+    check_gaussian_moments(post.samples["weights"].numpy(), mean, cov)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..interrupt import FitInterrupted
 from .adaptation import _Adapter
 from .compile import _make_kernels
+from .chees import ChEES
 from .tree import _BatchedHMC, _State
 
 def _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer=None, callback=None, stop=None):
@@ -80,12 +81,17 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                 sampler.find_step_size(state)  # as Pyro: the heuristic starts from step_size (default 1)
             adapter.reset_dual_averaging(state.step_size)
             calls_warm = sampler.calls
+            if settings["kernel"] == "chees":  # T starts at one step of the mean step size
+                sampler.chees = ChEES(float(state.step_size.mean()), 2 ** settings["max_tree_depth"])
         else:
             try:
                 start, state = int(saved["iteration"]), _State.from_state_dict(saved["state"], like)
                 adapter.load_state_dict(saved["adapter"], like)
                 gen.set_state(saved["generator"])
                 sampler.calls, calls_warm = int(saved["calls"]), int(saved["calls_warmup"])
+                if settings["kernel"] == "chees":
+                    sampler.chees = ChEES(1.0, 2 ** settings["max_tree_depth"])
+                    sampler.chees.load_state_dict(saved["chees"])
                 kept = saved["draws"]
                 if not (0 <= start <= total and state.zg.shape == (chains, 3, dim)
                         and kept.shape == (chains, max(0, start - warmup), dim)):
@@ -106,7 +112,8 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                     "generator": gen.get_state(), "calls": sampler.calls, "calls_warmup": calls_warm,
                     "draws": draws[:, :max(0, done - warmup)].clone(),
                     "stats": {k: torch.stack(v, 1) if v else like.new_empty(chains, 0) for k, v in rec.items()},
-                    "seconds": time.perf_counter() - t0, "seconds_warmup": t_warm, "mean_accept": mean_acc}
+                    "seconds": time.perf_counter() - t0, "seconds_warmup": t_warm, "mean_accept": mean_acc,
+                    **({"chees": sampler.chees.state_dict()} if sampler.chees is not None else {})}
 
         bar = tqdm(total=total, initial=start, desc=("Warmup" if start < warmup else "Sample") + label,
                    disable=not progress, dynamic_ncols=True)
@@ -120,10 +127,14 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
             eps = state.step_size
             st = sampler.transition(state)
             if it < warmup:
+                if sampler.chees is not None:
+                    sampler.chees.adapt()
                 # a new mass matrix restarts the step size (Stan, Pyro) unless it is held fixed
                 if adapter.step(it, state.z, st["accept_prob"], state) and settings["adapt_step_size"]:
                     sampler.find_step_size(state)
                     adapter.reset_dual_averaging(state.step_size)
+                    if sampler.chees is not None:
+                        sampler.chees.restart()
             else:
                 s = it - warmup
                 draws[:, s] = state.z
@@ -160,4 +171,6 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
              "compiled": compiled, "compile_fallback": reason, "seconds_compile": compile_s,
              "seconds_warmup": t_warm if warmup else 0.0, "seconds_sampling": t_total - (t_warm if warmup else 0.0),
              "leapfrog_calls_warmup": calls_warm, "leapfrog_calls_sampling": sampler.calls - calls_warm}
+    if sampler.chees is not None:
+        extra["trajectory_length"] = sampler.chees.trajectory_length
     return draws, stats, extra

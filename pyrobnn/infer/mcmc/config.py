@@ -10,7 +10,7 @@ from functools import partial
 from ...utils.validation import ArgumentTypeError, check_bool, check_int, check_number
 
 
-KERNELS = ("nuts", "hmc")
+KERNELS = ("nuts", "hmc", "chees")
 BACKENDS = ("torch", "pyro")
 CHAIN_METHODS = ("vectorized", "sequential", "parallel")
 #: deepest NUTS tree accepted: a tree of depth d takes up to 2^d − 1 leapfrog steps per draw
@@ -30,8 +30,9 @@ class NUTSConfig:
 
     ``num_samples`` kept draws and ``warmup`` adaptation iterations per chain; ``chains``;
     ``target_accept`` ∈ (0, 1), the dual-averaging target; ``max_tree_depth`` (a tree takes at
-    most 2^depth − 1 leapfrog steps); ``jit`` compiles the leapfrog step; ``kernel`` "nuts" or
-    "hmc"; ``step_size`` the initial step size (None: found by the doubling heuristic);
+    most 2^depth − 1 leapfrog steps; ChEES trajectories at most 2^depth); ``jit`` compiles the
+    leapfrog step; ``kernel`` "nuts", "hmc" or "chees" (ChEES-HMC, :mod:`.chees`: many chains
+    in lock step with a shared adapted trajectory length); ``step_size`` the initial step size (None: found by the doubling heuristic);
     ``num_steps`` HMC's leapfrog steps (None: a trajectory length of 2π);
     ``adapt_step_size`` / ``adapt_mass_matrix``; ``init`` "model", "median" (or, to
     fit_nuts, a dict of site values); ``backend`` "torch" | "pyro" (None: torch for a BNN);

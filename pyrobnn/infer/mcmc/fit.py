@@ -65,7 +65,9 @@ def fit_nuts(
     draws.  NUTS: the multinomial no-U-turn sampler (Hoffman & Gelman 2014; Betancourt 2017)
     with trees of at most 2^``max_tree_depth`` − 1 leapfrog steps.  ``kernel="hmc"``: static
     HMC (Neal 2011) with ``num_steps`` leapfrog steps (default: a trajectory length of 2π,
-    as Pyro).  ``step_size`` is the initial step size (found by the doubling heuristic when
+    as Pyro).  ``kernel="chees"``: ChEES-HMC (Hoffman, Radul & Sountsov 2021; many
+    chains in lock step, one trajectory length adapted during warm-up, see
+    :mod:`pyrobnn.infer.mcmc.chees`; ``info["trajectory_length"]`` records it).  ``step_size`` is the initial step size (found by the doubling heuristic when
     None).
 
     ``backend``: "torch" (all chains vectorised, the default for a BNN) or "pyro" (Pyro's
@@ -159,6 +161,10 @@ def fit_nuts(
     if backend == "torch" and chain_method == "parallel":
         raise ValueError("chain_method='parallel' runs Pyro's worker processes: use backend='pyro' "
                          "(the torch backend vectorises chains: chain_method='vectorized')")
+    if kernel == "chees" and (backend != "torch" or chain_method != "vectorized" or chains < 2):
+        raise ValueError(f"kernel='chees' adapts one trajectory length across chains in lock step: it needs "
+                         f"backend='torch', chain_method='vectorized' and chains >= 2 (got backend={backend!r}, "
+                         f"chain_method={chain_method!r}, chains={chains})")
     if backend == "pyro" and chain_method == "vectorized":
         raise ValueError("chain_method='vectorized' needs backend='torch'")
     _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend)

@@ -157,13 +157,23 @@ def hmc_transition(sampler, state, num_steps=None, trajectory_length=2 * math.pi
     """Static HMC (Neal 2011, section 5.3.2): L leapfrog steps (``num_steps``, or
     ⌈trajectory_length / ε⌉ per chain), then a Metropolis test accepting the end point with
     probability min(1, exp(H_0 − H_L)).  Chains with fewer steps stop where they are."""
-    inv_mass = state.inv_mass
-    x, r = with_momentum(sampler, state)
-    h0 = state.u + kinetic(r, inv_mass)
     if num_steps is not None:
         steps = torch.full_like(state.u, num_steps, dtype=torch.long)
     else:
         steps = torch.ceil(trajectory_length / state.step_size).long().clamp_min(1)
+    out = hmc_move(sampler, state, steps)
+    out.pop("proposal")
+    return out
+
+
+def hmc_move(sampler, state, steps) -> dict:
+    """``steps`` (C,) leapfrog steps of every chain from a fresh momentum, then the Metropolis
+    test; updates ``state``.  Besides the statistics, returns ``proposal``: the start position,
+    the end point (position, momentum) before the test and the acceptance probability."""
+    inv_mass = state.inv_mass
+    z0 = state.z
+    x, r = with_momentum(sampler, state)
+    h0 = state.u + kinetic(r, inv_mass)
     n_max = int(steps.max())
     step = state.step_size[:, None]
     u = state.u
@@ -182,7 +192,7 @@ def hmc_transition(sampler, state, num_steps=None, trajectory_length=2 * math.pi
     state.u = torch.where(accept, u, state.u)
     energy = torch.where(accept, h1, h0)
     return {"accept_prob": accept_prob, "diverging": ~(delta <= MAX_ENERGY_ERROR), "num_steps": steps,
-            "energy": energy}
+            "energy": energy, "proposal": (z0, x[:, 0], x[:, 1], accept_prob)}
 
 
 def nuts_transition(sampler, state, max_tree_depth=10) -> dict:
@@ -263,6 +273,7 @@ class _BatchedHMC:
         self.kernel, self.max_tree_depth = kernel, max_tree_depth
         self.calls = 0
         self.num_steps, self.trajectory_length = num_steps, trajectory_length
+        self.chees = None  # the ChEES trajectory-length adapter (kernel "chees")
 
     def rand(self, shape, like):
         return torch.rand(shape, generator=self.gen, dtype=like.dtype, device=like.device)
@@ -276,6 +287,8 @@ class _BatchedHMC:
         find_step_size(self, state)
 
     def transition(self, state) -> dict:
+        if self.kernel == "chees":
+            return self.chees.transition(self, state)
         if self.kernel == "hmc":
             return hmc_transition(self, state, self.num_steps, self.trajectory_length)
         return nuts_transition(self, state, self.max_tree_depth)
