@@ -47,25 +47,34 @@ def main(argv=None):
     cases = load_cases()
     t0 = time.perf_counter()
 
-    def progress(r):
-        if r % 20 == 0:
-            print(f"  {r} replications, {time.perf_counter() - t0:.0f} s", flush=True)
+    def summary(ranks, num_draws):
+        res = cases.uniformity(ranks, num_draws)
+        return {"settings": vars(args), "parameters": ["weight 0", "weight 1", "bias"],
+                "replications_done": int(ranks.shape[0]), "counts": res["counts"].tolist(),
+                "chi2": res["chi2"].tolist(), "p_value": res["p_value"].tolist(), "df": res["df"],
+                "num_draws": num_draws, "level": res["level"], "level_per_parameter": res["level_per_parameter"],
+                "calibrated": bool((res["p_value"] > res["level_per_parameter"]).all()),
+                "seconds": time.perf_counter() - t0, "ranks": ranks.tolist()}
+
+    def save(out):
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(out, indent=1)))
+
+    def progress(ranks, num_draws):  # the partial result is saved as it grows
+        if len(ranks) % 10 == 0:
+            save(summary(ranks, num_draws))
+            print(f"  {len(ranks)} replications, {time.perf_counter() - t0:.0f} s", flush=True)
 
     ranks, num_draws = cases.nuts_sbc_ranks(args.replications, args.warmup, args.samples, args.thin, args.seed,
                                             progress)
+    out = summary(ranks, num_draws)
     res = cases.uniformity(ranks, num_draws)
-    calibrated = bool((res["p_value"] > res["level_per_parameter"]).all())
-    out = {"settings": vars(args), "parameters": ["weight 0", "weight 1", "bias"],
-           "counts": res["counts"].tolist(), "chi2": res["chi2"].tolist(), "p_value": res["p_value"].tolist(),
-           "df": res["df"], "num_draws": num_draws, "level": res["level"],
-           "level_per_parameter": res["level_per_parameter"], "calibrated": calibrated,
-           "seconds": time.perf_counter() - t0, "ranks": ranks.tolist()}
+    calibrated = out["calibrated"]
     print(f"SBC: {args.replications} replications, L = {num_draws} draws, {res['df'] + 1} bins")
     for j, name in enumerate(out["parameters"]):
         print(f"  {name}: counts {out['counts'][j]}  chi2 {out['chi2'][j]:.2f}  p {out['p_value'][j]:.3f}")
     print(f"uniform at family-wise level {res['level']} (per parameter {res['level_per_parameter']:.4f}): "
           f"{calibrated}")
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(out, indent=1)))
+    save(out)
     print(f"written {args.out}")
     return out
 

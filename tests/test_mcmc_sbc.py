@@ -79,7 +79,7 @@ def nuts_sbc_ranks(replications, warmup=60, samples=100, thin=1, seed=0, progres
         draws = post.samples["weights"][0, thin - 1::thin][:num_draws].numpy()
         ranks.append(rank_of_truth(draws, theta.numpy()))
         if progress is not None:
-            progress(r + 1)
+            progress(np.stack(ranks), num_draws)
     return np.stack(ranks), num_draws
 
 
