@@ -68,7 +68,8 @@ DEFAULT_MODEL = {
               "layers": [{"linear": [1, 20]}, "tanh", {"linear": [20, 1]}]},
     "prior": {"family": "normal", "loc": 0.0, "scale": 1.0},
     "likelihood": {"family": "gaussian", "noise": "fixed", "scale": 0.06},
-    "data": {"source": "toy", "n_train": 100, "n_test": 200, "noise": 0.02, "seed": 0, "standardize_x": True},
+    "data": {"source": "toy", "n_train": 100, "n_test": 200, "n_heldout": 200, "noise": 0.02, "seed": 0,
+             "standardize_x": True},
 }
 #: The built-in default inference spec (``inference/svi_meanfield.toml``).
 DEFAULT_INFERENCE = {
