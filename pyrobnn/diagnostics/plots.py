@@ -78,16 +78,20 @@ def _band(ax, tree, color, label_prefix="", show_points=True):
     ax.fill_between(xs, lo90, hi90, color=color, alpha=0.18, lw=0, label=f"{label_prefix}90% interval")
     ax.fill_between(xs, lo50, hi50, color=color, alpha=0.35, lw=0, label=f"{label_prefix}50% interval")
     ax.plot(xs, pred["mean"].values[order], color=color, lw=2, label=f"{label_prefix}predictive mean")
-    if not show_points:
-        return
+    if show_points:
+        _data_points(ax, tree)
+
+
+def _data_points(ax, tree):
+    """The training points (black) and the held-out points (red crosses) of a 1-D regression."""
     if tree.attrs.get("in_sample") == "train" and _has(tree, "observed_data"):
         xt = _x1d(tree, "constant_data")
         if xt is not None:
             ax.scatter(xt, _ds(tree, "observed_data")["obs"].values, s=14, color="black", zorder=5,
                        label="training data")
     if _has(tree, "predictions_observed_data"):
-        ax.scatter(x, _ds(tree, "predictions_observed_data")["obs"].values, s=8, color="tab:red", alpha=0.5,
-                   marker="x", zorder=4, label="held-out data")
+        ax.scatter(_x1d(tree, "predictions_constant_data"), _ds(tree, "predictions_observed_data")["obs"].values,
+                   s=8, color="tab:red", alpha=0.5, marker="x", zorder=4, label="held-out data")
 
 
 def _function_draws(ax, tree, color, n: int = 20):
@@ -138,12 +142,7 @@ def plot_bands_overlay(trees: dict, path) -> Path | None:
         ax.plot(x[o], q.sel(quantile=0.05).values[o], color=c, lw=0.8, ls="--")
         ax.plot(x[o], q.sel(quantile=0.95).values[o], color=c, lw=0.8, ls="--")
         ax.plot(x[o], pred["mean"].values[o], color=c, lw=2, label=f"{name}: mean")
-    first = next(iter(trees.values()))
-    if first.attrs.get("in_sample") == "train" and _has(first, "observed_data"):
-        xt = _x1d(first, "constant_data")
-        if xt is not None:
-            ax.scatter(xt, _ds(first, "observed_data")["obs"].values, s=12, color="black", zorder=5,
-                       label="training data")
+    _data_points(ax, next(iter(trees.values())))
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title("Posterior predictive, overlaid")

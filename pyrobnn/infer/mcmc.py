@@ -49,7 +49,9 @@ weights (a hierarchical BNN, as in Neal 1996): each becomes a latent site ``hype
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -421,10 +423,34 @@ def _lift_constants(gm) -> list:
     return consts
 
 
+def _bar_wanted(progress: bool) -> bool:
+    """Pyro's own progress bar only where ours would show: asked for, and stderr a terminal."""
+    return bool(progress) and sys.stderr.isatty()
+
+
+class _NoCudaRuntimeLine(logging.Filter):
+    """Drops the one line ``torch.utils.cpp_extension`` logs on import when PyTorch was built for
+    CUDA but the machine has no CUDA runtime ("No CUDA runtime is found, using CUDA_HOME=...").
+    TorchInductor imports that module to compile CPU kernels too, where CUDA plays no part, so
+    the line tells a CPU user nothing they can act on.  Every other record of that logger passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+def _quiet_cpp_extension_import() -> None:
+    """Install :class:`_NoCudaRuntimeLine` on the ``torch.utils.cpp_extension`` logger (once)
+    before TorchInductor is imported."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaRuntimeLine) for f in log.filters):
+        log.addFilter(_NoCudaRuntimeLine())
+
+
 def _compile_direct(fn: Callable, example_args: tuple) -> Callable:
     """Compile straight to Inductor's generated code, skipping the AOT-autograd and dispatch
     wrappers around it (about a quarter of the cost of one small leapfrog step).  Relies on
     Inductor internals; the result is checked against the traced graph once."""
+    _quiet_cpp_extension_import()
     from torch._inductor.compile_fx import compile_fx_inner
     from torch._inductor.decomposition import select_decomp_table
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -447,6 +473,7 @@ def _compile_direct(fn: Callable, example_args: tuple) -> Callable:
 def _compile(fn: Callable, example_args: tuple) -> Callable:
     """Trace ``fn`` to an ATen graph once (``make_fx``, small matrix products decomposed) and
     compile it with TorchInductor.  Shapes are fixed to those of ``example_args``."""
+    _quiet_cpp_extension_import()
     import torch._inductor
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -1310,7 +1337,7 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                     "seconds": time.perf_counter() - t0, "seconds_warmup": t_warm, "mean_accept": mean_acc}
 
         bar = tqdm(total=total, initial=start, desc=("Warmup" if start < warmup else "Sample") + label,
-                   disable=not progress, dynamic_ncols=True)
+                   disable=None if progress else True, dynamic_ncols=True)
         t0 = time.perf_counter() - elapsed  # time spent before a resume counts, the interruption does not
         for it in range(start, total):
             if it == warmup:
@@ -1494,7 +1521,7 @@ def _run_pyro(model, x, y, potential, z0, settings, seed, progress):
 
         init = {"z": z0[c]} if is_bnn else {s.name: z0[c, s.start:s.stop].reshape(s.ushape) for s in potential.sites}
         mcmc = MCMC(kern, num_samples=settings["num_samples"], warmup_steps=settings["warmup"], num_chains=1,
-                    initial_params=init, hook_fn=hook, disable_progbar=not progress)
+                    initial_params=init, hook_fn=hook, disable_progbar=not _bar_wanted(progress))
         t0 = time.perf_counter()
         with pyro.validation_enabled(False):
             mcmc.run(x, y) if not is_bnn else mcmc.run()
@@ -1534,7 +1561,7 @@ def _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress, Ker
     kern = Kernel(model, jit_compile=settings["jit"], ignore_jit_warnings=True, **kw)
     init = {s.name: z0[:, s.start:s.stop].reshape(chains, *s.ushape) for s in potential.sites}
     mcmc = MCMC(kern, num_samples=settings["num_samples"], warmup_steps=settings["warmup"], num_chains=chains,
-                initial_params=init, disable_progbar=not progress, mp_context="spawn")
+                initial_params=init, disable_progbar=not _bar_wanted(progress), mp_context="spawn")
     t0 = time.perf_counter()
     mcmc.run(x, y)
     t = time.perf_counter() - t0
