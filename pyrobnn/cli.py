@@ -68,7 +68,8 @@ DEFAULT_MODEL = {
               "layers": [{"linear": [1, 20]}, "tanh", {"linear": [20, 1]}]},
     "prior": {"family": "normal", "loc": 0.0, "scale": 1.0},
     "likelihood": {"family": "gaussian", "noise": "fixed", "scale": 0.06},
-    "data": {"source": "toy", "n_train": 100, "n_test": 200, "noise": 0.02, "seed": 0, "standardize_x": True},
+    "data": {"source": "toy", "n_train": 100, "n_test": 200, "n_heldout": 200, "noise": 0.02, "seed": 0,
+             "standardize_x": True},
 }
 #: The built-in default inference spec (``inference/svi_meanfield.toml``).
 DEFAULT_INFERENCE = {
@@ -379,10 +380,20 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
                            num_samples=_export_draws(post, data), store=export)
         report(tree, tmp)
         tree.close()
+        _say_verdict(args.quiet, tmp / "metrics.json")
         export.unlink()
     shutil.rmtree(partial)
     print(f"report: {out / 'index.html'}")
     return 0
+
+
+def _say_verdict(quiet: bool, metrics_json: Path) -> None:
+    """The report's verdict, in a few lines on stderr."""
+    verdict = json.loads(metrics_json.read_text(encoding="utf-8")).get("verdict") or {}
+    if verdict:
+        _say(quiet, f"pyrobnn fit: {verdict['headline']}")
+        for line in verdict["lines"]:
+            _say(quiet, f"  [{line['status']}] {line['text']}")
 
 
 def _finished(out: Path, mspec, ispec) -> bool:
@@ -619,8 +630,11 @@ def cmd_compare(args) -> int:
         trees[name] = load_tree(p)
         names.append(name)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    res = compare(trees, out)
+    if args.reference is not None and args.reference not in trees:
+        raise UsageError(f"--reference {args.reference!r}: not one of the runs {', '.join(trees)}")
+    res = compare(trees, out, reference=args.reference)
     if not args.quiet:
+        print("\n".join(res.verdict))
         print(res.metrics.to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"report: {res.path}")
     return 0
@@ -674,9 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     c = sub.add_parser("compare", help="compare several runs side by side",
-                       description="ELPD table (PSIS-LOO), held-out metrics, weight marginals and predictive "
-                                   "bands of several runs in one HTML page.")
+                       description="Several runs compared in function space, in one HTML page: a verdict "
+                                   "sentence per run, predictive bands with the training and held-out points, "
+                                   "held-out metrics with standard errors (in distribution and away from the data), "
+                                   "the held-out ELPD difference, epistemic variance ratios and cost per effective "
+                                   "draw, against a reference run (the first NUTS/HMC run unless --reference).")
     c.add_argument("runs", nargs="+", help="run directories (or .nc files), at least two")
+    c.add_argument("--reference", help="name of the run the others are measured against (its directory name)")
     c.add_argument("--out", help="output directory (default: runs/compare-<timestamp>)")
     c.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     c.set_defaults(func=cmd_compare)

@@ -14,9 +14,10 @@ import pytest
 import torch
 import xarray as xr
 
+from pyrobnn import data as pb_data
 from pyrobnn.cli import DEFAULT_INFERENCE, DEFAULT_MODEL, main
 
-SMALL_DATA = ["--set", "data.n_train=30", "--set", "data.n_test=40"]
+SMALL_DATA = ["--set", "data.n_train=30", "--set", "data.n_test=40", "--set", "data.n_heldout=20"]
 FAST_SVI = ["--set", "svi.epochs=3", *SMALL_DATA]
 # a NUTS run of a few seconds: a 1-5-1 net, wide noise, short chains and shallow trees
 FAST_NUTS = ["--set", 'model.layers=[{linear=[1,5]},"tanh",{linear=[5,1]}]', "--set", "likelihood.scale=0.3",
@@ -139,7 +140,8 @@ def test_fit_writes_a_report(svi_run, workdir):
     for name in ("index.html", "metrics.json", "posterior.nc", "predictive_band.png", "model.pt"):
         assert (svi_run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
     m = json.loads((svi_run / "metrics.json").read_text())
-    assert m["method"] == "svi" and m["n_train"] == 30 and m["n_eval"] == 40
+    n_eval = pb_data.toy_curve(n_train=30, n_test=40, n_heldout=20).n_test  # the grid away from the data + 20
+    assert m["method"] == "svi" and m["n_train"] == 30 and m["n_eval"] == n_eval and n_eval > 20
     tree = xr.open_datatree(svi_run / "posterior.nc")
     assert tree["svi"].sizes["epoch"] == 3
     assert "epochs = 3" in tree.attrs["inference_spec"]
@@ -225,7 +227,7 @@ def test_nuts_fit_and_compare(svi_run, workdir, capsys):
     # every stored draw is exported (thinning would lower the ESS the report shows)
     tree = xr.open_datatree(nuts_dir / "posterior.nc")
     assert tree["posterior"].sizes["chain"] == 2 and tree["posterior"].sizes["draw"] == 30
-    assert tree["predictions"]["mu"].shape == (2, 30, 40)
+    assert tree["predictions"]["mu"].shape == (2, 30, int(tree.attrs["n_eval"]))
     # predict from stored draws
     x_csv = workdir / "x_nuts.csv"
     np.savetxt(x_csv, np.linspace(0, 0.5, 7)[:, None], delimiter=",")
@@ -238,11 +240,12 @@ def test_nuts_fit_and_compare(svi_run, workdir, capsys):
     code, stdout, _ = _run(["compare", str(svi_run), str(nuts_dir), "--out", str(out)], capsys)
     assert code == 0 and stdout.strip().endswith(f"report: {out / 'index.html'}")
     html = (out / "index.html").read_text()
-    assert "Held-out predictive metrics" in html and "nuts_run" in html
+    assert "Held-out predictive performance" in html and "nuts_run" in html
+    assert stdout.startswith(f"{svi_run.name}'s held-out log predictive density in distribution")
     payload = json.loads((out / "compare.json").read_text())
     assert set(payload["fits"]) == {svi_run.name, "nuts_run"}
     assert set(payload["elpd"]) == {svi_run.name, "nuts_run"} and "elpd_diff" in html
-    assert "largest function-space R-hat" in html and "90% interval width outside / inside" in html
+    assert "largest function-space R-hat" in html and "Epistemic variance relative to nuts_run" in html
 
 
 def test_export_draws_keeps_every_mcmc_draw_within_the_size_bound():

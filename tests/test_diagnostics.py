@@ -531,15 +531,80 @@ def test_report_classification_has_calibration(tmp_path):
 
 def test_compare_svi_and_mcmc(svi_tree, mcmc_tree, tmp_path):
     res = compare({"svi": svi_tree, "nuts": mcmc_tree}, tmp_path / "cmp")
+    assert res.reference == "nuts"  # the MCMC fit is the reference by default
     assert res.elpd is not None and set(res.elpd.index) == {"svi", "nuts"}
-    assert list(res.metrics.columns) == ["svi", "nuts"] and "RMSE" in res.metrics.index
+    assert list(res.metrics.columns) == ["svi", "nuts"]
+    regions = set(res.heldout.index.get_level_values("region"))
+    assert regions == {"in distribution", "away from the data", "all"}  # test grid reaches past the data
+    assert ("in distribution", "RMSE") in res.heldout.index
+    assert set(res.epistemic_ratio["svi"]) == {"near", "away", "all"}
+    assert res.verdict[0].startswith("svi's held-out log predictive density in distribution ")
+    assert "% of nuts's near the data" in res.verdict[0]
     files = _files(tmp_path / "cmp")
-    assert {"index.html", "compare.json", "forest.png", "bands.png"} <= files
+    assert {"index.html", "compare.json", "bands.png"} <= files and "forest.png" not in files
     html = (tmp_path / "cmp" / "index.html").read_text()
-    assert "elpd_diff" in html and "forest.png" in html
+    assert "elpd_diff" in html and "Held-out ELPD difference against nuts" in html
+    assert html.index("Verdict") < html.index("Held-out predictive performance")
+    payload = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert payload["verdict"] == res.verdict and payload["reference"] == "nuts"
     assert compare({"a": svi_tree, "b": svi_tree}).path is None  # no out_dir: nothing written
     with pytest.raises(ValueError, match="at least two"):
         compare({"svi": svi_tree})
+    with pytest.raises(ValueError, match="reference='x'"):
+        compare({"a": svi_tree, "b": svi_tree}, reference="x")
+
+
+def test_compare_numbers_against_hand_computation(svi_tree, mcmc_tree):
+    """Every held-out number with its SE, the paired ELPD difference and the epistemic ratios,
+    recomputed here from the trees' pointwise values with plain numpy."""
+    res = compare({"svi": svi_tree, "nuts": mcmc_tree})
+    y = svi_tree["predictions_observed_data"]["obs"].values
+    x = svi_tree["predictions_constant_data"]["x"].values[:, 0]
+    xt = svi_tree["constant_data"]["x"].values[:, 0]
+    inside = (x >= xt.min()) & (x <= xt.max())
+    p_s, p_n = svi_tree["predictions"].to_dataset(), mcmc_tree["predictions"].to_dataset()
+    m, n = inside, inside.sum()
+    # NLL: mean of −lpd, SE = sd/√n
+    nll = -p_s["lpd"].values[m]
+    cell = res.heldout.loc[("in distribution", "NLL (mean −log predictive density)")]
+    assert cell[("svi", "value")] == pytest.approx(nll.mean()) and cell[("svi", "se")] == pytest.approx(
+        np.sqrt(np.sum((nll - nll.mean()) ** 2) / (n - 1)) / np.sqrt(n))
+    # RMSE and its delta-method SE
+    e2 = (y[m] - p_s["mean"].values[m]) ** 2
+    r = np.sqrt(e2.mean())
+    cell = res.heldout.loc[("in distribution", "RMSE")]
+    assert cell[("svi", "value")] == pytest.approx(r)
+    assert cell[("svi", "se")] == pytest.approx(e2.std(ddof=1) / np.sqrt(n) / (2 * r))
+    # coverage: binomial SE
+    lo, hi = p_n["quantiles"].sel(quantile=0.05).values, p_n["quantiles"].sel(quantile=0.95).values
+    hits = [(lo[i] <= y[i] <= hi[i]) for i in range(len(y)) if not inside[i]]
+    c = sum(hits) / len(hits)
+    cell = res.heldout.loc[("away from the data", "coverage of central 90% intervals")]
+    assert cell[("nuts", "value")] == pytest.approx(c) and cell[("nuts", "se")] == pytest.approx(
+        (c * (1 - c) / len(hits)) ** 0.5)
+    # paired ELPD difference: Σ(a − b), SE = √n · sd(a − b)
+    d = p_s["lpd"].values[m] - p_n["lpd"].values[m]
+    row = res.elpd_heldout.loc[("svi", "in distribution")]
+    assert row["elpd difference"] == pytest.approx(d.sum())
+    assert row["SE"] == pytest.approx(np.sqrt(n) * np.sqrt(np.sum((d - d.mean()) ** 2) / (n - 1)))
+    # epistemic variance ratios
+    e_s, e_n = p_s["epistemic_var"].values, p_n["epistemic_var"].values
+    assert res.epistemic_ratio["svi"]["near"] == pytest.approx(e_s[m].mean() / e_n[m].mean())
+    assert res.epistemic_ratio["svi"]["away"] == pytest.approx(e_s[~m].mean() / e_n[~m].mean())
+    # cost: MCMC over its smallest function-space bulk ESS, SVI over its independent draws
+    assert res.cost.loc["seconds per effective draw", "svi"] == pytest.approx(
+        float(svi_tree.attrs["fit_seconds"]) / int(svi_tree.attrs["num_draws"]))
+
+
+def test_standard_error_formulas_small_cases():
+    from pyrobnn.diagnostics.compare import elpd_difference, proportion_and_se, rmse_and_se
+
+    # y − mean = (1, −1, 3): e² = (1, 1, 9), MSE = 11/3, sd(e²) = √(64/3), SE(MSE) = sd/√3
+    r, se = rmse_and_se([1.0, 0.0, 3.0], [0.0, 1.0, 0.0])
+    assert r == pytest.approx(np.sqrt(11 / 3)) and se == pytest.approx((np.sqrt(64 / 3) / np.sqrt(3)) / (2 * r))
+    assert proportion_and_se([1, 1, 1, 0]) == pytest.approx((0.75, np.sqrt(0.75 * 0.25 / 4)))
+    # differences (1, 2, 3): sum 6, sd 1, SE = √3
+    assert elpd_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]) == pytest.approx((6.0, np.sqrt(3)))
 
 
 def test_large_inputs_are_not_stored(svi_fit, monkeypatch):
@@ -562,3 +627,45 @@ def test_export_and_report_on_cuda(tmp_path):
     assert t["log_likelihood"]["obs"].shape == (1, 20, d.n_train) and "log_p" in t["sample_stats"]
     report(t, tmp_path)
     assert (tmp_path / "index.html").exists()
+
+
+# =========================================================================== verdict
+def test_verdict_calibration_follows_in_distribution_coverage(svi_tree):
+    from pyrobnn.diagnostics.report import COVERAGE_90_RANGE, verdict
+
+    pm, dg = predictive_metrics(svi_tree), diagnose(svi_tree)
+    assert pm["n_in_range"] + (pm["n"] - pm["n_in_range"]) == pm["n"] and 0 < pm["n_in_range"] < pm["n"]
+    v = verdict(svi_tree, pm, dg)
+    lo, hi = COVERAGE_90_RANGE
+    assert v.calibrated == (lo <= pm["coverage_90_in_range"] <= hi)
+    problem_lines = [t for s, t in v.lines if s == "problem"]
+    assert all(p in problem_lines for p in v.problems if p not in dg.warnings)
+    # the same tree with an over-confident and an under-confident coverage in distribution
+    for cov, word in ((0.5, "over-confident"), (0.995, "under-confident")):
+        bad = verdict(svi_tree, {**pm, "coverage_90_in_range": cov}, dg)
+        assert bad.calibrated is False and any(word in p for p in bad.problems)
+        assert bad.headline.startswith("Not ready to use")
+    # away from the data is reported apart, with the widening of the intervals
+    away = [t for _, t in v.lines if t.startswith("Away from the data")]
+    assert len(away) == 1 and f"{pm['width_90_ratio']:.2g}×" in away[0]
+
+
+def test_verdict_mcmc_not_converged(svi_fit):
+    from pyrobnn.diagnostics.report import verdict
+
+    _, d = svi_fit
+    t = to_datatree(_mcmc_posterior(svi_fit, offset=0.5), dataset=d)
+    v = verdict(t)
+    assert v.converged is False and v.lines[0][0] == "problem" and v.problems
+
+
+def test_report_leads_with_verdict(svi_tree, tmp_path):
+    report(svi_tree, tmp_path, write_tree=False)
+    html = (tmp_path / "index.html").read_text()
+    order = [html.index(h) for h in ("<h2>Verdict</h2>", "<h2>Held-out predictive performance</h2>",
+                                     "<h2>Problems and cautions</h2>", "<h2>Diagnostics</h2>", "<h2>Fit</h2>")]
+    assert order == sorted(order)
+    assert "model spec <b>toy</b>" in html and "In distribution" in html and "Away from the data" in html
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["verdict"]["lines"] and m["verdict"]["problems"] == m["warnings"] + [
+        p for p in m["verdict"]["problems"] if p.startswith("Not calibrated")]

@@ -66,7 +66,7 @@ def test_small_toy_nuts_converges_in_function_space(request):
     if not _cxx_available() and not (request.config.getoption("--runslow") or os.environ.get("PYROBNN_RUNSLOW") == "1"):
         pytest.skip("no C++ compiler for the compiled sampler; run with --runslow")
     tree, _, _ = _nuts_tree(['model.layers=[{linear=[1,5]},"tanh",{linear=[5,1]}]', "likelihood.scale=0.1",
-                             "data.n_train=40", "data.n_test=50"],
+                             "data.n_train=40", "data.n_test=50", "data.n_heldout=0"],
                             ["nuts.warmup=200", "nuts.num_samples=200", "nuts.max_tree_depth=8"])
     fs = function_space_convergence(tree)
     rhat, ess = fs["rhat"].values, fs["ess_bulk"].values
@@ -82,7 +82,7 @@ def test_toy_nuts_converges_in_function_space():
     version.  inference/nuts.toml (4 chains, 500 warmup + 500 draws) on models/toy_regression.toml:
     at every point of the 200-point test grid over [-0.2, 1.2] the predictive mean has R-hat
     <= 1.01 and bulk ESS >= 400 (100 per chain), as the report computes them."""
-    tree, d, kw = _nuts_tree()
+    tree, d, kw = _nuts_tree(["data.n_heldout=0"])  # the plain 200-point grid
     assert kw["chains"] == 4
     grid = tree["predictions_constant_data"]["x"].values[:, 0] * float(d.x_std) + float(d.x_mean)
     np.testing.assert_allclose(grid, np.linspace(-0.2, 1.2, 200), atol=1e-5)

@@ -34,6 +34,7 @@ def toy_curve(
     test_range: tuple[float, float] = (-0.2, 1.2),
     seed: int = 0,
     standardize_x: bool = False,
+    n_heldout: int = 0,
 ) -> Dataset:
     """Toy regression data of Blundell et al. (2015), "Weight Uncertainty in Neural Networks".
 
@@ -43,7 +44,14 @@ def toy_curve(
     ``numpy.linspace(*test_range, n_test)``; targets are :func:`toy_function(x, eps)`.
     The test grid extends beyond the training interval to show in-between/out-of-range
     uncertainty.  ``x`` has shape ``(N, 1)``, ``y`` shape ``(N,)``; nothing is standardised.
-    ``n_test=0`` gives no test split.  With ``standardize_x=True`` the inputs (train and
+    ``n_test=0`` gives no test split.
+
+    ``n_heldout > 0`` makes the test split answer two questions apart: inside ``x_range`` the
+    grid is replaced by ``n_heldout`` held-out points drawn like the training data
+    (``x_held = rng.uniform(*x_range, n_heldout)``, then their noise, both drawn after the
+    grid's noise), so calibration measured there is calibration on the data's distribution;
+    the grid points outside ``x_range`` remain and show the behaviour away from the data.
+    The test split is then sorted by ``x``.  With ``standardize_x=True`` the inputs (train and
     test) are standardised with the training statistics, kept in ``x_mean``/``x_std`` —
     the training interval then spans about ±1.7 and the test grid about [−3, 6.6], which lets
     a network with unit-scale priors follow the curve's wiggles.
@@ -52,6 +60,10 @@ def toy_curve(
         raise DataError(None, f"n_train={n_train!r} is not valid; expected a positive integer")
     if int(n_test) != n_test or n_test < 0:
         raise DataError(None, f"n_test={n_test!r} is not valid; expected a non-negative integer")
+    if int(n_heldout) != n_heldout or n_heldout < 0:
+        raise DataError(None, f"n_heldout={n_heldout!r} is not valid; expected a non-negative integer")
+    if n_heldout and not n_test:
+        raise DataError(None, f"n_heldout={n_heldout!r} needs a test grid; expected n_test > 0")
     if noise < 0:
         raise DataError(None, f"noise={noise!r} is not valid; expected a standard deviation >= 0")
     for arg, (lo, hi) in (("x_range", x_range), ("test_range", test_range)):
@@ -65,9 +77,17 @@ def toy_curve(
     if n_test:
         x_test = np.linspace(test_range[0], test_range[1], int(n_test))
         y_test = toy_function(x_test, rng.normal(0.0, noise, int(n_test)))
+        if n_heldout:
+            x_held = rng.uniform(x_range[0], x_range[1], int(n_heldout))
+            y_held = toy_function(x_held, rng.normal(0.0, noise, int(n_heldout)))
+            away = (x_test < x_range[0]) | (x_test > x_range[1])
+            x_test, y_test = np.concatenate([x_test[away], x_held]), np.concatenate([y_test[away], y_held])
+            order = np.argsort(x_test, kind="stable")
+            x_test, y_test = x_test[order], y_test[order]
         x_test = x_test[:, None]
     return make_dataset(
         "toy_curve", "regression", x[:, None], y, x_test, y_test,
         standardize_x=bool(standardize_x), feature_names=["x"],
-        meta={"noise": noise, "x_range": tuple(x_range), "test_range": tuple(test_range), "seed": seed},
+        meta={"noise": noise, "x_range": tuple(x_range), "test_range": tuple(test_range), "seed": seed,
+              "n_heldout": int(n_heldout)},
     )

@@ -20,7 +20,12 @@ table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 th { background: #f5f5f5; }
 td.l, th.l { text-align: left; }
-.warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: .5em 1em; margin: .4em 0; }
+h3 { font-size: 1.05em; margin: 1.2em 0 .2em; }
+.warn { background: #fdecea; border-left: 4px solid #d93025; padding: .5em 1em; margin: .4em 0; }
+.caution { background: #fff4e5; border-left: 4px solid #f0a020; padding: .5em 1em; margin: .4em 0; }
+.info { background: #eef3fb; border-left: 4px solid #4a7fd4; padding: .5em 1em; margin: .4em 0; }
+.headline { font-size: 1.15em; font-weight: 600; margin: .4em 0; }
+.sub { color: #444; margin-top: -.6em; }
 .ok { background: #eef8ee; border-left: 4px solid #3a3; padding: .5em 1em; margin: .4em 0; }
 .note { color: #555; font-size: .92em; margin: .3em 0; }
 figure { margin: 1em 0; }

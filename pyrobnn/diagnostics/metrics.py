@@ -210,6 +210,12 @@ def _in_training_range(tree) -> np.ndarray | None:
     return inside if inside.any() and not inside.all() else None
 
 
+def _mean_se(values) -> float:
+    """Standard error of a mean of ``n`` values, ``sd(values, ddof=1) / sqrt(n)`` (NaN for n < 2)."""
+    v = np.asarray(values, dtype=float)
+    return float(np.std(v, ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
 def predictive_metrics(tree, n_bins: int = 10) -> dict:
     """Held-out predictive metrics from the tree's ``predictions`` group and
     ``predictions_observed_data``; empty if the tree has no evaluation targets.
@@ -217,9 +223,12 @@ def predictive_metrics(tree, n_bins: int = 10) -> dict:
     Regression: ``rmse``, ``nll``, ``coverage_50``, ``coverage_90`` (and ``rmse_original``,
     ``nll_original`` in the original target units when the tree records ``y_std``); for a 1-D
     input with the training inputs in the tree and evaluation points both inside and outside
-    their range also ``coverage_90_in_range``, ``width_90_in_range``, ``width_90_out_of_range``
-    and ``width_90_ratio`` (outside / inside: how much the 90% interval widens away from the
-    data).
+    their range also, on the ``n_in_range`` points inside it (in distribution),
+    ``coverage_90_in_range``, ``coverage_50_in_range``, ``nll_in_range`` (± ``nll_in_range_se``)
+    and ``rmse_in_range``; outside it (away from the data) ``coverage_90_out_of_range``; and
+    ``width_90_in_range``, ``width_90_out_of_range``, ``width_90_ratio`` (outside / inside: how
+    much the 90% interval widens away from the data), ``mean_epistemic_var_in_range`` and
+    ``mean_epistemic_var_out_of_range``.
     Classification: ``accuracy``, ``nll``, ``brier``, ``ece``, ``roc_auc``,
     ``mean_entropy``, ``mean_mutual_information`` and the ``reliability`` diagram data."""
     if not (_has(tree, "predictions") and _has(tree, "predictions_observed_data")):
@@ -231,7 +240,7 @@ def predictive_metrics(tree, n_bins: int = 10) -> dict:
     if "lpd" in pred:
         lpd = pred["lpd"].values.astype(float)
         out["nll"] = mean_nll(lpd)
-        out["nll_se"] = float(np.std(lpd, ddof=1) / math.sqrt(len(lpd))) if len(lpd) > 1 else float("nan")
+        out["nll_se"] = _mean_se(lpd)
     if task == "regression":
         out["rmse"] = rmse(y, pred["mean"].values)
         q = pred["quantiles"]
@@ -240,10 +249,21 @@ def predictive_metrics(tree, n_bins: int = 10) -> dict:
         inside = _in_training_range(tree)
         if inside is not None:
             lo, hi = q.sel(quantile=0.05).values, q.sel(quantile=0.95).values
+            out["n_in_range"] = int(inside.sum())
             out["coverage_90_in_range"] = coverage(y[inside], lo[inside], hi[inside])
+            out["coverage_50_in_range"] = coverage(y[inside], q.sel(quantile=0.25).values[inside],
+                                                   q.sel(quantile=0.75).values[inside])
+            out["coverage_90_out_of_range"] = coverage(y[~inside], lo[~inside], hi[~inside])
+            if "lpd" in pred:
+                out["nll_in_range"] = mean_nll(lpd[inside])
+                out["nll_in_range_se"] = _mean_se(-lpd[inside])
+            out["rmse_in_range"] = rmse(y[inside], pred["mean"].values[inside])
             out["width_90_in_range"] = float(np.mean(hi[inside] - lo[inside]))
             out["width_90_out_of_range"] = float(np.mean(hi[~inside] - lo[~inside]))
             out["width_90_ratio"] = out["width_90_out_of_range"] / out["width_90_in_range"]
+            epi = pred["epistemic_var"].values
+            out["mean_epistemic_var_in_range"] = float(np.mean(epi[inside]))
+            out["mean_epistemic_var_out_of_range"] = float(np.mean(epi[~inside]))
         out["mean_aleatoric_var"] = float(pred["aleatoric_var"].mean())
         out["mean_epistemic_var"] = float(pred["epistemic_var"].mean())
         y_std = _attr(tree, "y_std")
@@ -329,11 +349,13 @@ def _likelihood_reff(tree) -> float | None:
 # --------------------------------------------------------------------------- diagnostics
 @dataclass
 class Diagnostics:
-    """Summary numbers (``values``) and sentences (``warnings``: something to act on;
-    ``notes``: context)."""
+    """Summary numbers (``values``) and sentences (``warnings``: a problem with the fit, to act
+    on before using it; ``cautions``: a limit of the approximation or of an estimate, to keep in
+    mind; ``notes``: context)."""
 
     values: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    cautions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     table: object = None  # pandas DataFrame of az.summary for the worst parameters
     #: MCMC: the per-weight statistic the worst weights are ranked by (R-hat, or bulk ESS with
@@ -621,10 +643,12 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
         if k_vi is not None:
             d.values["vi_pareto_k"] = k_vi
             if k_vi > PARETO_K_MAX:
-                d.warnings.append(
+                d.cautions.append(
                     f"Pareto k of the importance ratios p/q is {k_vi:.2f}, above {PARETO_K_MAX}: the variational "
-                    f"guide is far from the posterior (Yao et al. 2018), so its uncertainty may be misestimated; "
-                    f"compare with NUTS or try a richer guide.")
+                    f"guide is far from the exact posterior (Yao et al. 2018; usual for a mean-field guide of a "
+                    f"neural network), so importance sampling cannot correct it and its uncertainty where the "
+                    f"held-out data do not reach may be misestimated. Trust the held-out checks above; to see "
+                    f"how far off it is, fit NUTS and run pyrobnn compare, or try a richer guide.")
         d.notes.append(f"Draws are {ndraw} independent samples from the variational guide: R-hat and ESS do not "
                        f"apply; the guide's fit is judged by the ELBO and by PSIS-LOO's Pareto k.")
         if _has(tree, "svi"):
@@ -636,7 +660,9 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
                 change = (prev.mean() - last.mean()) / max(abs(prev.mean()), 1e-12)
                 noise = last.std(ddof=1) / math.sqrt(k) if k > 1 else 0.0
                 d.values["elbo_rel_change_last_10pct"] = float(change)
-                if prev.mean() - last.mean() > 3 * max(noise, 1e-12) and change > 0.01:
+                falling = bool(prev.mean() - last.mean() > 3 * max(noise, 1e-12) and change > 0.01)
+                d.values["elbo_still_falling"] = falling
+                if falling:
                     d.warnings.append(
                         f"The negative ELBO was still falling by {100 * change:.1f}% over the last {k} epochs "
                         f"(more than three standard errors): training has not converged; run more epochs.")
@@ -661,7 +687,7 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
                 if n_high:
                     worst = int(np.nanargmax(k))
                     them = "them" if n_high > 1 else "it"
-                    d.warnings.append(
+                    d.cautions.append(
                         f"Pareto k is above {PARETO_K_MAX} for {n_high} of {k.size} observations (largest "
                         f"{k[worst]:.2f}, at obs_id {worst}): the PSIS-LOO estimate is unreliable for {them}; "
                         f"{'the guide is far from the posterior there, or ' if method == 'svi' else ''}"

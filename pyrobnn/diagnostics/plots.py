@@ -39,9 +39,14 @@ def save_figure(fig, path) -> Path:
     return path
 
 
+def _pc_figure(pc):
+    """The matplotlib figure of an ArviZ PlotCollection."""
+    return pc.viz["figure"].item() if "figure" in pc.viz.ds else plt.gcf()
+
+
 def _save_pc(pc, path, title: str | None = None) -> Path:
     """Save an ArviZ PlotCollection (matplotlib backend)."""
-    fig = pc.viz["figure"].item() if "figure" in pc.viz.ds else plt.gcf()
+    fig = _pc_figure(pc)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
@@ -73,16 +78,20 @@ def _band(ax, tree, color, label_prefix="", show_points=True):
     ax.fill_between(xs, lo90, hi90, color=color, alpha=0.18, lw=0, label=f"{label_prefix}90% interval")
     ax.fill_between(xs, lo50, hi50, color=color, alpha=0.35, lw=0, label=f"{label_prefix}50% interval")
     ax.plot(xs, pred["mean"].values[order], color=color, lw=2, label=f"{label_prefix}predictive mean")
-    if not show_points:
-        return
+    if show_points:
+        _data_points(ax, tree)
+
+
+def _data_points(ax, tree):
+    """The training points (black) and the held-out points (red crosses) of a 1-D regression."""
     if tree.attrs.get("in_sample") == "train" and _has(tree, "observed_data"):
         xt = _x1d(tree, "constant_data")
         if xt is not None:
             ax.scatter(xt, _ds(tree, "observed_data")["obs"].values, s=14, color="black", zorder=5,
                        label="training data")
     if _has(tree, "predictions_observed_data"):
-        ax.scatter(x, _ds(tree, "predictions_observed_data")["obs"].values, s=8, color="tab:red", alpha=0.5,
-                   marker="x", zorder=4, label="held-out data")
+        ax.scatter(_x1d(tree, "predictions_constant_data"), _ds(tree, "predictions_observed_data")["obs"].values,
+                   s=8, color="tab:red", alpha=0.5, marker="x", zorder=4, label="held-out data")
 
 
 def _function_draws(ax, tree, color, n: int = 20):
@@ -133,12 +142,7 @@ def plot_bands_overlay(trees: dict, path) -> Path | None:
         ax.plot(x[o], q.sel(quantile=0.05).values[o], color=c, lw=0.8, ls="--")
         ax.plot(x[o], q.sel(quantile=0.95).values[o], color=c, lw=0.8, ls="--")
         ax.plot(x[o], pred["mean"].values[o], color=c, lw=2, label=f"{name}: mean")
-    first = next(iter(trees.values()))
-    if first.attrs.get("in_sample") == "train" and _has(first, "observed_data"):
-        xt = _x1d(first, "constant_data")
-        if xt is not None:
-            ax.scatter(xt, _ds(first, "observed_data")["obs"].values, s=12, color="black", zorder=5,
-                       label="training data")
+    _data_points(ax, next(iter(trees.values())))
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title("Posterior predictive, overlaid")
@@ -266,19 +270,40 @@ def plot_ppc(tree, path) -> Path | None:
             pc = az.plot_ppc_dist(tree, num_samples=100, figure_kwargs={"figsize": (7, 4)})
         else:
             pc = az.plot_ppc_rootogram(tree, figure_kwargs={"figsize": (7, 4)})
+    fig = _pc_figure(pc)
+    for ax in fig.axes:
+        ax.set_xlabel("y (observed and replicated)" if tree.attrs.get("task") == "regression" else "class")
     return _save_pc(pc, path, "Posterior predictive check (in-sample data)")
 
 
+#: probability inside the simultaneous envelope of the LOO-PIT figure
+LOO_PIT_ENVELOPE_PROB = 0.99
+
+
 def plot_loo_pit(tree, path) -> Path | None:
-    """LOO-PIT ECDF with simultaneous envelope (ArviZ ``plot_loo_pit``): a calibrated model's
-    LOO-PIT values are uniform."""
+    """LOO-PIT Δ-ECDF (ArviZ ``plot_loo_pit``: the curve, its ``pot_c`` uniformity test's
+    p-value and the points that depart most) with ArviZ's simultaneous envelope
+    (``arviz_stats.ecdf_utils.ecdf_pit``; Säilynoja, Bürkner & Vehtari, "Graphical test for
+    discrete uniformity and its applications in goodness-of-fit evaluation and multiple sample
+    comparison", Statistics and Computing 2022): the band holds the whole Δ-ECDF of ``n``
+    independent uniform values with probability :data:`LOO_PIT_ENVELOPE_PROB`, so a calibrated
+    model's curve stays inside it everywhere.  ArviZ 1.x's own ``method="envelope"`` fails on
+    LOO-PIT values (and is deprecated there because LOO-PIT values are only nearly independent,
+    so the band is approximate), hence the band is drawn here from the same function."""
     import arviz as az
+    from arviz_stats.ecdf_utils import ecdf_pit
 
     if not (_has(tree, "log_likelihood") and _has(tree, "posterior_predictive") and _has(tree, "observed_data")):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pc = az.plot_loo_pit(tree, figure_kwargs={"figsize": (7, 4)})
+        n = int(_ds(tree, "observed_data")["obs"].size)
+        x, _, lower, upper = ecdf_pit(np.linspace(0.0, 1.0, n), LOO_PIT_ENVELOPE_PROB, n_simulations=1000)
+    for ax in _pc_figure(pc).axes:
+        ax.fill_between(x, lower - x, upper - x, color="0.5", alpha=0.25, lw=0,
+                        label=f"{100 * LOO_PIT_ENVELOPE_PROB:.0f}% simultaneous envelope")
+        ax.legend(loc="lower left", fontsize=8)
     return _save_pc(pc, path, "LOO-PIT (in-sample data)")
 
 

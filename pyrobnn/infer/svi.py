@@ -228,7 +228,9 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                         shuffle_generator=shuffle_gen, batch=batch_done, perm=perm, sums=sums)
 
     eb = empirical_bayes and getattr(model, "has_adaptive_prior", False) and hasattr(guide, "loc_scale")
-    bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=not progress, initial=start_epoch,
+    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file
+    bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=None if progress else True,
+               initial=start_epoch,
                total=epochs, dynamic_ncols=True)
     step = start_epoch * num_batches + start_batch
     validate = True

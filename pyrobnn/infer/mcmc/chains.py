@@ -116,7 +116,7 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
                     **({"chees": sampler.chees.state_dict()} if sampler.chees is not None else {})}
 
         bar = tqdm(total=total, initial=start, desc=("Warmup" if start < warmup else "Sample") + label,
-                   disable=not progress, dynamic_ncols=True)
+                   disable=None if progress else True, dynamic_ncols=True)  # None: only on a terminal
         t0 = time.perf_counter() - elapsed  # time spent before a resume counts, the interruption does not
         for it in range(start, total):
             if it == warmup:

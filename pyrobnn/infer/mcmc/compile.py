@@ -91,10 +91,29 @@ def _lift_constants(gm) -> list:
     return consts
 
 
+class _NoCudaRuntimeLine(logging.Filter):
+    """Drops the one line ``torch.utils.cpp_extension`` logs on import when PyTorch was built for
+    CUDA but the machine has no CUDA runtime ("No CUDA runtime is found, using CUDA_HOME=...").
+    TorchInductor imports that module to compile CPU kernels too, where CUDA plays no part, so
+    the line tells a CPU user nothing they can act on.  Every other record of that logger passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+def _quiet_cpp_extension_import() -> None:
+    """Install :class:`_NoCudaRuntimeLine` on the ``torch.utils.cpp_extension`` logger (once)
+    before TorchInductor is imported."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaRuntimeLine) for f in log.filters):
+        log.addFilter(_NoCudaRuntimeLine())
+
+
 def _compile_direct(fn: Callable, example_args: tuple) -> Callable:
     """Compile straight to Inductor's generated code, skipping the AOT-autograd and dispatch
     wrappers around it (about a quarter of the cost of one small leapfrog step).  Relies on
     Inductor internals; the result is checked against the traced graph once."""
+    _quiet_cpp_extension_import()
     from torch._inductor.compile_fx import compile_fx_inner
     from torch._inductor.decomposition import select_decomp_table
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -117,6 +136,7 @@ def _compile_direct(fn: Callable, example_args: tuple) -> Callable:
 def _compile(fn: Callable, example_args: tuple) -> Callable:
     """Trace ``fn`` to an ATen graph once (``make_fx``, small matrix products decomposed) and
     compile it with TorchInductor.  Shapes are fixed to those of ``example_args``."""
+    _quiet_cpp_extension_import()
     import torch._inductor
     from torch.fx.experimental.proxy_tensor import make_fx
 

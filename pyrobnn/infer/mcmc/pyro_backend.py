@@ -3,6 +3,7 @@ handed the same compiled potential on one packed vector (a BNN) or the model its
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pyro
@@ -25,6 +26,11 @@ class _PackedPotential(torch.autograd.Function):
         (g,) = ctx.saved_tensors
         return grad_out * g, None
 
+
+
+def _bar_wanted(progress: bool) -> bool:
+    """Pyro's own progress bar only where ours would show: asked for, and stderr a terminal."""
+    return bool(progress) and sys.stderr.isatty()
 
 def _pyro_kernel_class(kernel):
     from pyro.infer.mcmc import HMC, NUTS
@@ -139,7 +145,7 @@ def _run_pyro(model, x, y, potential, z0, settings, seed, progress):
 
         init = {"z": z0[c]} if is_bnn else {s.name: z0[c, s.start:s.stop].reshape(s.ushape) for s in potential.sites}
         mcmc = MCMC(kern, num_samples=settings["num_samples"], warmup_steps=settings["warmup"], num_chains=1,
-                    initial_params=init, hook_fn=hook, disable_progbar=not progress)
+                    initial_params=init, hook_fn=hook, disable_progbar=not _bar_wanted(progress))
         t0 = time.perf_counter()
         with pyro.validation_enabled(False):
             mcmc.run(x, y) if not is_bnn else mcmc.run()
@@ -179,7 +185,7 @@ def _run_pyro_parallel(model, x, y, potential, z0, settings, seed, progress, Ker
     kern = Kernel(model, jit_compile=settings["jit"], ignore_jit_warnings=True, **kw)
     init = {s.name: z0[:, s.start:s.stop].reshape(chains, *s.ushape) for s in potential.sites}
     mcmc = MCMC(kern, num_samples=settings["num_samples"], warmup_steps=settings["warmup"], num_chains=chains,
-                initial_params=init, disable_progbar=not progress, mp_context="spawn")
+                initial_params=init, disable_progbar=not _bar_wanted(progress), mp_context="spawn")
     t0 = time.perf_counter()
     mcmc.run(x, y)
     t = time.perf_counter() - t0
