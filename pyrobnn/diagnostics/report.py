@@ -111,6 +111,7 @@ _DIAG_LABELS = {
     "transitions at max tree depth", "acceptance_rate_mean": "mean acceptance rate",
     "step_size_mean": "mean step size", "vi_pareto_k": "Pareto k of p/q (variational fit)",
     "elbo_rel_change_last_10pct": "relative ELBO change over the last 10% of epochs",
+    "final_elbo": "ELBO (mean over the last epoch's minibatches)",
     "elpd_loo": "elpd (PSIS-LOO, training data)", "elpd_loo_se": "elpd standard error", "p_loo":
     "effective number of parameters p_loo", "loo_kind": "PSIS-LOO variant", "pareto_k_max": "largest Pareto k",
     "pareto_k_num_above_0.7": "observations with Pareto k > 0.7",
