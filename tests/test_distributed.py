@@ -60,16 +60,22 @@ def _launch(world: int, *args, timeout: float = 120.0, extra_env=None):
     return outs
 
 
-def _single(batch: int, epochs: int):
+def _single(batch: int, epochs: int, with_post: bool = False):
     net, guide, x, y = problem()
     post = pb.fit_svi(net, guide, x, y, epochs=epochs, batch_size=batch, lr=0.01, seed=7, progress=False)
-    return guide.state_dict(), [(h["loss"], h["nll"], h["kl"]) for h in post.history]
+    out = guide.state_dict(), [(h["loss"], h["nll"], h["kl"]) for h in post.history]
+    return (*out, post) if with_post else out
 
 
 def _check_equal_to_single_process(out, batch, epochs):
     ranks = [torch.load(f"{out}.rank{r}.pt", weights_only=True) for r in range(2)]
-    ref_state, ref_hist = _single(2 * batch, epochs)
+    ref_state, ref_hist, post = _single(2 * batch, epochs, with_post=True)
+    ref_pred = post.predict(torch.linspace(-1.0, 1.5, 11, dtype=torch.float64).unsqueeze(-1), num_samples=16, seed=3)
     for r in ranks:  # every rank ends with the single process's parameters
+        # and predicts, each on its block of rows with the same draws, what one process predicts
+        torch.testing.assert_close(r["pred_mean"], ref_pred.mean, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(r["pred_epistemic"], ref_pred.epistemic_var, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(r["pred_draws"], ref_pred.mean_draws, rtol=1e-9, atol=1e-10)
         assert r["guide"].keys() == ref_state.keys()
         for k, v in ref_state.items():
             torch.testing.assert_close(r["guide"][k], v, rtol=1e-10, atol=1e-12)
@@ -133,3 +139,32 @@ def test_resume_on_another_number_of_ranks(tmp_path):
     ref_state, _ = _single(16, 4)
     for k, v in ref_state.items():
         torch.testing.assert_close(guide.state_dict()[k], v, rtol=1e-10, atol=1e-12)
+
+
+def _torchrun(args, cwd, timeout=300.0):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+           str(_free_port()), "-m", "pyrobnn", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_torchrun_pyrobnn_fit_writes_one_run_with_the_final_elbo(tmp_path):
+    import json
+
+    r = _torchrun(["fit", "--set", "svi.epochs=3", "--out", "run", "--quiet"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("report:") == 1  # rank 0 alone speaks
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert isinstance(metrics["diagnostics"]["final_elbo"], float)
+    info = json.loads((tmp_path / "run" / "posterior.json").read_text())
+    assert '"world_size": 2' in json.dumps(info)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no leftovers beside it
+
+
+@pytest.mark.slow
+def test_torchrun_nuts_is_refused_with_a_clear_error(tmp_path):
+    r = _torchrun(["fit", "toy_regression", "nuts", "--out", "run"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "runs SVI only" in r.stderr
+    assert not (tmp_path / "run").exists()

@@ -37,7 +37,7 @@ import torch.distributed as dist
 
 from .checkpoint import tensor_digest
 
-__all__ = ["PeerLost", "Group", "launched", "join", "leave", "shard", "GradientReducer", "broadcast_object",
+__all__ = ["PeerLost", "Group", "launched", "join", "leave", "shard", "GradientReducer", "broadcast_object", "all_gather_object",
            "check_same_data", "DEFAULT_TIMEOUT_S"]
 
 #: seconds a collective waits for the other ranks before raising (a dead or stuck peer)
@@ -149,6 +149,13 @@ def broadcast_object(obj, group: Group):
     box = [obj if group.is_main else None]
     _collective("a broadcast from rank 0", dist.broadcast_object_list, box, src=0)
     return box[0]
+
+
+def all_gather_object(obj, group: Group) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    out = [None] * group.world_size
+    _collective("a gather of every rank's results", dist.all_gather_object, out, obj)
+    return out
 
 
 def broadcast_state(modules, group: Group) -> None:

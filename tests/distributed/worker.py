@@ -36,6 +36,8 @@ def main():
     p.add_argument("--resume", action="store_true")
     a = p.parse_args()
     rank = int(os.environ["RANK"])
+    if not a.checkpoint:  # the caller's own process group (else fit_svi creates one from the environment)
+        torch.distributed.init_process_group("gloo")
     net, guide, x, y = problem()
 
     def callback(rec):
@@ -45,8 +47,11 @@ def main():
     post = pb.fit_svi(net, guide, x, y, epochs=a.epochs, batch_size=a.batch, lr=0.01, seed=7, progress=False,
                       distributed=True, callback=callback, checkpoint=a.checkpoint, resume=a.resume,
                       checkpoint_every=1)
+    x_new = torch.linspace(-1.0, 1.5, 11, dtype=torch.float64).unsqueeze(-1)  # 11 rows: blocks of 6 and 5
+    pred = post.predict(x_new, num_samples=16, seed=3, distributed=not a.checkpoint)
     torch.save({"guide": {k: v.detach().clone() for k, v in guide.state_dict().items()},
-                "history": [(h["loss"], h["nll"], h["kl"]) for h in post.history], "info": post.info},
+                "history": [(h["loss"], h["nll"], h["kl"]) for h in post.history], "info": post.info,
+                "pred_mean": pred.mean, "pred_epistemic": pred.epistemic_var, "pred_draws": pred.mean_draws},
                f"{a.out}.rank{rank}.pt")
     return 0
 
