@@ -26,7 +26,8 @@ from .arguments import (
 )
 from . import distributed as D
 from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
-from .elbo import elbo_terms, make_elbo
+from .elbo import ELBOS, elbo_terms, make_elbo
+from .local_reparam import LOCAL_ESTIMATORS, check_local_estimator
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
 from .posterior import GuidePosterior, Posterior
@@ -110,7 +111,9 @@ def fit_svi(
     Each step draws a weight sample from the guide and minimises the minibatch ELBO
     F_i = w_i KL[q || p] − (N/B) log p(D_i | w) (Blundell et al. 2015, eq. 2 and 8–9): the KL
     is Monte-Carlo (``elbo="trace"``, Pyro's ``Trace_ELBO``) or analytic where it exists
-    (``elbo="meanfield"``, ``TraceMeanField_ELBO``); w_i follows ``kl`` ("uniform",
+    (``elbo="meanfield"``, ``TraceMeanField_ELBO``); ``elbo="local_reparam"`` (Kingma et al.
+    2015) and ``"flipout"`` (Wen et al. 2018) give every example its own weight noise, for
+    Gaussian guides on linear layers (:mod:`pyrobnn.infer.local_reparam`); w_i follows ``kl`` ("uniform",
     "blundell" or "anneal", see :mod:`pyrobnn.infer.kl_schedule`).  With ``num_particles > 1``
     the particles run as one vectorised pass.  Adaptive (empirical-Bayes) priors are set to
     their closed-form optimum given the guide before every step.
@@ -157,8 +160,11 @@ def fit_svi(
         raise ValueError(f"kl must be one of {SCHEDULES}, got {kl!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if elbo not in ("trace", "meanfield"):
-        raise ValueError(f"elbo must be 'trace' or 'meanfield', got {elbo!r}")
+    if elbo not in ELBOS:
+        raise ValueError(f"elbo must be one of {ELBOS}, got {elbo!r}")
+    if elbo in LOCAL_ESTIMATORS and num_particles != 1:
+        raise ValueError(f"elbo={elbo!r} gives every example its own noise already; it takes num_particles=1, "
+                         f"got {num_particles}")
     if lr is not None:
         lr = check_positive("lr", lr)
     if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
@@ -184,6 +190,8 @@ def fit_svi(
     x, y = prepare_data(model, x, y)
     if hasattr(guide, "check_model"):
         guide.check_model(model)
+    if elbo in LOCAL_ESTIMATORS:
+        check_local_estimator(elbo, model, guide)
     dev = resolve_device(device, x)
     if hasattr(model, "memory_facts"):
         fdt = float_dtype_of(x, dtype)
