@@ -27,7 +27,7 @@ __all__ = ["ElboTerms", "elbo_terms", "make_elbo", "ELBOS"]
 
 #: the minibatch ELBO estimators: Pyro's ``Trace_ELBO`` (Monte-Carlo KL), ``TraceMeanField_ELBO``
 #: (closed-form KL where it exists), and the per-example-noise estimators of
-#: :mod:`pyrobnn.infer.local_reparam` for Gaussian guides on linear layers
+#: :mod:`pyrobnn.infer.torch_elbo` for Gaussian guides on linear layers
 ELBOS = ("trace", "meanfield", "local_reparam", "flipout")
 
 
@@ -45,7 +45,7 @@ def make_elbo(kind: str = "trace", num_particles: int = 1, vectorize_particles: 
               max_plate_nesting: float = float("inf")):
     """The estimator ``kind`` (one of :data:`ELBOS`): a Pyro ELBO object for "trace"
     (Monte-Carlo KL) or "meanfield" (analytic KL), a
-    :class:`~pyrobnn.infer.local_reparam.LocalEstimator` for "local_reparam" and "flipout"
+    :class:`~pyrobnn.infer.torch_elbo.TorchEstimator` for "local_reparam" and "flipout"
     (one particle)."""
     if kind not in ELBOS:
         raise ValueError(f"elbo must be one of {ELBOS}, got {kind!r}")
@@ -53,9 +53,9 @@ def make_elbo(kind: str = "trace", num_particles: int = 1, vectorize_particles: 
         if int(num_particles) != 1:
             raise ValueError(f"elbo={kind!r} gives every example its own noise already; it takes num_particles=1, "
                              f"got {num_particles}")
-        from .local_reparam import LocalEstimator
+        from .torch_elbo import TorchEstimator
 
-        return LocalEstimator(kind)
+        return TorchEstimator(kind)
     cls = Trace_ELBO if kind == "trace" else TraceMeanField_ELBO
     return cls(num_particles=int(num_particles), vectorize_particles=bool(vectorize_particles) and num_particles > 1,
                max_plate_nesting=max_plate_nesting)
@@ -64,7 +64,7 @@ def make_elbo(kind: str = "trace", num_particles: int = 1, vectorize_particles: 
 def elbo_terms(elbo, model, guide, args=(), kwargs=None, kl_weight: float = 1.0) -> ElboTerms:
     """Loss, NLL and KL of one ELBO estimate (averaged over ``elbo.num_particles``)."""
     kwargs = kwargs or {}
-    if hasattr(elbo, "terms"):  # an estimator of pyrobnn's own (local reparameterisation, Flipout)
+    if hasattr(elbo, "terms"):  # a plain-torch estimator (pyrobnn.infer.torch_elbo)
         return elbo.terms(model, guide, args, kwargs, kl_weight)
     analytic = isinstance(elbo, TraceMeanField_ELBO)
     nll = 0.0

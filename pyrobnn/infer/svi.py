@@ -27,7 +27,7 @@ from .arguments import (
 from . import distributed as D
 from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
 from .elbo import ELBOS, elbo_terms, make_elbo
-from .local_reparam import LOCAL_ESTIMATORS, check_local_estimator
+from .torch_elbo import LOCAL_ESTIMATORS, TorchEstimator, check_local_estimator, supports
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
 from .posterior import GuidePosterior, Posterior
@@ -113,7 +113,7 @@ def fit_svi(
     is Monte-Carlo (``elbo="trace"``, Pyro's ``Trace_ELBO``) or analytic where it exists
     (``elbo="meanfield"``, ``TraceMeanField_ELBO``); ``elbo="local_reparam"`` (Kingma et al.
     2015) and ``"flipout"`` (Wen et al. 2018) give every example its own weight noise, for
-    Gaussian guides on linear layers (:mod:`pyrobnn.infer.local_reparam`); w_i follows ``kl`` ("uniform",
+    Gaussian guides on linear layers (:mod:`pyrobnn.infer.torch_elbo`); w_i follows ``kl`` ("uniform",
     "blundell" or "anneal", see :mod:`pyrobnn.infer.kl_schedule`).  With ``num_particles > 1``
     the particles run as one vectorised pass.  Adaptive (empirical-Bayes) priors are set to
     their closed-form optimum given the guide before every step.
@@ -247,6 +247,8 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     opt_cls, default_lr = OPTIMIZERS[optimizer]
     opt = opt_cls(params, lr=default_lr if lr is None else lr, **(optimizer_kwargs or {}))
     elbo_obj = make_elbo(elbo, num_particles, vectorize_particles, max_plate_nesting)
+    if elbo in ("trace", "meanfield") and num_particles == 1 and supports(model, guide):
+        elbo_obj = TorchEstimator(elbo)  # the same numbers from the same draws, without Pyro's tracing
 
     start_epoch, history, start_batch, saved_perm, saved_sums = 0, [], 0, None, None
     state = read_checkpoint(ckpt) if main and resume and ckpt.exists() else None
