@@ -10,6 +10,13 @@ and 8 ELBO particles, vectorised against sequential.
 Prints medians over ``--repeats`` runs of ``--steps`` steps each and the ratios to the
 hand-written BBB.  Usage: python benchmarks/svi_step.py [--steps 300] [--repeats 5] [--net small|large|both]
 Results are also written to benchmarks/results/svi_step.json.
+
+``--whole-fit`` times whole fits instead: ``pyrobnn.fit_svi`` (mean-field guide, "trace"
+ELBO) against a hand-written Bayes-by-Backprop loop doing the same work — a fresh permutation
+per epoch, minibatch indexing, one step per minibatch — with the same shapes, batch (128) and
+number of steps, on ``tiny`` (1-20-1, N = 10 000) and ``large`` (784-400-400-10, N = 2048):
+python benchmarks/svi_step.py --whole-fit [--epochs 3] [--repeats 5]; results in
+benchmarks/results/svi_whole_fit.json.
 """
 
 from __future__ import annotations
@@ -195,17 +202,76 @@ def time_step(step, steps, warmup=20):
     return (time.perf_counter() - t0) / steps * 1e3  # ms
 
 
+WHOLE_FIT = {"tiny": ([1, 20, 1], 10_000), "large": ([784, 400, 400, 10], 2048)}
+
+
+def bbb_fit(sizes, x, y, epochs, batch=128):
+    """The hand-written peer of a whole fit: Adam on :class:`HandBBB`, a fresh permutation per
+    epoch, one step per minibatch."""
+    m = HandBBB(sizes)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    n, regression = x.shape[0], sizes[-1] == 1
+    for _ in range(epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
+            loss = m.loss(x[idx], y[idx], n, regression)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def pyrobnn_fit(sizes, x, y, epochs, batch=128):
+    net = pb.BNN(layers_for(sizes), likelihood_for(sizes), prior=pb.priors.Normal(0.0, 1.0))
+    pb.fit_svi(net, pb.guides.MeanField(net), x, y, epochs=epochs, batch_size=batch, lr=1e-3, progress=False,
+               check_memory=False)
+
+
+def whole_fit(args):
+    # the first optimiser of a process imports torch._dynamo (torch.optim's own one-time cost, many
+    # seconds): pay it once, untimed, before either peer is timed
+    xw, yw = make_data([1, 20, 1], n=256)
+    pyrobnn_fit([1, 20, 1], xw, yw, 1)
+    bbb_fit([1, 20, 1], xw, yw, 1)
+    results = {}
+    for name, (sizes, n) in WHOLE_FIT.items():
+        x, y = make_data(sizes, n=n)
+        times = {"pyrobnn": [], "bbb": []}
+        for _ in range(args.repeats):
+            for k, fn in (("pyrobnn", pyrobnn_fit), ("bbb", bbb_fit)):  # interleaved
+                t0 = time.perf_counter()
+                fn(sizes, x, y, args.epochs)
+                times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        steps = args.epochs * -(-n // 128)
+        results[name] = {"sizes": sizes, "n": n, "epochs": args.epochs, "steps": steps, "median_s": med,
+                         "all_s": times, "ratio_to_bbb": med["pyrobnn"] / med["bbb"]}
+        print(f"{'-'.join(map(str, sizes))}, N={n}, batch 128, {steps} steps: fit_svi {med['pyrobnn']:.3f} s, "
+              f"hand-written BBB loop {med['bbb']:.3f} s, ratio {med['pyrobnn'] / med['bbb']:.2f} "
+              f"(median of {args.repeats}, threads={torch.get_num_threads()})")
+    out = Path(args.out if args.out != DEFAULT_OUT else Path(DEFAULT_OUT).with_name("svi_whole_fit.json"))
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    print(f"written {out}")
+
+
+DEFAULT_OUT = str(Path(__file__).parent / "results" / "svi_step.json")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--whole-fit", action="store_true", help="time whole fits against a hand-written loop")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs of each whole fit (default 3)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--net", choices=["small", "large", "both"], default="both")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "svi_step.json"))
+    ap.add_argument("--out", default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.whole_fit:
+        return whole_fit(args)
     results = {}
     nets = ["small", "large"] if args.net == "both" else [args.net]
     for name in nets:

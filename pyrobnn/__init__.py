@@ -17,6 +17,7 @@ reads "B may import A"), at module level and inside functions alike::
                                 (neither imports the other)
       ← apps                    pruning and other applications
       ← cli, pyrobnn/__init__   the command line | this module, which composes the layers
+      ← __main__                ``python -m pyrobnn`` / ``torchrun -m pyrobnn``: runs the command line
 
 ``spec`` sits above ``infer`` because it builds guides and reads inference's lists of allowed
 names (KL schedules, optimisers, samplers); ``infer`` never reads a spec.  ``diagnostics``

@@ -296,10 +296,17 @@ def _data_stats(ds) -> dict:
 # --------------------------------------------------------------------------- fit
 def cmd_fit(args) -> int:
     from . import spec as S
+    from .infer.distributed import launched
 
     mspec, ispec = _specs(args.model, args.inference, args.set or [])
     if args.device:
         ispec = S.load_inference_spec(ispec, [f"inference.device={args.device}"])
+    if launched():  # started by torchrun with several processes: data-parallel SVI
+        if ispec.method != "svi":
+            raise UsageError(f"torchrun with several processes runs SVI only; {ispec.method.upper()} runs in one "
+                             f"process (start 'pyrobnn fit' without torchrun)")
+        if int(os.environ["RANK"]) != 0:
+            return _fit_rank(ispec, mspec)
     out = Path(args.out) if args.out else _new_run_dir(mspec, ispec)
     if args.resume and args.force:
         raise UsageError("--resume continues an unfinished fit and --force starts over: pass one of them")
@@ -323,6 +330,18 @@ def cmd_fit(args) -> int:
                 shutil.rmtree(partial)  # failed before its first checkpoint: nothing to resume
 
 
+def _fit_rank(ispec, mspec) -> int:
+    """A rank other than 0 of a torchrun job: the same fit on the same data, no files, no output
+    (rank 0 checks the run directory, holds its lock, writes checkpoints and the report)."""
+    from . import spec as S
+    from .infer.svi import fit_svi
+
+    data, net = S.build_data(mspec), S.build_model(mspec)
+    fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=False, distributed=True,
+            **S.svi_kwargs(ispec))
+    return 0
+
+
 def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resuming: bool) -> int:
     import torch
 
@@ -339,8 +358,10 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
     ckpt = partial / "checkpoint.pt"
     try:
         if ispec.method == "svi":
-            post = fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=not args.quiet, checkpoint=ckpt,
-                           resume=resuming, **S.svi_kwargs(ispec))
+            from .infer.distributed import launched
+
+            post = fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=not args.quiet,
+                           checkpoint=ckpt, resume=resuming, distributed=launched(), **S.svi_kwargs(ispec))
         else:
             from .infer.mcmc import fit_nuts
 

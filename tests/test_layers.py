@@ -36,6 +36,7 @@ MAY_IMPORT = {
     "apps": {"utils", "data", "model", "infer", "spec", "diagnostics"},
     "cli": {"utils", "data", "model", "infer", "spec", "diagnostics", "apps"},
     TOP: {"utils", "data", "model", "infer", "spec", "diagnostics", "apps"},
+    "__main__": {"cli"},  # python -m pyrobnn (and torchrun -m pyrobnn): the command line
 }
 
 #: (importing layer, imported layer): only the imported layer's public names may be used

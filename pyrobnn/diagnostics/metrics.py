@@ -653,6 +653,8 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
                        f"apply; the guide's fit is judged by the ELBO and by PSIS-LOO's Pareto k.")
         if _has(tree, "svi"):
             h = tree["svi"].to_dataset()
+            if "loss" in h and h.sizes.get("epoch", 0) >= 1:  # the last epoch's mean minibatch ELBO
+                d.values["final_elbo"] = -float(h["loss"].values[-1])
             if "loss" in h and h.sizes.get("epoch", 0) >= 10:
                 loss = h["loss"].values.astype(float)
                 k = max(5, len(loss) // 10)

@@ -144,6 +144,7 @@ _DIAG_LABELS = {
     "step_size_mean": "mean step size", "vi_pareto_k": "Pareto k of p/q (variational fit)",
     "elbo_rel_change_last_10pct": "relative ELBO change over the last 10% of epochs",
     "elbo_still_falling": "ELBO still falling (beyond its noise)",
+    "final_elbo": "ELBO (mean over the last epoch's minibatches)",
     "elpd_loo": "elpd (PSIS-LOO, training data)", "elpd_loo_se": "elpd standard error", "p_loo":
     "effective number of parameters p_loo", "loo_kind": "PSIS-LOO variant", "pareto_k_max": "largest Pareto k",
     "pareto_k_num_above_0.7": "observations with Pareto k > 0.7",
@@ -359,6 +360,7 @@ def report(tree, out_dir, *, title: str | None = None, write_tree: bool = True, 
         "n_train": a.get("n_train"),
         "n_eval": a.get("n_eval"),
         "fit_seconds": a.get("fit_seconds"),
+        "final_elbo": diag.values.get("final_elbo"),  # SVI: the last epoch's mean minibatch ELBO
         "predictive": pm,
         "diagnostics": diag.values,
         "warnings": diag.warnings,

@@ -24,7 +24,7 @@ import torch
 from ..utils.files import atomic_torch_save
 
 __all__ = ["rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "load_torch_file", "read_checkpoint",
-           "CheckpointError", "tensor_digest", "fingerprint_differences"]
+           "CheckpointError", "apply_checkpoint", "tensor_digest", "fingerprint_differences"]
 
 
 def read_checkpoint(path, kind: str | None = None) -> dict:
@@ -156,7 +156,13 @@ def load_checkpoint(path, *, model, guide, optimizer, shuffle_generator=None) ->
     """Restore state from ``path``; returns ``{"epoch", "history", "batch", "perm", "sums"}``
     (epochs completed, history, minibatches completed in the next epoch with its order and
     running sums)."""
-    ck = read_checkpoint(path)
+    return apply_checkpoint(read_checkpoint(path), path, model=model, guide=guide, optimizer=optimizer,
+                            shuffle_generator=shuffle_generator)
+
+
+def apply_checkpoint(ck, path, *, model, guide, optimizer, shuffle_generator=None) -> dict:
+    """Restore the state of an SVI checkpoint ``ck`` already read from ``path`` (e.g. read by one
+    process and sent to others); returns what :func:`load_checkpoint` returns."""
     if not isinstance(ck, dict) or not {"model", "guide", "optimizer", "rng", "epoch", "history"} <= set(ck):
         raise CheckpointError(f"checkpoint {str(path)!r} is not an SVI checkpoint written by pyrobnn (it lacks "
                               f"the model, guide, optimizer, generator or epoch entries)")

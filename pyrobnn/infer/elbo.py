@@ -23,7 +23,12 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
 from torch.distributions import kl_divergence
 
-__all__ = ["ElboTerms", "elbo_terms", "make_elbo"]
+__all__ = ["ElboTerms", "elbo_terms", "make_elbo", "ELBOS"]
+
+#: the minibatch ELBO estimators: Pyro's ``Trace_ELBO`` (Monte-Carlo KL), ``TraceMeanField_ELBO``
+#: (closed-form KL where it exists), and the per-example-noise estimators of
+#: :mod:`pyrobnn.infer.torch_elbo` for Gaussian guides on linear layers
+ELBOS = ("trace", "meanfield", "local_reparam", "flipout")
 
 
 @dataclass
@@ -38,9 +43,19 @@ class ElboTerms:
 
 def make_elbo(kind: str = "trace", num_particles: int = 1, vectorize_particles: bool = True,
               max_plate_nesting: float = float("inf")):
-    """A Pyro ELBO object: ``kind`` "trace" (Monte-Carlo KL) or "meanfield" (analytic KL)."""
-    if kind not in ("trace", "meanfield"):
-        raise ValueError(f"elbo must be 'trace' or 'meanfield', got {kind!r}")
+    """The estimator ``kind`` (one of :data:`ELBOS`): a Pyro ELBO object for "trace"
+    (Monte-Carlo KL) or "meanfield" (analytic KL), a
+    :class:`~pyrobnn.infer.torch_elbo.TorchEstimator` for "local_reparam" and "flipout"
+    (one particle)."""
+    if kind not in ELBOS:
+        raise ValueError(f"elbo must be one of {ELBOS}, got {kind!r}")
+    if kind in ("local_reparam", "flipout"):
+        if int(num_particles) != 1:
+            raise ValueError(f"elbo={kind!r} gives every example its own noise already; it takes num_particles=1, "
+                             f"got {num_particles}")
+        from .torch_elbo import TorchEstimator
+
+        return TorchEstimator(kind)
     cls = Trace_ELBO if kind == "trace" else TraceMeanField_ELBO
     return cls(num_particles=int(num_particles), vectorize_particles=bool(vectorize_particles) and num_particles > 1,
                max_plate_nesting=max_plate_nesting)
@@ -49,6 +64,8 @@ def make_elbo(kind: str = "trace", num_particles: int = 1, vectorize_particles: 
 def elbo_terms(elbo, model, guide, args=(), kwargs=None, kl_weight: float = 1.0) -> ElboTerms:
     """Loss, NLL and KL of one ELBO estimate (averaged over ``elbo.num_particles``)."""
     kwargs = kwargs or {}
+    if hasattr(elbo, "terms"):  # a plain-torch estimator (pyrobnn.infer.torch_elbo)
+        return elbo.terms(model, guide, args, kwargs, kl_weight)
     analytic = isinstance(elbo, TraceMeanField_ELBO)
     nll = 0.0
     kl = 0.0

@@ -18,6 +18,7 @@ import torch
 from pyro import poutine
 
 from ..utils.rng import seeded
+from ..utils.validation import check_bool
 from .conversion import datatree_converter
 from .predictive import Prediction, predictive_log_likelihood, summarize_draws
 
@@ -134,12 +135,31 @@ class Posterior(ABC):
         return pred, (torch.cat(lls, -1) if y is not None else None)
 
     def predict(self, x: torch.Tensor, num_samples: int = 200, draws: dict | None = None,
-                batch_size: int = 4096, seed: int | None = 0) -> Prediction:
+                batch_size: int = 4096, seed: int | None = 0, distributed: bool = False) -> Prediction:
         """Posterior predictive at ``x`` from ``num_samples`` draws, all draws in one vectorised
         pass per batch of ``batch_size`` inputs.  Returns a :class:`Prediction` (means,
-        variance split, class probabilities and entropies)."""
+        variance split, class probabilities and entropies).
+
+        ``distributed=True`` (every rank of a ``torch.distributed`` job calling it with the same
+        ``x`` and seed) splits the rows of ``x`` into one contiguous block per rank, evaluates
+        each block on its rank with the same draws, and gathers the blocks in order: every rank
+        returns the prediction a single process would make."""
+        check_bool("distributed", distributed)
+        if distributed and seed is None and draws is None:
+            raise ValueError("distributed=True needs an integer seed (or draws): every rank must use the same draws")
         draws = self.draws(num_samples, seed=seed) if draws is None else draws
-        return self.evaluate(x, None, draws, batch_size)[0]
+        if not distributed:
+            return self.evaluate(x, None, draws, batch_size)[0]
+        from . import distributed as D
+
+        group = D.join(self.model.device)
+        try:
+            mine = torch.tensor_split(torch.as_tensor(x), group.world_size)[group.rank]
+            local = self.evaluate(mine, None, draws, batch_size)[0] if mine.shape[0] else None
+            parts = [p for p in D.all_gather_object(local, group) if p is not None]
+        finally:
+            D.leave(group)
+        return parts[0] if len(parts) == 1 else _concat_predictions(parts)
 
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, draws: dict | None = None,
                        num_samples: int = 200, seed: int | None = 0, batch_size: int = 4096) -> torch.Tensor:

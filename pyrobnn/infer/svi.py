@@ -24,8 +24,10 @@ from .arguments import (
     float_dtype_of,
     prepare_data,
 )
-from .checkpoint import load_checkpoint, save_checkpoint
-from .elbo import elbo_terms, make_elbo
+from . import distributed as D
+from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
+from .elbo import ELBOS, elbo_terms, make_elbo
+from .torch_elbo import LOCAL_ESTIMATORS, TorchEstimator, check_local_estimator, supports
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
 from .posterior import GuidePosterior, Posterior
@@ -102,13 +104,16 @@ def fit_svi(
     max_plate_nesting: int = 1,
     check_memory: bool | None = None,
     handle_interrupt: bool = True,
+    distributed: bool = False,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
 
     Each step draws a weight sample from the guide and minimises the minibatch ELBO
     F_i = w_i KL[q || p] − (N/B) log p(D_i | w) (Blundell et al. 2015, eq. 2 and 8–9): the KL
     is Monte-Carlo (``elbo="trace"``, Pyro's ``Trace_ELBO``) or analytic where it exists
-    (``elbo="meanfield"``, ``TraceMeanField_ELBO``); w_i follows ``kl`` ("uniform",
+    (``elbo="meanfield"``, ``TraceMeanField_ELBO``); ``elbo="local_reparam"`` (Kingma et al.
+    2015) and ``"flipout"`` (Wen et al. 2018) give every example its own weight noise, for
+    Gaussian guides on linear layers (:mod:`pyrobnn.infer.torch_elbo`); w_i follows ``kl`` ("uniform",
     "blundell" or "anneal", see :mod:`pyrobnn.infer.kl_schedule`).  With ``num_particles > 1``
     the particles run as one vectorised pass.  Adaptive (empirical-Bayes) priors are set to
     their closed-form optimum given the guide before every step.
@@ -131,6 +136,14 @@ def fit_svi(
     interrupted.  A second Ctrl-C interrupts at once.  The caller's global random generators
     are left as they were (``seed`` seeds a private copy of torch's).
 
+    ``distributed=True`` runs data-parallel SVI in a job started by ``torchrun`` (or in an
+    initialised ``torch.distributed`` process group; see :mod:`pyrobnn.infer.distributed`):
+    every rank passes the same model, guide, data and arguments, ``batch_size`` is the batch of
+    one rank (the global batch is ``batch_size × world size``), and the result equals a single
+    process's fit with the global batch on the same global order of rows, to floating-point
+    rounding.  Rank 0 alone reads and writes ``checkpoint`` and shows progress; every rank
+    returns the same posterior.  ``seed=None`` draws one fresh seed for all ranks.
+
     A non-finite loss raises :class:`NonFiniteLossError` naming the step, the term and the
     minibatch's rows, with the parameters of the last finite step left in place (and saved to
     ``checkpoint`` when given).  Returns a :class:`GuidePosterior` whose
@@ -147,8 +160,11 @@ def fit_svi(
         raise ValueError(f"kl must be one of {SCHEDULES}, got {kl!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if elbo not in ("trace", "meanfield"):
-        raise ValueError(f"elbo must be 'trace' or 'meanfield', got {elbo!r}")
+    if elbo not in ELBOS:
+        raise ValueError(f"elbo must be one of {ELBOS}, got {elbo!r}")
+    if elbo in LOCAL_ESTIMATORS and num_particles != 1:
+        raise ValueError(f"elbo={elbo!r} gives every example its own noise already; it takes num_particles=1, "
+                         f"got {num_particles}")
     if lr is not None:
         lr = check_positive("lr", lr)
     if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
@@ -157,6 +173,7 @@ def fit_svi(
                        ("shuffle", shuffle), ("progress", progress), ("resume", resume),
                        ("handle_interrupt", handle_interrupt)):
         check_bool(name, flag)
+    check_bool("distributed", distributed)
     check_memory = check_optional_bool("check_memory", check_memory)
     seed = check_seed(seed)
     dtype = check_dtype(dtype)
@@ -173,6 +190,8 @@ def fit_svi(
     x, y = prepare_data(model, x, y)
     if hasattr(guide, "check_model"):
         guide.check_model(model)
+    if elbo in LOCAL_ESTIMATORS:
+        check_local_estimator(elbo, model, guide)
     dev = resolve_device(device, x)
     if hasattr(model, "memory_facts"):
         fdt = float_dtype_of(x, dtype)
@@ -182,24 +201,34 @@ def fit_svi(
                            optimizer=optimizer, data_bytes=data_bytes(x, y, fdt), dtype=fdt, device=dev)
         check_fit_memory(model, check_memory, est)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    # the caller's global generators are restored afterwards: training seeds torch's and a resumed
-    # run restores the checkpoint's
-    scope = seeded(seed) if seed is not None else preserve_rng() if resume else nullcontext()
-    with scope, StopOnInterrupt(handle_interrupt) as stop:
-        return _train(model, guide, x, y, stop=stop, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                      lr=lr, optimizer_kwargs=optimizer_kwargs, kl=kl, anneal_epochs=anneal_epochs, elbo=elbo,
-                      num_particles=num_particles, vectorize_particles=vectorize_particles,
-                      empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
-                      progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
-                      callback=callback, max_plate_nesting=max_plate_nesting)
+    group = D.join(dev) if distributed else None
+    try:
+        if group is not None:
+            seed = D.shared_seed(seed, group)
+            D.check_same_data(x, y, group)
+        # the caller's global generators are restored afterwards: training seeds torch's and a resumed
+        # run restores the checkpoint's
+        scope = seeded(seed) if seed is not None else preserve_rng() if resume else nullcontext()
+        with scope, StopOnInterrupt(handle_interrupt) as stop:
+            return _train(model, guide, x, y, stop=stop, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                          lr=lr, optimizer_kwargs=optimizer_kwargs, kl=kl, anneal_epochs=anneal_epochs, elbo=elbo,
+                          num_particles=num_particles, vectorize_particles=vectorize_particles,
+                          empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
+                          progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
+                          callback=callback, max_plate_nesting=max_plate_nesting, group=group)
+    finally:
+        if group is not None:
+            D.leave(group)
 
 
 def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
            elbo, num_particles, vectorize_particles, empirical_bayes, device, dtype, seed, shuffle, progress, ckpt,
-           checkpoint_every, resume, callback, max_plate_nesting) -> Posterior:
+           checkpoint_every, resume, callback, max_plate_nesting, group=None) -> Posterior:
     x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
-    bsz = min(batch_size, n)
+    world = 1 if group is None else group.world_size
+    main = group is None or group.is_main
+    bsz = min(batch_size * world, n)  # the global minibatch; each rank takes its shard of it
     num_batches = math.ceil(n / bsz)
     shuffle_gen = torch.Generator(device="cpu")
     shuffle_gen.manual_seed(0 if seed is None else seed)
@@ -211,29 +240,39 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
         else:
             guide(x[:bsz], y[:bsz], n_data=n)
     guide.to(device=dev)
+    if group is not None:  # the same starting point everywhere, whatever each rank's initialisation drew
+        D.broadcast_state([model, guide], group)
 
     params = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
     opt_cls, default_lr = OPTIMIZERS[optimizer]
     opt = opt_cls(params, lr=default_lr if lr is None else lr, **(optimizer_kwargs or {}))
     elbo_obj = make_elbo(elbo, num_particles, vectorize_particles, max_plate_nesting)
+    if elbo in ("trace", "meanfield") and num_particles == 1 and supports(model, guide):
+        elbo_obj = TorchEstimator(elbo)  # the same numbers from the same draws, without Pyro's tracing
 
     start_epoch, history, start_batch, saved_perm, saved_sums = 0, [], 0, None, None
-    if resume and ckpt.exists():
-        ck = load_checkpoint(ckpt, model=model, guide=guide, optimizer=opt, shuffle_generator=shuffle_gen)
+    state = read_checkpoint(ckpt) if main and resume and ckpt.exists() else None
+    if group is not None:  # rank 0 reads the checkpoint; every rank restores it
+        state = D.broadcast_object(state, group)
+    if state is not None:
+        ck = apply_checkpoint(state, ckpt, model=model, guide=guide, optimizer=opt, shuffle_generator=shuffle_gen)
         start_epoch, history, start_batch = ck["epoch"], ck["history"], ck["batch"]
         saved_perm, saved_sums = ck["perm"], ck["sums"]
 
     def save(epoch_done: int, batch_done: int = 0, perm=None, sums=None) -> None:
+        if not main:
+            return
         save_checkpoint(ckpt, model=model, guide=guide, optimizer=opt, epoch=epoch_done, history=history,
                         shuffle_generator=shuffle_gen, batch=batch_done, perm=perm, sums=sums)
 
     eb = empirical_bayes and getattr(model, "has_adaptive_prior", False) and hasattr(guide, "loc_scale")
-    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file
-    bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=None if progress else True,
+    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file; rank 0 alone
+    bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=None if progress and main else True,
                initial=start_epoch,
                total=epochs, dynamic_ncols=True)
     step = start_epoch * num_batches + start_batch
     validate = True
+    reduce = None if group is None else D.GradientReducer(params)
     for epoch in bar:
         t0 = time.perf_counter()
         first = start_batch if epoch == start_epoch else 0
@@ -246,23 +285,34 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
         for i in range(first, num_batches):
             where = f"epoch {epoch + 1}, step {step + 1} (minibatch {i + 1} of {num_batches})"
             idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
-            xb, yb = x[idx], y[idx]
+            mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
+            xb, yb = x[mine], y[mine]
             if eb:
                 model.update_priors(guide.loc_scale)
             w = kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
             with pyro.validation_enabled(validate):
                 terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
             validate = False
-            if not torch.isfinite(terms.loss):
-                bad = [name for name, v in (("NLL", terms.nll), ("KL", terms.kl)) if not torch.isfinite(v)]
+            # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
+            nll = terms.nll * share if share != 1.0 else terms.nll
+            kl_part = torch.as_tensor(terms.kl, dtype=float_dtype, device=dev) if main else \
+                torch.zeros((), dtype=float_dtype, device=dev)
+            loss = nll + w * kl_part
+            opt.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+            stats = torch.stack([loss.detach(), nll.detach(), kl_part.detach(),
+                                 torch.tensor(float(stop.requested), dtype=float_dtype, device=dev)])
+            if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags
+                stats = reduce(stats)
+            if not torch.isfinite(stats[0]):
+                bad = [name for name, v in (("NLL", stats[1]), ("KL", stats[2])) if not torch.isfinite(v)]
                 bar.close()
                 raise NonFiniteLossError(
                     f"non-finite loss at {where}: {' and '.join(bad) or 'loss'} "
-                    f"{'are' if len(bad) > 1 else 'is'} {terms.loss.item()}; "
+                    f"{'are' if len(bad) > 1 else 'is'} {stats[0].item()}; "
                     f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for NaN/inf or extreme values "
                     f"(this minibatch: rows {_rows(idx, n)}), lower the learning rate or the guide's init_scale.")
-            opt.zero_grad(set_to_none=True)
-            terms.loss.backward()
             if not bool(torch.stack([p.grad.sum() for p in params if p.grad is not None]).isfinite().all()):
                 bar.close()
                 raise NonFiniteLossError(
@@ -271,7 +321,9 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                     f"minibatch: rows {_rows(idx, n)}) or lower the learning rate.")
             opt.step()
             step += 1
-            sums += torch.stack([terms.loss.detach(), terms.nll.detach(), torch.as_tensor(terms.kl).detach()])
+            sums += stats[:3]
+            if group is not None and bool(stats[3] > 0):  # a rank was interrupted: all stop at this step
+                stop.requested = True
             if stop.requested and i + 1 < num_batches:
                 bar.close()
                 if ckpt is not None:
@@ -295,8 +347,18 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     info = {"seed": seed, "epochs": epochs, "batch_size": bsz, "optimizer": optimizer, "lr": opt.param_groups[0]["lr"],
             "kl_schedule": kl, "elbo": elbo, "num_particles": num_particles, "device": str(dev),
             "n_data": n, "guide": type(guide).__name__}
+    if group is not None:
+        info.update(world_size=world, batch_size_per_rank=math.ceil(bsz / world), backend=group.backend)
     return GuidePosterior(model=model, method="svi", guide=guide, history=history, info=info,
                      example_args=((x[:1], y[:1]), {"n_data": n}))
+
+
+def _row_numbers(idx, n: int, dev) -> torch.Tensor:
+    """The global minibatch ``idx`` (a permutation slice or a ``slice`` of ``n`` rows) as a
+    tensor of row numbers."""
+    if torch.is_tensor(idx):
+        return idx
+    return torch.arange(idx.start, min(idx.stop, n), device=dev)
 
 
 def _kept(ckpt, save, epoch, batch, perm, sums) -> str:

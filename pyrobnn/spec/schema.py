@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import LOADERS, SKLEARN_DATASETS
+from ..infer.elbo import ELBOS
 from ..infer.kl_schedule import SCHEDULES
 from ..infer.arguments import MAX_SEED
 from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, MAX_TREE_DEPTH
@@ -134,7 +135,7 @@ SVI_FIELDS = (
     number("lr", None, lo=0, doc="default: the optimizer's"),
     choice("kl", SCHEDULES, "uniform"),
     integer("anneal_epochs", 10, lo=1),
-    choice("elbo", ("trace", "meanfield"), "trace"),
+    choice("elbo", ELBOS, "trace"),
     integer("num_particles", 1, lo=1),
     flag("vectorize_particles", True),
     flag("empirical_bayes", True),
