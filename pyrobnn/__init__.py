@@ -15,12 +15,13 @@ reads "B may import A"), at module level and inside functions alike::
       ← infer                   guides, ELBO, SVI, MCMC, Posterior (evaluation, saving), checkpoints
       ← spec, diagnostics       specs → models, guides, data | ArviZ export, metrics, reports
                                 (neither imports the other)
-      ← apps                    pruning and other applications
+      ← apps, sklearn           pruning and other applications | scikit-learn estimators
+                                (neither imports the other)
       ← cli, pyrobnn/__init__   the command line | this module, which composes the layers
 
 ``spec`` sits above ``infer`` because it builds guides and reads inference's lists of allowed
-names (KL schedules, optimisers, samplers); ``infer`` never reads a spec.  ``diagnostics``
-uses only public names of ``infer`` (a module's ``__all__`` or ``pyrobnn.infer``'s exports).
+names (KL schedules, optimisers, samplers); ``infer`` never reads a spec.  ``diagnostics``,
+``apps`` and ``sklearn`` use only public names of ``infer`` (a module's ``__all__`` or ``pyrobnn.infer``'s exports).
 Where a lower layer offers a convenience that a higher one carries out, the lower layer
 declares a :class:`~pyrobnn.utils.hooks.Hook` and this module installs it:
 ``BNN.from_spec`` calls :func:`load_model` (spec building), ``Posterior.to_datatree`` calls

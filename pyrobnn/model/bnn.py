@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -283,16 +284,17 @@ class BNN(PyroModule):
 
     # ------------------------------------------------------------------ initial values
     def _make_init_fn(self, site):
-        def init_fn():
-            vals = []
-            for seg in self.segments:
-                if seg.site == site:
-                    layer = self.layers[seg.layer]
-                    name = seg.name.rsplit(".", 1)[1]
-                    vals.append(layer.init_values()[name].reshape(-1))
-            return torch.cat(vals).to(device=self.device, dtype=self.dtype)
+        # a bound method in a partial, not a closure, so that a network can be pickled
+        return functools.partial(self._site_init_values, site)
 
-        return init_fn
+    def _site_init_values(self, site: str) -> torch.Tensor:
+        vals = []
+        for seg in self.segments:
+            if seg.site == site:
+                layer = self.layers[seg.layer]
+                name = seg.name.rsplit(".", 1)[1]
+                vals.append(layer.init_values()[name].reshape(-1))
+        return torch.cat(vals).to(device=self.device, dtype=self.dtype)
 
     def init_values(self) -> dict[str, torch.Tensor]:
         """A fresh initial value for every weight site (PyTorch's default layer init)."""
