@@ -30,7 +30,7 @@ from ..utils.config import ConfigError, build
 from ..utils.files import atomic_write
 from ..utils.manifest import IntegrityError, is_run_dir, read_format_json, verify_manifest, writing_run
 from .checkpoint import load_torch_file
-from .guides import GUIDES, SiteGuide, make_autoguide
+from .guides import AUTOGUIDES, GUIDES, SiteGuide, empty_laplace_autoguide, make_autoguide
 from .posterior import GuidePosterior, Posterior, SamplePosterior
 
 __all__ = ["save_posterior", "load_posterior", "write_posterior_files", "POSTERIOR_FORMAT",
@@ -40,7 +40,6 @@ POSTERIOR_FORMAT = "pyrobnn-posterior"
 POSTERIOR_FORMAT_VERSION = 1
 
 _GUIDE_CLASSES = {cls.__name__: cls for cls in GUIDES.values()}
-_AUTOGUIDES = {"AutoNormal": AutoNormal, "AutoLowRankMultivariateNormal": AutoLowRankMultivariateNormal}
 
 
 # ---------------------------------------------------------------------------- writing
@@ -109,12 +108,16 @@ def _cpu(obj):
 def _guide_config(guide) -> dict:
     if isinstance(guide, SiteGuide):
         return guide.config()
+    made = getattr(guide, "autoguide_config", None)  # recorded by make_autoguide / laplace_autoguide
+    if made is not None:
+        return made
     if isinstance(guide, AutoLowRankMultivariateNormal):
         return {"class": "AutoLowRankMultivariateNormal", "args": {"rank": int(guide.rank)}}
     if isinstance(guide, AutoNormal):
         return {"class": "AutoNormal", "args": {}}
     raise ConfigError(f"a {type(guide).__name__} guide cannot be saved; saved guides are pyrobnn's "
-                      f"{sorted(_GUIDE_CLASSES)} and Pyro's {sorted(_AUTOGUIDES)}")
+                      f"{sorted(_GUIDE_CLASSES)} and Pyro's {sorted(AUTOGUIDES)} made by "
+                      f"pyrobnn.infer.guides.make_autoguide")
 
 
 def _example(posterior: GuidePosterior) -> dict:
@@ -233,7 +236,9 @@ def _build_guide(config: dict, model, example: tuple):
 
     args, kwargs = example
     name = config.get("class") if isinstance(config, dict) else None
-    if name in _AUTOGUIDES:
+    if name == "AutoMultivariateNormal" and config.get("args", {}).get("laplace"):
+        return empty_laplace_autoguide(model, *args, **kwargs)  # set up already: its buffers are filled by the caller
+    if name in AUTOGUIDES:
         guide = make_autoguide(name, model, **config.get("args", {}))
     else:
         guide = build(config, _GUIDE_CLASSES, "guide", model=model)

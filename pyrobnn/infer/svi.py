@@ -10,6 +10,7 @@ from pathlib import Path
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoLaplaceApproximation
 from tqdm.auto import tqdm
 
 from ..model.memory import estimate_svi
@@ -26,6 +27,7 @@ from .arguments import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .elbo import elbo_terms, make_elbo
+from .guides import laplace_autoguide
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
 from .posterior import GuidePosterior, Posterior
@@ -293,6 +295,9 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     info = {"seed": seed, "epochs": epochs, "batch_size": bsz, "optimizer": optimizer, "lr": opt.param_groups[0]["lr"],
             "kl_schedule": kl, "elbo": elbo, "num_particles": num_particles, "device": str(dev),
             "n_data": n, "guide": type(guide).__name__}
+    if isinstance(guide, AutoLaplaceApproximation):  # the MAP is fitted: its Gaussian approximation is the posterior
+        guide = laplace_autoguide(guide, x, y, n_data=n)
+        info["posterior_guide"] = "Laplace approximation (AutoMultivariateNormal, covariance H⁻¹ over the full data)"
     return GuidePosterior(model=model, method="svi", guide=guide, history=history, info=info,
                      example_args=((x[:1], y[:1]), {"n_data": n}))
 
