@@ -1,9 +1,9 @@
 """pyrobnn — Bayesian neural networks on Pyro.
 
 Networks are Pyro models whose weights carry priors (:mod:`pyrobnn.priors`); hand-written
-guides (:mod:`pyrobnn.guides`) are fitted by SVI (:func:`fit_svi`) or the model is sampled by
-NUTS (:func:`fit_nuts`); either result is a :class:`Posterior` that predicts, exports an
-ArviZ ``DataTree`` and makes reports.
+guides (:mod:`pyrobnn.guides`) are fitted by SVI (:func:`fit_svi`), the model is sampled by
+NUTS (:func:`fit_nuts`) or approximated by a Gaussian around its MAP (:func:`fit_laplace`); each
+result is a :class:`Posterior` that predicts, exports an ArviZ ``DataTree`` and makes reports.
 
 Layers
 ------
@@ -12,7 +12,7 @@ reads "B may import A"), at module level and inside functions alike::
 
     utils                       files, RNG scoping, trace reading, validation, locks, manifests, hooks
       ← data, model             loaders | layers, priors, likelihoods, BNN   (neither imports the other)
-      ← infer                   guides, ELBO, SVI, MCMC, Posterior (evaluation, saving), checkpoints
+      ← infer                   guides, ELBO, SVI, MCMC, Laplace, Posterior (evaluation, saving), checkpoints
       ← spec, diagnostics       specs → models, guides, data | ArviZ export, metrics, reports
                                 (neither imports the other)
       ← apps, sklearn           pruning and other applications | scikit-learn estimators
@@ -30,7 +30,8 @@ enforces the picture.
 """
 
 from . import data, spec
-from .infer import GuidePosterior, Posterior, Prediction, SamplePosterior, fit_hmc, fit_nuts, fit_svi, guides
+from .infer import (GuidePosterior, LaplacePosterior, Posterior, Prediction, SamplePosterior, fit_hmc, fit_laplace,
+                    fit_nuts, fit_svi, guides)
 from .infer.conversion import datatree_converter
 from .infer.saving import load_posterior as load
 from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linear, likelihoods, priors
@@ -62,6 +63,7 @@ def __getattr__(name):
 
 __all__ = [
     "report", "compare", "to_datatree", "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
-    "guides", "fit_svi", "fit_nuts", "fit_hmc", "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "load",
+    "guides", "fit_svi", "fit_nuts", "fit_hmc", "fit_laplace", "Posterior", "GuidePosterior", "SamplePosterior",
+    "LaplacePosterior", "Prediction", "load",
     "data", "spec", "load_model", "__version__",
 ]

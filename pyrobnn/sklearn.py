@@ -12,9 +12,11 @@ A Bayesian multilayer perceptron behind scikit-learn's estimator interface, so i
     mean, std = model.predict(X_test, return_std=True)   # as GaussianProcessRegressor
 
 The constructor's arguments are the fields of a model and an inference spec (hidden sizes,
-activation, prior family and scale, guide family, method ``"svi"`` or ``"nuts"``, epochs, ..., ``random_state`` — scikit-learn's name for the seed —, device).
+activation, prior family and scale, guide family, method ``"svi"``, ``"nuts"`` or ``"laplace"``
+(with ``laplace_subset`` and ``laplace_structure``), epochs, ..., ``random_state`` — scikit-learn's name for the seed —, device).
 ``fit`` builds a fresh :class:`~pyrobnn.BNN` ``in → hidden… → out`` and fits it with
-:func:`~pyrobnn.fit_svi` or :func:`~pyrobnn.fit_nuts`; the
+:func:`~pyrobnn.fit_svi`, :func:`~pyrobnn.fit_nuts` or :func:`~pyrobnn.fit_laplace` (``epochs``,
+``batch_size`` and ``lr`` are then its MAP fit's); the
 result is kept as ``posterior_`` (a :class:`~pyrobnn.Posterior`: ``posterior_.save(path)``,
 ``posterior_.to_datatree(...)``) and ``datatree_`` is its ArviZ ``DataTree`` with the training
 data (made on first access).
@@ -39,14 +41,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .infer import fit_nuts, fit_svi
+from .infer import fit_laplace, fit_nuts, fit_svi
 from .infer.guides import GUIDES, make_autoguide
 from .model import BNN, Categorical, Gaussian, Linear, priors
 from .utils.rng import seeded
 
 __all__ = ["BNNRegressor", "BNNClassifier", "METHODS", "PRIORS", "GUIDE_NAMES"]
 
-METHODS = ("svi", "nuts")
+METHODS = ("svi", "nuts", "laplace")
 #: prior name → class taking ``(loc=0, scale=prior_scale)``
 PRIORS = {"normal": priors.Normal, "laplace": priors.Laplace}
 _AUTOGUIDES = {"auto_normal": "AutoNormal", "auto_lowrank": "AutoLowRankMultivariateNormal"}
@@ -74,7 +76,7 @@ class _BNNEstimator(BaseEstimator):
 
     def __init__(self, hidden_sizes=(32,), activation="tanh", prior="normal", prior_scale=1.0, guide="meanfield",
                  init_scale=0.01, method="svi", epochs=200, batch_size=128, lr=0.01, num_particles=1,
-                 num_samples=200, warmup=200, chains=1,
+                 num_samples=200, warmup=200, chains=1, laplace_subset="last_layer", laplace_structure="kron",
                  num_predictive_samples=100, standardize=True, random_state=None, device="cpu", dtype="float64"):
         self.hidden_sizes = hidden_sizes
         self.activation = activation
@@ -90,6 +92,8 @@ class _BNNEstimator(BaseEstimator):
         self.num_samples = num_samples
         self.warmup = warmup
         self.chains = chains
+        self.laplace_subset = laplace_subset
+        self.laplace_structure = laplace_structure
         self.num_predictive_samples = num_predictive_samples
         self.standardize = standardize
         self.random_state = random_state
@@ -136,8 +140,11 @@ class _BNNEstimator(BaseEstimator):
         if self.method == "svi":
             return fit_svi(net, self._make_guide(net), x, y, epochs=self.epochs, batch_size=self.batch_size,
                            lr=self.lr, num_particles=self.num_particles, handle_interrupt=False, **common)
-        return fit_nuts(net, x, y, num_samples=self.num_samples, warmup=self.warmup, chains=self.chains,
-                        handle_interrupt=False, **common)
+        if self.method == "nuts":
+            return fit_nuts(net, x, y, num_samples=self.num_samples, warmup=self.warmup, chains=self.chains,
+                            handle_interrupt=False, **common)
+        return fit_laplace(net, x, y, subset=self.laplace_subset, structure=self.laplace_structure,
+                           epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, handle_interrupt=False, **common)
 
     def _inputs(self, X) -> torch.Tensor:
         """Checked inputs of a fitted estimator, standardised with the training statistics."""

@@ -314,14 +314,19 @@ class BNN(PyroModule):
                 out[seg.name] = piece.reshape(*lead, *seg.shape)
         return out
 
-    def network(self, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    def network(self, x: torch.Tensor, values: dict[str, torch.Tensor], taps: dict | None = None) -> torch.Tensor:
         """Network output for flat weight values with leading sample dims ``(*S, D)``:
-        returns ``(*S, N, k)`` (``(N, k)`` without sample dims)."""
+        returns ``(*S, N, k)`` (``(N, k)`` without sample dims).  ``taps``, a dict, receives
+        ``{i: (input, output)}`` of every Bayesian layer ``i`` (curvature approximations such as
+        K-FAC read them)."""
         weights = self.unpack(values)
         h = x
         for i, layer in enumerate(self.layers):
             if isinstance(layer, BayesianLayer) and layer.bayesian:
-                h = layer(h, weights[f"layers.{i}.weight"], weights.get(f"layers.{i}.bias"))
+                out = layer(h, weights[f"layers.{i}.weight"], weights.get(f"layers.{i}.bias"))
+                if taps is not None:
+                    taps[i] = (h, out)
+                h = out
             else:
                 h = layer(h)
         return h
