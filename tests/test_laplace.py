@@ -197,3 +197,35 @@ def test_sklearn_laplace_method():
     reg = BNNRegressor(hidden_sizes=(8,), method="laplace", epochs=200, num_predictive_samples=16,
                        random_state=0).fit(x.numpy(), y.numpy())
     assert reg.posterior_.method == "laplace" and reg.score(x.numpy(), y.numpy()) > 0.7
+
+
+def test_inference_spec_laplace_table():
+    from pyrobnn import spec as S
+    from pyrobnn.spec import SpecError
+
+    ispec = S.load_inference_spec("inference/laplace.toml", ["laplace.structure=diag", "laplace.subset=last_layer"])
+    assert ispec.method == "laplace" and ispec.laplace == LaplaceSettings(
+        subset="last_layer", structure="diag", epochs=ispec.laplace.epochs)
+    kw = S.laplace_kwargs(ispec)
+    assert kw["structure"] == "diag" and kw["seed"] == 0 and set(kw) >= {"subset", "prior_precision", "predictive"}
+    with pytest.raises(SpecError, match="laplace.structure"):
+        S.load_inference_spec("inference/laplace.toml", ["laplace.structure=block"])
+
+
+@pytest.mark.slow  # a MAP fit and a full report: seconds
+def test_cli_fit_laplace_writes_a_standard_run(tmp_path):
+    import json
+    import sys
+
+    from pyrobnn.cli import main
+
+    out = tmp_path / "run"
+    argv = sys.argv
+    sys.argv = ["pyrobnn", "fit", "models/toy_regression.toml", "inference/laplace.toml", "--out", str(out),
+                "--quiet", "--set", "laplace.epochs=30"]
+    try:
+        assert main() == 0
+    finally:
+        sys.argv = argv
+    assert json.loads((out / "metrics.json").read_text())["method"] == "laplace"
+    assert pb.load(out).method == "laplace"
