@@ -59,7 +59,7 @@ def test_linear_gaussian_laplace_posterior_and_evidence_are_exact():
     net, x, y, xt = _linear_gaussian(s=s, a=a)
     delta = 1 / a**2
     m, cov = _conjugate(xt, y, s, delta)
-    post = fit_laplace(net, x, y, structure="full", prior_precision=delta, epochs=600, lr=0.05, batch_size=30,
+    post = fit_laplace(net, x, y, structure="full", prior_precision=delta, epochs=200, lr=0.1, batch_size=30,
                        progress=False)
     torch.testing.assert_close(post.mean["weights"], m, rtol=0, atol=2e-3)  # the MAP, reached by Adam
     lam, q = post.curvature["eigvals"], post.curvature["eigvecs"]

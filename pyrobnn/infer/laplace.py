@@ -141,6 +141,13 @@ def _layout(model, subset: str) -> _Layout:
     return _Layout(torch.cat(index), blocks, offsets)
 
 
+def _check_kron(model, lay: _Layout) -> None:
+    for (layer, *_rest) in lay.blocks:
+        if not hasattr(model.layers[layer], "in_features"):
+            raise ValueError(f"structure 'kron' needs Linear layers; layer {layer} is "
+                             f"{type(model.layers[layer]).__name__} (use structure 'diag' or 'full')")
+
+
 def _split_sites(model, flat: torch.Tensor, offsets) -> dict:
     return {s: flat[..., o:o + model.site_sizes[s]] for s, o in offsets.items()}
 
@@ -180,10 +187,7 @@ def ggn(model, x: torch.Tensor, mean: dict, *, subset: str = "all", structure: s
     n = x.shape[0]
     out = {"index": lay.index}
     if structure == "kron":
-        for (layer, *_rest) in lay.blocks:
-            if not hasattr(model.layers[layer], "in_features"):
-                raise ValueError(f"structure 'kron' needs Linear layers; layer {layer} is "
-                                 f"{type(model.layers[layer]).__name__} (use structure 'diag' or 'full')")
+        _check_kron(model, lay)
         facs = [[0.0, 0.0] for _ in lay.blocks]
         for a, b in chunk_bounds(n, batch_size):
             with torch.enable_grad():
@@ -415,11 +419,7 @@ def fit_laplace(model, x, y, *, subset: str = "all", structure: str = "kron", pr
     seed = check_seed(seed)
     x, y = prepare_data(model, x, y)
     if structure == "kron":  # fail before the MAP fit
-        lay = _layout(model, subset)
-        for (layer, *_r) in lay.blocks:
-            if not hasattr(model.layers[layer], "in_features"):
-                raise ValueError(f"structure 'kron' needs Linear layers; layer {layer} is "
-                                 f"{type(model.layers[layer]).__name__} (use structure 'diag' or 'full')")
+        _check_kron(model, _layout(model, subset))
     _loss_sqrt(model.likelihood, torch.zeros(1, model.likelihood.num_outputs()), {"noise": torch.ones(())})
     t0 = time.perf_counter()
     map_fit = fit_svi(model, Delta(model), x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
