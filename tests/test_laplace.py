@@ -147,7 +147,7 @@ def _toy(n=40):
 def test_laplace_posterior_interface(subset, structure, tmp_path):
     x, y = _toy()
     net = pb.BNN([pb.Linear(1, 8), "tanh", pb.Linear(8, 1)], pb.Gaussian(learned=True, scale=0.2))
-    post = pb.fit_laplace(net, x, y, subset=subset, structure=structure, epochs=60, progress=False)
+    post = pb.fit_laplace(net, x, y, subset=subset, structure=structure, epochs=30, progress=False)
     assert isinstance(post, pb.Posterior) and post.method == "laplace"
     assert post.info["prior_precision"] > 0 and math.isfinite(post.info["log_marginal_likelihood"])
     draws = post.draws(32, seed=0)
@@ -194,7 +194,7 @@ def test_sklearn_laplace_method():
     from pyrobnn.sklearn import BNNRegressor
 
     x, y = _toy()
-    reg = BNNRegressor(hidden_sizes=(8,), method="laplace", epochs=200, num_predictive_samples=16,
+    reg = BNNRegressor(hidden_sizes=(8,), method="laplace", epochs=100, lr=0.03, num_predictive_samples=16,
                        random_state=0).fit(x.numpy(), y.numpy())
     assert reg.posterior_.method == "laplace" and reg.score(x.numpy(), y.numpy()) > 0.7
 

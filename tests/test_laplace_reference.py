@@ -1,7 +1,7 @@
 """pyrobnn's Laplace approximation against laplace-torch's numbers on the same network and data.
 
 laplace-torch is not a dependency: this comparison runs where it is installed
-(``pip install laplace-torch``) and is skipped elsewhere; the closed-form and Jacobian tests in
+(``pip install laplace-torch``; run with ``--runslow``) and is skipped elsewhere; the closed-form and Jacobian tests in
 ``tests/test_laplace.py`` always run.  Its K-FAC keeps a Linear layer's weight and bias as two
 blocks (G ⊗ A and G), where pyrobnn folds the bias into A (Martens & Grosse 2015), which is exact
 for a last layer with one Gaussian output; so K-FAC is compared with laplace-torch's full GGN
@@ -16,7 +16,6 @@ import torch
 import pyrobnn as pb
 from pyrobnn.infer.laplace import _spectrum, ggn, log_marginal_likelihood
 
-laplace = pytest.importorskip("laplace")
 
 D64 = torch.float64
 
@@ -38,11 +37,13 @@ def _same_net():
     return net, theta, x, seq, loader, loglik
 
 
+@pytest.mark.slow  # importing laplace-torch and its backends costs seconds; tests/test_laplace.py checks the same maths
 @pytest.mark.parametrize("subset,structure,theirs", [
     ("all", "full", "full"), ("all", "diag", "diag"), ("last_layer", "full", "full"), ("last_layer", "diag", "diag"),
     ("last_layer", "kron", "full"),
 ])
 def test_log_marginal_likelihood_matches_laplace_torch(subset, structure, theirs):
+    laplace = pytest.importorskip("laplace")
     net, theta, x, seq, loader, loglik = _same_net()
     delta = 2.0
     with warnings.catch_warnings():
