@@ -13,10 +13,10 @@ A Bayesian multilayer perceptron behind scikit-learn's estimator interface, so i
 
 The constructor's arguments are the fields of a model and an inference spec (hidden sizes,
 activation, prior family and scale, guide family, method ``"svi"``, ``"nuts"`` or ``"laplace"``
-(with ``laplace_subset`` and ``laplace_structure``), epochs, ..., ``random_state`` — scikit-learn's name for the seed —, device).
-``fit`` builds a fresh :class:`~pyrobnn.BNN` ``in → hidden… → out`` and fits it with
-:func:`~pyrobnn.fit_svi`, :func:`~pyrobnn.fit_nuts` or :func:`~pyrobnn.fit_laplace` (``epochs``,
-``batch_size`` and ``lr`` are then its MAP fit's); the
+with ``laplace_subset`` and ``laplace_structure``, epochs, ..., ``random_state`` —
+scikit-learn's name for the seed —, device).  ``fit`` builds a fresh :class:`~pyrobnn.BNN`
+``in → hidden… → out`` and fits it with :func:`~pyrobnn.fit_svi`, :func:`~pyrobnn.fit_nuts` or
+:func:`~pyrobnn.fit_laplace` (``epochs``, ``batch_size`` and ``lr`` are then its MAP fit's); the
 result is kept as ``posterior_`` (a :class:`~pyrobnn.Posterior`: ``posterior_.save(path)``,
 ``posterior_.to_datatree(...)``) and ``datatree_`` is its ArviZ ``DataTree`` with the training
 data (made on first access).

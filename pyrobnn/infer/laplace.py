@@ -59,8 +59,8 @@ from .guides import Delta
 from .posterior import Posterior, chunk_bounds, draw_index
 from .svi import OPTIMIZERS, fit_svi
 
-__all__ = ["fit_laplace", "LaplacePosterior", "LaplaceSettings", "SUBSETS", "STRUCTURES", "ggn", "log_marginal_likelihood",
-           "tune_prior_precision"]
+__all__ = ["fit_laplace", "LaplacePosterior", "LaplaceSettings", "SUBSETS", "STRUCTURES", "PREDICTIVES", "ggn",
+           "log_marginal_likelihood", "tune_prior_precision"]
 
 SUBSETS = ("all", "last_layer")
 STRUCTURES = ("diag", "kron", "full")
@@ -402,28 +402,37 @@ class LaplacePosterior(Posterior):
 
 
 # ============================================================================ fitting
-def fit_laplace(model, x, y, *, subset: str = "all", structure: str = "kron", prior_precision: float | None = None,
-                predictive: str = "glm", epochs: int = 200, batch_size: int = 128, optimizer: str = "adam", lr: float | None = 0.01,
-                device="auto", dtype: torch.dtype | None = None, seed: int | None = 0, progress: bool = True,
-                handle_interrupt: bool = True) -> LaplacePosterior:
+def fit_laplace(model, x, y, settings: LaplaceSettings | None = None, *, device="auto", dtype: torch.dtype | None = None,
+                seed: int | None = 0, progress: bool = True, handle_interrupt: bool = True,
+                **options) -> LaplacePosterior:
     """Laplace approximation of the posterior of ``model`` given (x, y): a MAP fit by
     :func:`~pyrobnn.fit_svi` with a :class:`~pyrobnn.guides.Delta` guide (``epochs``,
     ``batch_size``, ``optimizer``, ``lr``; the model's prior), then the GGN at the MAP over the
     full data (``subset``, ``structure``) and the prior precision δ (``prior_precision``, or
-    tuned by the marginal likelihood); predictions from ``predictive`` "glm" or "nn"; see the module docstring for the equations.  The
-    settings are those of :class:`LaplaceSettings`.  Returns a :class:`LaplacePosterior`;
-    ``info`` records the settings, δ, the log marginal likelihood at δ and the times."""
-    settings = LaplaceSettings(subset=subset, structure=structure, prior_precision=prior_precision,
-                               predictive=predictive, epochs=epochs,
-                               batch_size=batch_size, optimizer=optimizer, lr=lr)
+    tuned by the marginal likelihood); predictions from ``predictive`` "glm" or "nn"; see the
+    module docstring for the equations.  The settings are a :class:`LaplaceSettings`
+    (``settings``, default ``LaplaceSettings()``) with any of its fields given by name in
+    ``options``, e.g. ``fit_laplace(net, x, y, subset="last_layer", structure="full")``.
+    Returns a :class:`LaplacePosterior`; ``info`` records the settings, δ, the log marginal
+    likelihood at δ and the times."""
+    names = {f.name for f in dataclasses.fields(LaplaceSettings)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise TypeError(f"fit_laplace got unknown settings {unknown}; the settings are {sorted(names)}")
+    if settings is not None and not isinstance(settings, LaplaceSettings):
+        raise TypeError(f"settings must be a LaplaceSettings or None, got {type(settings).__name__}")
+    settings = dataclasses.replace(settings or LaplaceSettings(), **options)
+    subset, structure, predictive = settings.subset, settings.structure, settings.predictive
+    prior_precision = settings.prior_precision
     seed = check_seed(seed)
     x, y = prepare_data(model, x, y)
     if structure == "kron":  # fail before the MAP fit
         _check_kron(model, _layout(model, subset))
     _loss_sqrt(model.likelihood, torch.zeros(1, model.likelihood.num_outputs()), {"noise": torch.ones(())})
     t0 = time.perf_counter()
-    map_fit = fit_svi(model, Delta(model), x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      device=device, dtype=dtype, seed=seed, progress=progress, handle_interrupt=handle_interrupt)
+    map_fit = fit_svi(model, Delta(model), x, y, epochs=settings.epochs, batch_size=settings.batch_size,
+                      optimizer=settings.optimizer, lr=settings.lr, device=device, dtype=dtype, seed=seed,
+                      progress=progress, handle_interrupt=handle_interrupt)
     t_map = time.perf_counter() - t0
     mean = {k: v.detach() for k, v in map_fit.guide.median().items()}
     x = x.to(device=model.device, dtype=model.dtype)
@@ -446,5 +455,6 @@ def fit_laplace(model, x, y, *, subset: str = "all", structure: str = "kron", pr
             "map_seconds": t_map, "laplace_seconds": time.perf_counter() - t0 - t_map}
     info.pop("guide", None)
     return LaplacePosterior(model=model, mean=mean, index=index, structure=structure, subset=subset, curvature=parts,
-                            prior_precision=delta, predictive=predictive, blocks=[(o, i1) for (_l, o, i1, *_r) in lay.blocks],
-                            history=list(map_fit.history), info=info)
+                            prior_precision=delta, predictive=predictive,
+                            blocks=[(o, i1) for (_l, o, i1, *_r) in lay.blocks], history=list(map_fit.history),
+                            info=info)
