@@ -19,6 +19,7 @@ tmp=$(mktemp -d "${OUT%/*}/.toy_laplace_svi_nuts.XXXXXX")
 cp "$RUNS/compare/index.html" "$RUNS/compare/compare.json" "$RUNS/compare/bands.png" "$tmp/"
 for m in svi nuts laplace; do cp "$RUNS/$m/metrics.json" "$tmp/${m}_metrics.json"; done
 cp "$RUNS/laplace/predictive_band.png" "$tmp/laplace_band.png"
-"$PYTHON" examples/toy_laplace_svi_nuts.py "$tmp" > "$tmp/summary.md"
+"$PYTHON" examples/toy_laplace_svi_nuts.py svi="$tmp/svi_metrics.json" nuts="$tmp/nuts_metrics.json" \
+    laplace="$tmp/laplace_metrics.json" > "$tmp/summary.md"
 rm -rf "$OUT" && mv "$tmp" "$OUT"
 cat "$OUT/summary.md"
