@@ -1,4 +1,5 @@
-"""UCI regression benchmark: mean-field SVI against the published VI, PBP and MC-dropout numbers.
+"""UCI regression benchmark: mean-field SVI (or the Laplace approximation) against the published
+VI, PBP and MC-dropout numbers.
 
 Protocol of Hernández-Lobato & Adams (2015): one hidden layer of 50 ReLU units (100 for
 protein), the standard train/test splits shipped in ``data/uci``, inputs and targets
@@ -8,8 +9,15 @@ learned Gaussian noise, Trace_ELBO, Adam; the same settings for every data set (
 not per split).  The published columns are from REFERENCE section 6.
 
     python benchmarks/uci.py --data ../shared/data/uci [--datasets boston concrete ...] [--splits 20]
+    python benchmarks/uci.py --method laplace [--laplace-subset all] [--laplace-structure kron]
 
-Writes benchmarks/results/uci.json (atomically) and prints the table.
+``--method laplace``: the same network and prior, a MAP fit with the same optimiser and steps,
+then :func:`pyrobnn.fit_laplace` (K-FAC GGN of the whole network by default, prior precision
+tuned by the marginal likelihood, linearised predictive); the table then also shows pyrobnn's
+SVI on the same splits from benchmarks/results/uci.json.
+
+Writes benchmarks/results/uci.json (``uci_laplace.json`` for Laplace; atomically) and prints the
+table.
 """
 
 from __future__ import annotations
@@ -69,14 +77,23 @@ def run_split(root, name, split, args):
     steps_per_epoch = math.ceil(ds.n_train / args.batch_size)
     epochs = max(1, round(args.steps / steps_per_epoch))
     t0 = time.perf_counter()
-    post = pb.fit_svi(net, guide, ds.x_train, ds.y_train, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                      num_particles=args.particles, seed=split, progress=False, device="cpu")
+    if args.method == "laplace":
+        post = pb.fit_laplace(net, ds.x_train, ds.y_train, subset=args.laplace_subset,
+                              structure=args.laplace_structure, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                              seed=split, progress=False, device="cpu")
+    else:
+        post = pb.fit_svi(net, guide, ds.x_train, ds.y_train, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                          num_particles=args.particles, seed=split, progress=False, device="cpu")
     seconds = time.perf_counter() - t0
     lpd = post.log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
     ll = float(ds.log_lik_to_original(lpd).mean())
     pred = post.predict(ds.x_test, num_samples=args.samples)
     rmse = float(ds.scale_to_original(((pred.mean - ds.y_test) ** 2).mean().sqrt()))
-    return {"split": split, "test_ll": ll, "test_rmse": rmse, "epochs": epochs, "seconds": seconds}
+    out = {"split": split, "test_ll": ll, "test_rmse": rmse, "epochs": epochs, "seconds": seconds}
+    if args.method == "laplace":
+        out.update(prior_precision=post.prior_precision, map_seconds=post.info["map_seconds"],
+                   laplace_seconds=post.info["laplace_seconds"])
+    return out
 
 
 def mean_se(values):
@@ -99,8 +116,14 @@ def main(argv=None):
     ap.add_argument("--particles", type=int, default=1)
     ap.add_argument("--samples", type=int, default=1000, help="posterior draws for the test metrics")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small nets run best on one)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "uci.json")
+    ap.add_argument("--method", choices=("svi", "laplace"), default="svi")
+    ap.add_argument("--laplace-subset", choices=("all", "last_layer"), default="all")
+    ap.add_argument("--laplace-structure", choices=("diag", "kron", "full"), default="kron")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/uci.json "
+                                                           "(uci_laplace.json for --method laplace)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = Path(__file__).parent / "results" / ("uci.json" if args.method == "svi" else "uci_laplace.json")
     torch.set_num_threads(args.threads)
     if not args.data.is_dir():
         ap.error(f"--data {args.data} is not a directory (expected the uci/ folder of the shared data)")
@@ -123,20 +146,42 @@ def main(argv=None):
         payload = {"settings": {k: str(v) for k, v in vars(args).items()}, "datasets": results}
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
 
+    if args.method == "laplace":
+        _laplace_table(args, results)
     print("\nTest log-likelihood (original units), mean ± s.e. over splits; higher is better")
-    print(f"{'dataset':<10}{'pyrobnn SVI':>16}{'VI':>14}{'PBP':>14}{'dropout':>14}  beats VI")
+    print(f"{'dataset':<10}{'pyrobnn ' + args.method.upper():>16}{'VI':>14}{'PBP':>14}{'dropout':>14}  beats VI")
     for name in args.datasets:
         r = results[name]
         (vi, vis), (pbp, pbps), (do, dos) = PUBLISHED_LL[name]
         print(f"{name:<10}{r['test_ll']:>9.2f} ± {r['test_ll_se']:.2f}{vi:>8.2f} ± {vis:.2f}{pbp:>8.2f} ± {pbps:.2f}"
               f"{do:>8.2f} ± {dos:.2f}  {'yes' if r['test_ll'] > vi else 'NO'}")
     print("\nTest RMSE (original units), mean ± s.e.; lower is better")
-    print(f"{'dataset':<10}{'pyrobnn SVI':>16}{'VI':>8}{'PBP':>8}{'dropout':>9}")
+    print(f"{'dataset':<10}{'pyrobnn ' + args.method.upper():>16}{'VI':>8}{'PBP':>8}{'dropout':>9}")
     for name in args.datasets:
         r = results[name]
         vi, pbp, do = PUBLISHED_RMSE[name]
         print(f"{name:<10}{r['test_rmse']:>9.2f} ± {r['test_rmse_se']:.2f}{vi:>8.2f}{pbp:>8.2f}{do:>9.2f}")
     print(f"\nwritten {args.out}")
+
+
+def _laplace_table(args, results):
+    """Laplace next to pyrobnn's SVI on the same splits (from benchmarks/results/uci.json)."""
+    svi_file = Path(__file__).parent / "results" / "uci.json"
+    svi = json.loads(svi_file.read_text())["datasets"] if svi_file.exists() else {}
+    print("\nLaplace (K-FAC GGN, linearised predictive) and SVI on the same splits: test LL, fit seconds")
+    print(f"{'dataset':<10}{'splits':>7}{'Laplace LL':>16}{'SVI LL':>16}{'Laplace s':>11}{'SVI s':>8}")
+    for name in args.datasets:
+        runs = results[name]["splits"]
+        done = {r["split"] for r in runs}
+        same = [r for r in svi.get(name, {}).get("splits", []) if r["split"] in done]
+        ll, se = mean_se([r["test_ll"] for r in runs])
+        t = statistics.fmean(r["seconds"] for r in runs)
+        if same:
+            sll, sse = mean_se([r["test_ll"] for r in same])
+            st = statistics.fmean(r["seconds"] for r in same)
+            print(f"{name:<10}{len(runs):>7}{ll:>9.2f} ± {se:.2f}{sll:>9.2f} ± {sse:.2f}{t:>11.1f}{st:>8.1f}")
+        else:
+            print(f"{name:<10}{len(runs):>7}{ll:>9.2f} ± {se:.2f}{'—':>16}{t:>11.1f}{'—':>8}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """pyrobnn — Bayesian neural networks on Pyro.
 
 Networks are Pyro models whose weights carry priors (:mod:`pyrobnn.priors`); hand-written
-guides (:mod:`pyrobnn.guides`) are fitted by SVI (:func:`fit_svi`) or the model is sampled by
-NUTS (:func:`fit_nuts`); either result is a :class:`Posterior` that predicts, exports an
-ArviZ ``DataTree`` and makes reports.
+guides (:mod:`pyrobnn.guides`) are fitted by SVI (:func:`fit_svi`), the model is sampled by
+NUTS (:func:`fit_nuts`) or approximated by a Gaussian around its MAP (:func:`fit_laplace`); each
+result is a :class:`Posterior` that predicts, exports an ArviZ ``DataTree`` and makes reports.
 
 Layers
 ------
@@ -12,16 +12,17 @@ reads "B may import A"), at module level and inside functions alike::
 
     utils                       files, RNG scoping, trace reading, validation, locks, manifests, hooks
       ← data, model             loaders | layers, priors, likelihoods, BNN   (neither imports the other)
-      ← infer                   guides, ELBO, SVI, MCMC, Posterior (evaluation, saving), checkpoints
+      ← infer                   guides, ELBO, SVI, MCMC, Laplace, Posterior (evaluation, saving), checkpoints
       ← spec, diagnostics       specs → models, guides, data | ArviZ export, metrics, reports
                                 (neither imports the other)
-      ← apps                    pruning and other applications
+      ← apps, sklearn           pruning and other applications | scikit-learn estimators
+                                (neither imports the other)
       ← cli, pyrobnn/__init__   the command line | this module, which composes the layers
       ← __main__                ``python -m pyrobnn`` / ``torchrun -m pyrobnn``: runs the command line
 
 ``spec`` sits above ``infer`` because it builds guides and reads inference's lists of allowed
-names (KL schedules, optimisers, samplers); ``infer`` never reads a spec.  ``diagnostics``
-uses only public names of ``infer`` (a module's ``__all__`` or ``pyrobnn.infer``'s exports).
+names (KL schedules, optimisers, samplers); ``infer`` never reads a spec.  ``diagnostics``,
+``apps`` and ``sklearn`` use only public names of ``infer`` (a module's ``__all__`` or ``pyrobnn.infer``'s exports).
 Where a lower layer offers a convenience that a higher one carries out, the lower layer
 declares a :class:`~pyrobnn.utils.hooks.Hook` and this module installs it:
 ``BNN.from_spec`` calls :func:`load_model` (spec building), ``Posterior.to_datatree`` calls
@@ -30,7 +31,8 @@ enforces the picture.
 """
 
 from . import data, spec
-from .infer import GuidePosterior, Posterior, Prediction, SamplePosterior, fit_hmc, fit_nuts, fit_svi, guides
+from .infer import (GuidePosterior, LaplacePosterior, Posterior, Prediction, SamplePosterior, fit_hmc, fit_laplace,
+                    fit_nuts, fit_svi, guides)
 from .infer.conversion import datatree_converter
 from .infer.saving import load_posterior as load
 from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linear, likelihoods, priors
@@ -62,6 +64,7 @@ def __getattr__(name):
 
 __all__ = [
     "report", "compare", "to_datatree", "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
-    "guides", "fit_svi", "fit_nuts", "fit_hmc", "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "load",
+    "guides", "fit_svi", "fit_nuts", "fit_hmc", "fit_laplace", "Posterior", "GuidePosterior", "SamplePosterior",
+    "LaplacePosterior", "Prediction", "load",
     "data", "spec", "load_model", "__version__",
 ]

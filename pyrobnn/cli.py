@@ -80,7 +80,7 @@ DEFAULT_INFERENCE = {
 }
 
 _MODEL_TABLES = ("model", "prior", "likelihood", "data")
-_INFERENCE_TABLES = ("inference", "guide", "svi", "nuts", "hmc", "mcmc")
+_INFERENCE_TABLES = ("inference", "guide", "svi", "nuts", "hmc", "mcmc", "laplace")
 
 
 class UsageError(Exception):
@@ -362,6 +362,10 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
 
             post = fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=not args.quiet,
                            checkpoint=ckpt, resume=resuming, distributed=launched(), **S.svi_kwargs(ispec))
+        elif ispec.method == "laplace":
+            from .infer.laplace import fit_laplace
+
+            post = fit_laplace(net, data.x_train, data.y_train, progress=not args.quiet, **S.laplace_kwargs(ispec))
         else:
             from .infer.mcmc import fit_nuts
 

@@ -6,10 +6,10 @@ relative — and each ``importlib.import_module("pyrobnn...")`` call is mapped t
 reaches, and a layer may reach only the layers below it (``pyrobnn/__init__.py`` describes
 the picture)::
 
-    utils ← data, model ← infer ← spec, diagnostics ← apps ← cli, pyrobnn/__init__.py
+    utils ← data, model ← infer ← spec, diagnostics ← apps, sklearn ← cli, pyrobnn/__init__.py
 
 ``data`` and ``model`` do not import each other; neither do ``spec`` and ``diagnostics``.
-``diagnostics`` and ``apps`` use only the public names of ``infer``: those listed in a
+``diagnostics``, ``apps`` and ``sklearn`` use only the public names of ``infer``: those listed in a
 module's ``__all__`` or exported by ``pyrobnn/infer/__init__.py``, never one with a leading
 underscore.
 """
@@ -34,13 +34,14 @@ MAY_IMPORT = {
     "spec": {"utils", "data", "model", "infer"},
     "diagnostics": {"utils", "data", "model", "infer"},
     "apps": {"utils", "data", "model", "infer", "spec", "diagnostics"},
-    "cli": {"utils", "data", "model", "infer", "spec", "diagnostics", "apps"},
-    TOP: {"utils", "data", "model", "infer", "spec", "diagnostics", "apps"},
+    "sklearn": {"utils", "data", "model", "infer", "spec", "diagnostics"},
+    "cli": {"utils", "data", "model", "infer", "spec", "diagnostics", "apps", "sklearn"},
+    TOP: {"utils", "data", "model", "infer", "spec", "diagnostics", "apps", "sklearn"},
     "__main__": {"cli"},  # python -m pyrobnn (and torchrun -m pyrobnn): the command line
 }
 
 #: (importing layer, imported layer): only the imported layer's public names may be used
-PUBLIC_ONLY = {("diagnostics", "infer"), ("apps", "infer")}
+PUBLIC_ONLY = {("diagnostics", "infer"), ("apps", "infer"), ("sklearn", "infer")}
 
 
 # ----------------------------------------------------------------------------- the checker

@@ -1,15 +1,18 @@
-"""Inference: hand-written guides, SVI with KL reweighting, MCMC, and the common posterior."""
+"""Inference: hand-written guides, SVI with KL reweighting, MCMC, the Laplace approximation, and the
+common posterior."""
 
 from . import guides
 from .elbo import ElboTerms, elbo_terms, make_elbo
 from .guides import ARD, Delta, MeanField, SiteGuide, WeightNoise
 from .mcmc import NUTSConfig, fit_hmc, fit_nuts
 from .kl_schedule import SCHEDULES, blundell_pi, kl_weight
+from .laplace import LaplacePosterior, LaplaceSettings, fit_laplace
 from .posterior import GuidePosterior, Posterior, SamplePosterior
 from .predictive import Prediction
 from .svi import NonFiniteLossError, fit_svi
 
 __all__ = [
-    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NUTSConfig", "NonFiniteLossError",
+    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NUTSConfig",
+    "fit_laplace", "LaplacePosterior", "LaplaceSettings", "NonFiniteLossError",
     "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
 ]

@@ -41,7 +41,7 @@ from ..utils.traces import latent_nodes
 from ..utils.validation import check_positive
 
 __all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model",
-           "make_autoguide", "GUIDES"]
+           "make_autoguide", "name_autoguide", "laplace_autoguide", "empty_laplace_autoguide", "GUIDES", "AUTOGUIDES"]
 
 
 def softplus_inverse(x: torch.Tensor) -> torch.Tensor:
@@ -344,23 +344,107 @@ GUIDES = {"meanfield": MeanField, "ard": ARD, "delta": Delta, "weight_noise": We
 
 _AUTOGUIDE_IDS = itertools.count(1)
 
+#: Pyro autoguides that :func:`make_autoguide` builds, and the arguments each takes
+AUTOGUIDES = {
+    "AutoNormal": ("init_scale",),
+    "AutoLowRankMultivariateNormal": ("init_scale", "rank"),
+    "AutoMultivariateNormal": ("init_scale",),
+    "AutoIAFNormal": ("hidden_dim", "num_transforms"),
+    "AutoLaplaceApproximation": (),
+}
 
-def make_autoguide(kind: str, model, init_scale: float = 0.01, rank: int | None = None):
-    """Pyro's ``AutoNormal`` or ``AutoLowRankMultivariateNormal`` (``kind``: the class name) on
+
+def make_autoguide(kind: str, model, init_scale: float = 0.01, rank: int | None = None,
+                   hidden_dim: int | list | None = None, num_transforms: int = 1):
+    """One of Pyro's autoguides (``kind``: the class name, a key of :data:`AUTOGUIDES`) on
     ``model``, started at the model's own initial values (a BNN's layer initialisation) rather
-    than Pyro's default.
+    than Pyro's default.  ``init_scale`` is the initial posterior standard deviation (AutoNormal,
+    AutoLowRankMultivariateNormal, AutoMultivariateNormal), ``rank`` that of the low-rank factor
+    (default √D), ``hidden_dim`` and ``num_transforms`` the autoregressive networks of
+    AutoIAFNormal (default: one of width 3D + 1).  AutoLaplaceApproximation is a point estimate
+    while SVI runs; :func:`~pyrobnn.fit_svi` replaces it at the end by the Gaussian
+    ``N(ŵ, H⁻¹)`` with H the Hessian of the negative log joint at the MAP ŵ over the full data
+    (Pyro's ``laplace_approximation``).
+
+    What the site layout changes.  A :class:`~pyrobnn.BNN` packs all its weights into one
+    sample site ``"weights"`` of D values (``site_layout="packed"``).  AutoNormal is diagonal,
+    so it is mean-field whatever the layout.  The other autoguides are Pyro's
+    ``AutoContinuous`` guides: they flatten *all* latent sites into one vector, so they are
+    joint over every weight of the network under any layout — a full-rank guide is full-rank
+    over all D weights, never block-diagonal per layer.  Its cost grows with D, not with a
+    layer's size: AutoMultivariateNormal keeps a D×D Cholesky factor (D(D+1)/2 parameters; each
+    step an O(D²) matrix–vector product and its log-determinant), AutoLaplaceApproximation
+    computes a dense D×D Hessian (D backward passes) and inverts it (O(D³)), AutoIAFNormal's
+    default autoregressive network has about 3D² weights per transform, and
+    AutoLowRankMultivariateNormal D·(rank + 2).  A block-diagonal guide — one full-rank block
+    per layer — needs sites per layer: build the network with ``site_layout="layer"`` and
+    combine per-site guides (Pyro's ``AutoGuideList`` with ``poutine.block``); with the packed
+    site there is only one block.
 
     Pyro keeps an autoguide's parameters in its global param store under the guide's name (the
     class name by default), so two autoguides in one process would share them; each gets its own
     name here.  That name is Pyro's private ``_pyro_name`` (no public way to set it exists);
     ``tests/test_svi.py`` pins that two guides made here keep separate parameters."""
-    from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+    from pyro.infer import autoguide
 
+    if kind not in AUTOGUIDES:
+        raise ValueError(f"kind must be one of {sorted(AUTOGUIDES)}, got {kind!r}")
     if kind == "AutoNormal":
-        guide = AutoNormal(model, init_loc_fn=init_to_model, init_scale=init_scale)
+        guide = autoguide.AutoNormal(model, init_loc_fn=init_to_model, init_scale=init_scale)
     elif kind == "AutoLowRankMultivariateNormal":
-        guide = AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_model, init_scale=init_scale, rank=rank)
+        guide = autoguide.AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_model, init_scale=init_scale,
+                                                        rank=rank)
+    elif kind == "AutoMultivariateNormal":
+        guide = autoguide.AutoMultivariateNormal(model, init_loc_fn=init_to_model, init_scale=init_scale)
+    elif kind == "AutoIAFNormal":
+        # (AutoIAFNormal starts at its flow's initialisation: it takes no initial values)
+        guide = autoguide.AutoIAFNormal(model, hidden_dim=hidden_dim, num_transforms=num_transforms)
     else:
-        raise ValueError(f"kind must be 'AutoNormal' or 'AutoLowRankMultivariateNormal', got {kind!r}")
-    guide._pyro_name = f"{type(guide).__name__}_{next(_AUTOGUIDE_IDS)}"
+        guide = autoguide.AutoLaplaceApproximation(model, init_loc_fn=init_to_model)
+    name_autoguide(guide)
+    args = {"init_scale": init_scale, "rank": rank, "hidden_dim": hidden_dim, "num_transforms": num_transforms}
+    guide.autoguide_config = {"class": kind, "args": {k: args[k] for k in AUTOGUIDES[kind]}}
     return guide
+
+
+def laplace_autoguide(guide, *args, **kwargs):
+    """The Gaussian ``N(ŵ, H⁻¹)`` of a fitted ``AutoLaplaceApproximation`` (Pyro's
+    ``laplace_approximation``, H the Hessian of −log p(w, D) at its point estimate ŵ for the
+    model called with ``args``/``kwargs``: the full data), named as :func:`make_autoguide` names
+    its guides.  ValueError naming the cause when H is not positive definite at ŵ (not a local
+    maximum: train longer or use a stronger prior)."""
+    try:
+        out = guide.laplace_approximation(*args, **kwargs)
+    except torch.linalg.LinAlgError as exc:
+        raise ValueError(f"the Laplace approximation needs a positive-definite Hessian of the negative log joint at "
+                         f"the point estimate, which is not one here (not a local maximum: train longer, lower the "
+                         f"learning rate or use a stronger prior): {exc}") from None
+    for name in ("loc", "scale", "scale_tril"):  # row-major, as a reloaded guide has them: the same draws bit for bit
+        setattr(out, name, getattr(out, name).contiguous())
+    name_autoguide(out)
+    out.autoguide_config = {"class": "AutoMultivariateNormal", "args": {"laplace": True}}
+    return out
+
+
+def empty_laplace_autoguide(model, *args, **kwargs):
+    """An ``AutoMultivariateNormal`` shaped as :func:`laplace_autoguide` makes one (buffers
+    ``loc``, ``scale``, ``scale_tril``), to be filled from a saved ``state_dict``."""
+    from pyro.infer.autoguide import AutoMultivariateNormal
+
+    guide = AutoMultivariateNormal(model)
+    guide._setup_prototype(*args, **kwargs)  # Pyro's own laplace_approximation sets the guide up this way
+    d = guide.latent_dim
+    ref = guide.loc
+    for name in ("loc", "scale", "scale_tril"):
+        delattr(guide, name)
+    guide.register_buffer("loc", torch.zeros(d, dtype=ref.dtype, device=ref.device))
+    guide.register_buffer("scale", torch.ones(d, dtype=ref.dtype, device=ref.device))
+    guide.register_buffer("scale_tril", torch.eye(d, dtype=ref.dtype, device=ref.device))
+    name_autoguide(guide)
+    guide.autoguide_config = {"class": "AutoMultivariateNormal", "args": {"laplace": True}}
+    return guide
+
+
+def name_autoguide(guide) -> None:
+    """Give an autoguide a name of its own in Pyro's param store (see :func:`make_autoguide`)."""
+    guide._pyro_name = f"{type(guide).__name__}_{next(_AUTOGUIDE_IDS)}"

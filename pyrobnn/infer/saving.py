@@ -3,12 +3,14 @@
 ``posterior.save(path)`` writes a directory; :func:`load_posterior` (``pyrobnn.load``) reads it
 back without the spec files, the data or any pickled code::
 
-    posterior.json   format name and version, the kind ("guide" or "samples"), the method,
+    posterior.json   format name and version, the kind ("guide", "samples" or "laplace"), the method,
                      the network as plain data (BNN.config()), the guide's class and arguments,
                      the example inputs' shapes, the SVI history, the plain part of ``info``
     model.pt         the network's state_dict (deterministic parameters, prior and noise buffers)
     guide.pt         the guide's state_dict                                      (kind "guide")
     samples.pt       {"samples": {site: (chain, draw, ...)}, "sample_stats": {...}} (kind "samples")
+    laplace.pt       the MAP, the approximated weights' index, the curvature's eigen-decomposition
+                     (kind "laplace"; its structure, subset and prior precision in posterior.json)
     info.pt          the tensors of ``info`` (adapted step sizes, inverse mass matrices, ...)
     manifest.json    the SHA-256 digest and size of every file (pyrobnn.utils.manifest)
 
@@ -30,7 +32,8 @@ from ..utils.config import ConfigError, build
 from ..utils.files import atomic_write
 from ..utils.manifest import IntegrityError, is_run_dir, read_format_json, verify_manifest, writing_run
 from .checkpoint import load_torch_file
-from .guides import GUIDES, SiteGuide, make_autoguide
+from .guides import AUTOGUIDES, GUIDES, SiteGuide, empty_laplace_autoguide, make_autoguide
+from .laplace import LaplacePosterior
 from .posterior import GuidePosterior, Posterior, SamplePosterior
 
 __all__ = ["save_posterior", "load_posterior", "write_posterior_files", "POSTERIOR_FORMAT",
@@ -40,7 +43,6 @@ POSTERIOR_FORMAT = "pyrobnn-posterior"
 POSTERIOR_FORMAT_VERSION = 1
 
 _GUIDE_CLASSES = {cls.__name__: cls for cls in GUIDES.values()}
-_AUTOGUIDES = {"AutoNormal": AutoNormal, "AutoLowRankMultivariateNormal": AutoLowRankMultivariateNormal}
 
 
 # ---------------------------------------------------------------------------- writing
@@ -81,13 +83,18 @@ def write_posterior_files(posterior: Posterior, folder) -> None:
         doc.update(kind="guide", guide=_guide_config(posterior.guide), example=_example(posterior),
                    history=_plain(list(posterior.history)))
         _save(posterior.guide.state_dict(), folder / "guide.pt")
+    elif isinstance(posterior, LaplacePosterior):
+        meta, tensors_ = posterior.state()
+        doc.update(kind="laplace", laplace=meta, history=_plain(list(posterior.history)))
+        _save(tensors_, folder / "laplace.pt")
     elif isinstance(posterior, SamplePosterior):
         doc["kind"] = "samples"
         _save({"samples": posterior.samples, "sample_stats": {k: torch.as_tensor(v) for k, v in
                                                                 posterior.sample_stats.items()}},
               folder / "samples.pt")
     else:
-        raise TypeError(f"cannot save a {type(posterior).__name__}: expected a GuidePosterior or a SamplePosterior")
+        raise TypeError(f"cannot save a {type(posterior).__name__}: expected a GuidePosterior, a SamplePosterior or a "
+                        f"LaplacePosterior")
     if tensors:
         _save(tensors, folder / "info.pt")
     text = json.dumps(doc, indent=1, allow_nan=False)
@@ -109,12 +116,16 @@ def _cpu(obj):
 def _guide_config(guide) -> dict:
     if isinstance(guide, SiteGuide):
         return guide.config()
+    made = getattr(guide, "autoguide_config", None)  # recorded by make_autoguide / laplace_autoguide
+    if made is not None:
+        return made
     if isinstance(guide, AutoLowRankMultivariateNormal):
         return {"class": "AutoLowRankMultivariateNormal", "args": {"rank": int(guide.rank)}}
     if isinstance(guide, AutoNormal):
         return {"class": "AutoNormal", "args": {}}
     raise ConfigError(f"a {type(guide).__name__} guide cannot be saved; saved guides are pyrobnn's "
-                      f"{sorted(_GUIDE_CLASSES)} and Pyro's {sorted(_AUTOGUIDES)}")
+                      f"{sorted(_GUIDE_CLASSES)} and Pyro's {sorted(AUTOGUIDES)} made by "
+                      f"pyrobnn.infer.guides.make_autoguide")
 
 
 def _example(posterior: GuidePosterior) -> dict:
@@ -170,7 +181,7 @@ def load_posterior(path) -> Posterior:
         raise FileNotFoundError(f"no saved posterior at {str(path)!r} (expected a directory)")
     doc = _read_doc(path)
     kind = doc.get("kind")
-    files = ["posterior.json", "model.pt", "guide.pt" if kind == "guide" else "samples.pt"]
+    files = ["posterior.json", "model.pt", {"guide": "guide.pt", "samples": "samples.pt", "laplace": "laplace.pt"}[kind]]
     if (path / "info.pt").exists():
         files.append("info.pt")
     verify_manifest(path, files)
@@ -183,6 +194,9 @@ def load_posterior(path) -> Posterior:
     if "info.pt" in files:
         for key, value in load_torch_file(path / "info.pt", "saved file").items():
             _set_path(info, json.loads(key), value)
+    if kind == "laplace":
+        return LaplacePosterior.from_state(model, doc["laplace"], load_torch_file(path / "laplace.pt", "saved file"),
+                                           info=info, history=doc.get("history", []))
     if kind == "samples":
         saved = load_torch_file(path / "samples.pt", "saved file")
         return SamplePosterior(model=model, method=doc["method"], samples=saved["samples"],
@@ -201,9 +215,9 @@ def _read_doc(path: Path) -> dict:
                              f"(Posterior.save or pyrobnn fit)")
     verify_manifest(path, ["posterior.json"])
     doc = read_format_json(f, POSTERIOR_FORMAT, POSTERIOR_FORMAT_VERSION, "a saved pyrobnn posterior")
-    if doc.get("kind") not in ("guide", "samples"):
-        raise IntegrityError(f"{str(f)!r} is not a saved pyrobnn posterior (expected \"kind\": \"guide\" or "
-                             f"\"samples\", got {doc.get('kind')!r})")
+    if doc.get("kind") not in ("guide", "samples", "laplace"):
+        raise IntegrityError(f"{str(f)!r} is not a saved pyrobnn posterior (expected \"kind\": \"guide\", "
+                             f"\"samples\" or \"laplace\", got {doc.get('kind')!r})")
     return doc
 
 
@@ -233,7 +247,9 @@ def _build_guide(config: dict, model, example: tuple):
 
     args, kwargs = example
     name = config.get("class") if isinstance(config, dict) else None
-    if name in _AUTOGUIDES:
+    if name == "AutoMultivariateNormal" and config.get("args", {}).get("laplace"):
+        return empty_laplace_autoguide(model, *args, **kwargs)  # set up already: its buffers are filled by the caller
+    if name in AUTOGUIDES:
         guide = make_autoguide(name, model, **config.get("args", {}))
     else:
         guide = build(config, _GUIDE_CLASSES, "guide", model=model)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoLaplaceApproximation
 from tqdm.auto import tqdm
 
 from ..model.memory import estimate_svi
@@ -27,6 +28,7 @@ from .arguments import (
 from . import distributed as D
 from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
 from .elbo import ELBOS, elbo_terms, make_elbo
+from .guides import laplace_autoguide
 from .torch_elbo import LOCAL_ESTIMATORS, TorchEstimator, check_local_estimator, supports
 from .interrupt import FitInterrupted, StopOnInterrupt
 from .kl_schedule import SCHEDULES, kl_weight
@@ -349,6 +351,9 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
             "n_data": n, "guide": type(guide).__name__}
     if group is not None:
         info.update(world_size=world, batch_size_per_rank=math.ceil(bsz / world), backend=group.backend)
+    if isinstance(guide, AutoLaplaceApproximation):  # the MAP is fitted: its Gaussian approximation is the posterior
+        guide = laplace_autoguide(guide, x, y, n_data=n)
+        info["posterior_guide"] = "Laplace approximation (AutoMultivariateNormal, covariance H⁻¹ over the full data)"
     return GuidePosterior(model=model, method="svi", guide=guide, history=history, info=info,
                      example_args=((x[:1], y[:1]), {"n_data": n}))
 

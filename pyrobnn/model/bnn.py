@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -283,16 +284,17 @@ class BNN(PyroModule):
 
     # ------------------------------------------------------------------ initial values
     def _make_init_fn(self, site):
-        def init_fn():
-            vals = []
-            for seg in self.segments:
-                if seg.site == site:
-                    layer = self.layers[seg.layer]
-                    name = seg.name.rsplit(".", 1)[1]
-                    vals.append(layer.init_values()[name].reshape(-1))
-            return torch.cat(vals).to(device=self.device, dtype=self.dtype)
+        # a bound method in a partial, not a closure, so that a network can be pickled
+        return functools.partial(self._site_init_values, site)
 
-        return init_fn
+    def _site_init_values(self, site: str) -> torch.Tensor:
+        vals = []
+        for seg in self.segments:
+            if seg.site == site:
+                layer = self.layers[seg.layer]
+                name = seg.name.rsplit(".", 1)[1]
+                vals.append(layer.init_values()[name].reshape(-1))
+        return torch.cat(vals).to(device=self.device, dtype=self.dtype)
 
     def init_values(self) -> dict[str, torch.Tensor]:
         """A fresh initial value for every weight site (PyTorch's default layer init)."""
@@ -312,14 +314,19 @@ class BNN(PyroModule):
                 out[seg.name] = piece.reshape(*lead, *seg.shape)
         return out
 
-    def network(self, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    def network(self, x: torch.Tensor, values: dict[str, torch.Tensor], taps: dict | None = None) -> torch.Tensor:
         """Network output for flat weight values with leading sample dims ``(*S, D)``:
-        returns ``(*S, N, k)`` (``(N, k)`` without sample dims)."""
+        returns ``(*S, N, k)`` (``(N, k)`` without sample dims).  ``taps``, a dict, receives
+        ``{i: (input, output)}`` of every Bayesian layer ``i`` (curvature approximations such as
+        K-FAC read them)."""
         weights = self.unpack(values)
         h = x
         for i, layer in enumerate(self.layers):
             if isinstance(layer, BayesianLayer) and layer.bayesian:
-                h = layer(h, weights[f"layers.{i}.weight"], weights.get(f"layers.{i}.bias"))
+                out = layer(h, weights[f"layers.{i}.weight"], weights.get(f"layers.{i}.bias"))
+                if taps is not None:
+                    taps[i] = (h, out)
+                h = out
             else:
                 h = layer(h)
         return h

@@ -1,7 +1,7 @@
 """Declarative specs: models and inference as TOML files, validated into typed dataclasses.
 
 A model spec (``models/*.toml``) gives the layers, prior, likelihood and data; an inference
-spec (``inference/*.toml``) the method (SVI with a guide and KL schedule, or NUTS/HMC) and
+spec (``inference/*.toml``) the method (SVI with a guide and KL schedule, NUTS/HMC, or Laplace) and
 its settings.  Files are parsed with :mod:`tomllib`, never evaluated; ``key.path=value``
 overrides are applied before validation; every malformed spec raises :class:`SpecError`
 naming the file, the key, the value and what was expected.
@@ -18,6 +18,7 @@ from .build import (
     build_likelihood,
     build_model,
     build_prior,
+    laplace_kwargs,
     load_model,
     mcmc_kwargs,
     svi_kwargs,
@@ -42,5 +43,5 @@ __all__ = [
     "GuideSpec", "SVISpec", "MCMCSpec",
     "load_model_spec", "load_inference_spec", "parse_override", "parse_value", "apply_overrides", "to_toml",
     "load_model", "build_model", "build_layer", "build_prior", "build_likelihood", "build_guide", "build_data",
-    "svi_kwargs", "mcmc_kwargs", "PRIOR_CLASSES",
+    "svi_kwargs", "mcmc_kwargs", "laplace_kwargs", "PRIOR_CLASSES",
 ]

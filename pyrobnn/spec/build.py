@@ -8,6 +8,8 @@ accept (a path, a name, a dict).
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import torch
@@ -172,6 +174,15 @@ def svi_kwargs(spec) -> dict:
         "checkpoint_every": s.checkpoint_every, "shuffle": s.shuffle,
         "device": spec.device, "dtype": None if spec.dtype is None else getattr(torch, spec.dtype), "seed": spec.seed,
     }
+
+
+def laplace_kwargs(spec) -> dict:
+    """Keyword arguments for ``pyrobnn.fit_laplace(net, x, y, **kw)`` (``progress`` is left to the
+    caller): the ``[laplace]`` settings, seed, device and dtype."""
+    if not isinstance(spec, InferenceSpec):
+        spec = load_inference_spec(spec)
+    return {**dataclasses.asdict(spec.laplace), "seed": spec.seed, "device": spec.device,
+            "dtype": None if spec.dtype is None else getattr(torch, spec.dtype)}
 
 
 def mcmc_kwargs(spec) -> dict:

@@ -3,7 +3,7 @@
 A *model spec* has the tables ``[model]`` (name, site layout, layers), ``[prior]`` (a family,
 its hyperparameters and optional ``[[prior.override]]`` entries for some layers),
 ``[likelihood]`` and ``[data]``; an *inference spec* has ``[inference]`` (method, seed,
-device), ``[guide]``, ``[svi]`` and ``[mcmc]`` (also spelled ``[nuts]`` or ``[hmc]``).
+device), ``[guide]``, ``[svi]``, ``[mcmc]`` (also spelled ``[nuts]`` or ``[hmc]``) and ``[laplace]``.
 Every table is described by a tuple of :class:`~pyrobnn.spec.fields.Field` below;
 :func:`validate_model` and :func:`validate_inference` read a parsed TOML document through
 them and return frozen dataclasses, or raise :class:`~pyrobnn.spec.errors.SpecError`.
@@ -26,6 +26,7 @@ from typing import Any
 from ..data import LOADERS, SKLEARN_DATASETS
 from ..infer.elbo import ELBOS
 from ..infer.kl_schedule import SCHEDULES
+from ..infer.laplace import PREDICTIVES, STRUCTURES, SUBSETS, LaplaceSettings
 from ..infer.arguments import MAX_SEED
 from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, MAX_TREE_DEPTH
 from ..infer.mcmc import NUTS_DEFAULTS as _NUTS
@@ -107,7 +108,7 @@ DATA_HINTS: dict[str, Field] = {f.name: f for f in (
 )}
 """Types of the loader arguments that several loaders share; others go to the loader as given."""
 
-METHODS = ("svi", "nuts", "hmc")
+METHODS = ("svi", "nuts", "hmc", "laplace")
 INFERENCE_FIELDS = (
     text("name", None, doc="defaults to the file name"),
     text("description", ""),
@@ -142,6 +143,19 @@ SVI_FIELDS = (
     integer("checkpoint_every", 10, lo=1),
     flag("shuffle", True),
 )
+
+_LAPLACE = LaplaceSettings()
+LAPLACE_FIELDS = (
+    choice("subset", SUBSETS, _LAPLACE.subset),
+    choice("structure", STRUCTURES, _LAPLACE.structure),
+    number("prior_precision", _LAPLACE.prior_precision, lo=0, doc="default: tuned by the marginal likelihood"),
+    choice("predictive", PREDICTIVES, _LAPLACE.predictive),
+    integer("epochs", _LAPLACE.epochs, lo=1, doc="of the MAP fit"),
+    integer("batch_size", _LAPLACE.batch_size, lo=1),
+    choice("optimizer", tuple(OPTIMIZERS), _LAPLACE.optimizer),
+    number("lr", _LAPLACE.lr, lo=0),
+)
+"""The ``[laplace]`` table: the fields of :class:`pyrobnn.infer.laplace.LaplaceSettings`, its defaults."""
 
 MCMC_TABLES = ("mcmc", "nuts", "hmc")
 """Names under which the MCMC settings may be written (one per file)."""
@@ -331,8 +345,8 @@ class MCMCSpec:
 
 @dataclass(frozen=True)
 class InferenceSpec:
-    """A validated inference spec: ``method`` svi | nuts | hmc, ``seed``, ``device``,
-    ``dtype``, and the ``guide``, ``svi`` and ``mcmc`` settings (all present, defaults
+    """A validated inference spec: ``method`` svi | nuts | hmc | laplace, ``seed``, ``device``,
+    ``dtype``, and the ``guide``, ``svi``, ``mcmc`` and ``laplace`` settings (all present, defaults
     filled in, whatever the method).  ``path``/``source_text``/``overrides`` as in
     :class:`ModelSpec`."""
 
@@ -345,6 +359,7 @@ class InferenceSpec:
     guide: GuideSpec = GuideSpec()
     svi: SVISpec = SVISpec()
     mcmc: MCMCSpec = MCMCSpec()
+    laplace: LaplaceSettings = LaplaceSettings()
     path: str | None = field(default=None, compare=False)
     source_text: str = field(default="", compare=False, repr=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
@@ -730,7 +745,7 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     """Check a parsed inference spec and return it as an :class:`InferenceSpec`."""
     ctx = ctx or Context()
     mname = mcmc_table_name(raw, ctx)
-    tables = ("inference", "guide", "svi") + ((mname,) if mname in raw else MCMC_TABLES)
+    tables = ("inference", "guide", "svi") + ((mname,) if mname in raw else MCMC_TABLES) + ("laplace",)
     check_keys(ctx, "", raw, tables, "an inference spec",
                others={k: f"[{k}] and [{mname}] hold the same settings; expected only one of them"
                        for k in MCMC_TABLES if k != mname})
@@ -747,6 +762,9 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     mc = read_table(ctx, mname, mraw, MCMC_FIELDS, f"[{mname}]", extra=("frozen", "hyperpriors"))
     frozen = _read_frozen(ctx, join(mname, "frozen"), mraw["frozen"]) if "frozen" in mraw else {}
     hyper = _read_hyperpriors(ctx, join(mname, "hyperpriors"), mraw["hyperpriors"]) if "hyperpriors" in mraw else {}
+    laplace = LaplaceSettings(**read_table(ctx, "laplace", check_table(ctx, "laplace", raw.get("laplace", {}),
+                                                                      "fit_laplace settings"),
+                                           LAPLACE_FIELDS, "[laplace]"))
     return InferenceSpec(name=inf["name"] or default_name, method=inf["method"], seed=inf["seed"],
                          device=inf["device"], dtype=inf["dtype"], description=inf["description"],
-                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper))
+                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper), laplace=laplace)
