@@ -49,7 +49,7 @@ from .fields import (
 
 __all__ = [
     "LayerSpec", "PriorSpec", "LikelihoodSpec", "DataSpec", "ModelSpec",
-    "GuideSpec", "SVISpec", "MCMCSpec", "InferenceSpec",
+    "GuideSpec", "SVISpec", "MCMCSpec", "BanditSpec", "InferenceSpec",
     "validate_model", "validate_inference", "check_data_fits",
     "PRIOR_FAMILIES", "LIKELIHOOD_FAMILIES", "GUIDE_FAMILIES", "METHODS", "MCMC_TABLES",
 ]
@@ -139,6 +139,14 @@ SVI_FIELDS = (
     flag("empirical_bayes", True),
     integer("checkpoint_every", 10, lo=1),
     flag("shuffle", True),
+)
+
+BANDIT_FIELDS = (
+    integer("buffer_size", 4096, lo=1, doc="the most recent interactions an agent's network is trained on"),
+    integer("train_every", 64, lo=1, doc="interactions between two trainings (svi.epochs passes over the buffer)"),
+    number("lambda_prior", 0.25, lo=0, doc="precision scale λ of the linear agents' prior β | σ² ~ N(0, σ²/λ I)"),
+    number("a0", 6.0, lo=0, doc="shape of the linear agents' inverse-gamma prior on σ²"),
+    number("b0", 6.0, lo=0, doc="scale of the linear agents' inverse-gamma prior on σ²"),
 )
 
 MCMC_TABLES = ("mcmc", "nuts", "hmc")
@@ -302,6 +310,20 @@ class SVISpec:
 
 
 @dataclass(frozen=True)
+class BanditSpec:
+    """Settings of the contextual-bandit agents (:mod:`pyrobnn.apps.bandits`, see
+    :data:`BANDIT_FIELDS`): a network agent keeps the last ``buffer_size`` interactions and is
+    trained every ``train_every`` of them by ``svi.epochs`` passes of :func:`pyrobnn.fit_svi`;
+    the linear agents' Normal-inverse-gamma prior has ``lambda_prior``, ``a0``, ``b0``."""
+
+    buffer_size: int = 4096
+    train_every: int = 64
+    lambda_prior: float = 0.25
+    a0: float = 6.0
+    b0: float = 6.0
+
+
+@dataclass(frozen=True)
 class MCMCSpec:
     """NUTS/HMC settings (arguments of :func:`pyrobnn.infer.mcmc.fit_nuts`; ``None``: its
     default).  ``frozen`` sets empirical-Bayes hyperparameters, which stay fixed while
@@ -341,6 +363,7 @@ class InferenceSpec:
     guide: GuideSpec = GuideSpec()
     svi: SVISpec = SVISpec()
     mcmc: MCMCSpec = MCMCSpec()
+    bandit: BanditSpec = BanditSpec()
     path: str | None = field(default=None, compare=False)
     source_text: str = field(default="", compare=False, repr=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
@@ -726,7 +749,7 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     """Check a parsed inference spec and return it as an :class:`InferenceSpec`."""
     ctx = ctx or Context()
     mname = mcmc_table_name(raw, ctx)
-    tables = ("inference", "guide", "svi") + ((mname,) if mname in raw else MCMC_TABLES)
+    tables = ("inference", "guide", "svi", "bandit") + ((mname,) if mname in raw else MCMC_TABLES)
     check_keys(ctx, "", raw, tables, "an inference spec",
                others={k: f"[{k}] and [{mname}] hold the same settings; expected only one of them"
                        for k in MCMC_TABLES if k != mname})
@@ -743,6 +766,8 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     mc = read_table(ctx, mname, mraw, MCMC_FIELDS, f"[{mname}]", extra=("frozen", "hyperpriors"))
     frozen = _read_frozen(ctx, join(mname, "frozen"), mraw["frozen"]) if "frozen" in mraw else {}
     hyper = _read_hyperpriors(ctx, join(mname, "hyperpriors"), mraw["hyperpriors"]) if "hyperpriors" in mraw else {}
+    bandit = BanditSpec(**read_table(ctx, "bandit", check_table(ctx, "bandit", raw.get("bandit", {}), "bandit settings"),
+                                     BANDIT_FIELDS, "[bandit]"))
     return InferenceSpec(name=inf["name"] or default_name, method=inf["method"], seed=inf["seed"],
                          device=inf["device"], dtype=inf["dtype"], description=inf["description"],
-                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper))
+                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper), bandit=bandit)
