@@ -2,8 +2,8 @@
 ``update(context, action, reward)``, plus ``state_dict``/``load_state_dict`` for checkpoints.
 
 Randomness: an agent's decision at step ``t`` draws from a private ``torch.Generator`` seeded
-with a seed made from the agent's seed and ``t`` (and a training at step ``t`` passes such a
-seed to :func:`pyrobnn.fit_svi`), so everything an agent does is a function of its seed, its
+with a seed made from the agent's seed and ``t`` (and a training at step ``t`` runs under
+:func:`pyrobnn.utils.rng.seeded` with such a seed), so everything an agent does is a function of its seed, its
 parameters and its buffer — a run resumed from a checkpoint takes the same actions as one never
 stopped — and the caller's global random streams are never touched.  (Seeding the global
 generators at every step would cost milliseconds: ``torch.manual_seed`` also seeds CUDA.)
@@ -14,9 +14,9 @@ generators at every step would cost milliseconds: ``torch.manual_seed`` also see
   the current guide, w = μ + σ ∘ ε with the guide's per-site ``loc_scale`` (any pyrobnn guide:
   MeanField, ARD, WeightNoise), and takes argmax_a f_w(x ⊕ e_a); otherwise (ε-greedy on a point estimate,
   the Delta guide) it takes argmax_a of the guide's median, or with probability ε a uniformly
-  random action.  The network is trained by :func:`pyrobnn.fit_svi` — the guide and prior come
-  from the specs — every ``train_every`` interactions for ``svi.epochs`` passes over the last
-  ``buffer_size`` interactions, with the ELBO of exactly those data (n_data = buffer length).
+  random action.  The network is trained by SVI — the guide and prior come from the specs — every ``train_every`` interactions for ``svi.epochs`` passes over the last
+  ``buffer_size`` interactions, with the ELBO of exactly those data (n_data = buffer length) and
+  one optimiser kept across trainings (see :class:`NetworkAgent`).
   All A actions are scored in one batched forward pass of A rows, without a Pyro trace.
 * :class:`UniformAgent` — a uniformly random action.
 * :class:`LinFullPostAgent` — Thompson sampling with exact Bayesian linear regression per
@@ -30,10 +30,15 @@ generators at every step would cost milliseconds: ``torch.manual_seed`` also see
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 
 import torch
 
-from ...infer.svi import fit_svi
+from ...infer.elbo import elbo_terms, make_elbo
+from ...infer.kl_schedule import kl_weight
+from ...infer.svi import OPTIMIZERS, NonFiniteLossError
+from ...spec import SVISpec
 from ...utils.rng import seeded
 from ...utils.validation import check_int, check_probability
 from .linear import BayesianLinearRegression
@@ -100,9 +105,9 @@ class UniformAgent(Agent):
 class _Buffer:
     """The last ``size`` (input, reward) pairs, in a ring."""
 
-    def __init__(self, size: int, dim: int):
-        self.x = torch.zeros(size, dim)
-        self.y = torch.zeros(size)
+    def __init__(self, size: int, dim: int, device=None):
+        self.x = torch.zeros(size, dim, device=device)
+        self.y = torch.zeros(size, device=device)
         self.count = 0
 
     def add(self, x, y):
@@ -119,39 +124,58 @@ class _Buffer:
         return {"x": self.x.clone(), "y": self.y.clone(), "count": self.count}
 
     def load_state_dict(self, state):
-        self.x, self.y, self.count = state["x"].clone(), state["y"].clone(), int(state["count"])
+        self.x, self.y = state["x"].to(self.x.device).clone(), state["y"].to(self.y.device).clone()
+        self.count = int(state["count"])
 
 
 class NetworkAgent(Agent):
     """Thompson sampling (``thompson=True``) or ε-greedy (``epsilon``) with a BNN on context ⊕
-    one-hot(action); see the module docstring.  ``fit_kwargs`` are :func:`pyrobnn.fit_svi`'s
-    (from :func:`pyrobnn.spec.svi_kwargs`); ``seed``, ``progress`` and ``handle_interrupt`` are
-    set here."""
+    one-hot(action); see the module docstring.  ``svi`` are the SVI settings of the inference
+    spec (:class:`pyrobnn.spec.SVISpec`: optimiser, learning rate, batch size, epochs per
+    training, ELBO, KL schedule, particles, empirical Bayes); ``device`` where the network, the
+    guide and the buffer live.
+
+    Training is online SVI: the agent keeps *one* optimiser for its whole life, so Adam's
+    moment estimates carry over from one training to the next (:func:`pyrobnn.fit_svi`
+    starts a fresh optimiser at every call, whose first bias-corrected Adam steps move every
+    parameter by about ``lr`` whatever its gradient — on a network retrained every few steps
+    that is noise added to the posterior at every training).  Each step minimises the minibatch
+    ELBO of :func:`pyrobnn.infer.elbo.elbo_terms` with n_data = the buffer's length, i.e.
+    (N/B)·NLL(batch) + w_i·KL[q || p] (Blundell et al. 2015, eq. 8–9), and adaptive priors take
+    their empirical-Bayes optimum before every step, as in :func:`pyrobnn.fit_svi`."""
 
     def __init__(self, model, guide, num_actions: int, context_dim: int, *, thompson: bool, epsilon: float = 0.0,
-                 buffer_size: int = 4096, train_every: int = 64, fit_kwargs: dict | None = None, seed: int = 0):
+                 buffer_size: int = 4096, train_every: int = 64, svi=None, device=None, seed: int = 0):
         super().__init__(num_actions, seed)
         self.model, self.guide = model, guide
         self.thompson = bool(thompson)
         self.epsilon = check_probability("epsilon", epsilon)
         self.train_every = check_int("train_every", train_every)
         self.context_dim = check_int("context_dim", context_dim)
+        self.svi = svi if svi is not None else SVISpec()
+        if self.svi.optimizer not in OPTIMIZERS:
+            raise ValueError(f"svi.optimizer must be one of {sorted(OPTIMIZERS)}, got {self.svi.optimizer!r}")
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         dim = self.context_dim + self.num_actions
-        self.buffer = _Buffer(check_int("buffer_size", buffer_size), dim)
-        self.fit_kwargs = {k: v for k, v in (fit_kwargs or {}).items()
-                           if k not in ("seed", "progress", "handle_interrupt", "checkpoint", "resume")}
-        self.fit_kwargs.setdefault("check_memory", False)
-        self.eye = torch.eye(self.num_actions)
+        self.buffer = _Buffer(check_int("buffer_size", buffer_size), dim, self.device)
+        self.eye = torch.eye(self.num_actions, device=self.device)
         self.seconds_training = 0.0
         self.trainings = 0
         x, y = torch.zeros(1, dim), torch.zeros(1)
         model.check_data(x, y, ("context ⊕ one-hot(action)", "reward"))
-        with seeded(step_seed(self.seed, "setup")):
+        with seeded(step_seed(self.seed, "setup") % 2**32):
             guide.setup(x, y, n_data=1)
+        model.to(self.device)
+        guide.to(self.device)
+        params = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
+        cls, default_lr = OPTIMIZERS[self.svi.optimizer]
+        self.optimizer = cls(params, lr=default_lr if self.svi.lr is None else self.svi.lr)
+        self.elbo = make_elbo(self.svi.elbo, self.svi.num_particles, self.svi.vectorize_particles, 1)
+        self._eb = self.svi.empirical_bayes and getattr(model, "has_adaptive_prior", False)
 
     def inputs(self, context: torch.Tensor) -> torch.Tensor:
         """The A network inputs context ⊕ e_a, one row per action."""
-        c = torch.as_tensor(context, dtype=self.eye.dtype).reshape(1, -1).expand(self.num_actions, -1)
+        c = torch.as_tensor(context).to(self.eye).reshape(1, -1).expand(self.num_actions, -1)
         return torch.cat([c, self.eye], -1)
 
     @torch.no_grad()
@@ -171,9 +195,7 @@ class NetworkAgent(Agent):
     def values(self, context: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Each action's predicted reward, (A,), under one posterior draw made with
         ``generator`` (Thompson sampling) or under the guide's median (``None``)."""
-        w = self.weights(generator)
-        x = self.inputs(context).to(device=next(iter(w.values())).device)
-        return self.model.network(x, w)[0, :, 0]
+        return self.model.network(self.inputs(context), self.weights(generator))[0, :, 0]
 
     def _act(self, context, generator):
         if self.epsilon > 0 and float(torch.rand((), generator=generator)) < self.epsilon:
@@ -186,25 +208,42 @@ class NetworkAgent(Agent):
             self.train()
 
     def train(self) -> None:
-        """``svi.epochs`` passes of SVI over the buffer (seeded by the step)."""
-        import time
-
-        x, y = self.buffer.data()
+        """``svi.epochs`` passes of minibatch SVI over the buffer (seeded by the step)."""
         t0 = time.perf_counter()
-        fit_svi(self.model, self.guide, x, y, seed=step_seed(self.seed, self.t, "train") % (2**32),
-                progress=False, handle_interrupt=False, **self.fit_kwargs)
+        x, y = self.buffer.data()
+        n = x.shape[0]
+        bsz = min(self.svi.batch_size, n)
+        m = math.ceil(n / bsz)
+        order = _generator(step_seed(self.seed, self.t, "order"))
+        with seeded(step_seed(self.seed, self.t, "train") % 2**32):
+            for _ in range(self.svi.epochs):
+                perm = torch.randperm(n, generator=order).to(self.device) if self.svi.shuffle else torch.arange(n)
+                for i in range(m):
+                    idx = perm[i * bsz:(i + 1) * bsz]
+                    if self._eb:
+                        self.model.update_priors(self.guide.loc_scale)
+                    w = kl_weight(self.svi.kl, i + 1, m, self.trainings, self.svi.anneal_epochs)
+                    terms = elbo_terms(self.elbo, self.model, self.guide, (x[idx], y[idx]), {"n_data": n}, kl_weight=w)
+                    if not torch.isfinite(terms.loss):
+                        raise NonFiniteLossError(f"non-finite loss in the training at step {self.t + 1} (NLL "
+                                                 f"{float(terms.nll):.4g}, KL {float(terms.kl):.4g}); lower svi.lr or "
+                                                 f"the guide's init_scale")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    terms.loss.backward()
+                    self.optimizer.step()
         self.seconds_training += time.perf_counter() - t0
         self.trainings += 1
 
     def state_dict(self):
         return {"t": self.t, "model": self.model.state_dict(), "guide": self.guide.state_dict(),
-                "buffer": self.buffer.state_dict(), "seconds_training": self.seconds_training,
-                "trainings": self.trainings}
+                "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
+                "seconds_training": self.seconds_training, "trainings": self.trainings}
 
     def load_state_dict(self, state):
         self.t = int(state["t"])
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self.seconds_training = float(state["seconds_training"])
         self.trainings = int(state["trainings"])
@@ -260,8 +299,7 @@ class NeuralLinearAgent(NetworkAgent):
         seen = []
         handle = self.model.layers[-1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
         try:
-            w = self.weights()
-            self.model.network(inputs.to(device=next(iter(w.values())).device), w)
+            self.model.network(inputs.to(self.device), self.weights())
         finally:
             handle.remove()
         z = seen[0].reshape(inputs.shape[0], -1).to(device="cpu", dtype=torch.float64)

@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ...infer.checkpoint import CheckpointError, fingerprint_differences, read_checkpoint, tensor_digest
-from ...spec import GuideSpec, build_guide, build_model, load_inference_spec, load_model_spec, svi_kwargs
+from ...infer.svi import resolve_device
+from ...spec import GuideSpec, build_guide, build_model, load_inference_spec, load_model_spec
 from ...utils.files import atomic_torch_save
 from ...utils.rng import seeded
 from ...utils.validation import check_int
@@ -84,8 +85,8 @@ def make_agent(name: str, env, model_spec, inference_spec, seed: int):
                              f"{env.num_actions} = {want}: set model.layers[0] to {{ linear = [{want}, ...] }}")
         ispec = inference_spec if name == "ts" else replace(inference_spec, guide=GuideSpec("delta", None))
         guide = build_guide(ispec, net)
-        common = dict(buffer_size=b.buffer_size, train_every=b.train_every, fit_kwargs=svi_kwargs(inference_spec),
-                      seed=seed)
+        common = dict(buffer_size=b.buffer_size, train_every=b.train_every, svi=inference_spec.svi,
+                      device=resolve_device(inference_spec.device), seed=seed)
         if name == "neurallinear":
             return NeuralLinearAgent(net, guide, env.num_actions, env.context_dim, lambda_prior=b.lambda_prior,
                                      a0=b.a0, b0=b.b0, **common)
