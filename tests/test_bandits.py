@@ -225,9 +225,9 @@ def test_cli_errors(argv, needle, tmp_path, capsys):
 
 
 def test_cli_steps_must_be_positive(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["bandit", "wheel", "--steps", "0", "--out", str(tmp_path / "o")])
-    assert e.value.code == 2 and "--steps" in capsys.readouterr().err
+    assert main(["bandit", "wheel", "--steps", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--steps must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_writes_metrics_plot_and_page(specs, tmp_path, capsys):

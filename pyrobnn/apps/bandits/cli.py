@@ -18,16 +18,6 @@ DEFAULT_STEPS = {"mushroom": 50_000, "wheel": 2000}
 DEFAULT_AGENTS = "ts,greedy,egreedy1,egreedy5,uniform,linfullpost"
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``bandit`` subcommand to ``subparsers`` (an argparse sub-parser action)."""
     b = subparsers.add_parser(
@@ -39,16 +29,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "inference/bandit_<env>.toml.")
     b.add_argument("environment", choices=("mushroom", "wheel"), help="the bandit")
     b.add_argument("--delta", type=float, help="the wheel's exploration parameter δ in (0, 1) (default 0.5)")
-    b.add_argument("--steps", type=_positive_int, help="steps per seed (default: mushroom 50000, wheel 2000)")
+    b.add_argument("--steps", type=int, help="steps per seed (default: mushroom 50000, wheel 2000)")
     b.add_argument("--agents", default=DEFAULT_AGENTS,
                    help="comma-separated agents: ts, greedy, egreedy1, egreedy5, uniform, linfullpost, neurallinear "
                         f"(default {DEFAULT_AGENTS})")
-    b.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds, 0..K-1 (default 1)")
+    b.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..K-1 (default 1)")
     b.add_argument("--out", required=True, help="output directory")
     b.add_argument("--model", help="model spec of the agents' network (default models/bandit_<env>.toml)")
     b.add_argument("--inference", help="inference spec (default inference/bandit_<env>.toml)")
     b.add_argument("--data", help="the Mushroom file or its folder (default $PYROBNN_DATA/mushroom/mushroom.csv)")
-    b.add_argument("--checkpoint-every", type=_positive_int, default=1000,
+    b.add_argument("--checkpoint-every", type=int, default=1000,
                    help="steps between checkpoints in OUT/checkpoints (default 1000)")
     b.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars; print only the page's path")
@@ -69,6 +59,9 @@ def cmd_bandit(args) -> int:
     from .runner import check_agents, run_bandit
 
     env_name = args.environment
+    for option, value in (("--steps", args.steps), ("--seeds", args.seeds), ("--checkpoint-every", args.checkpoint_every)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be a positive integer, got {value}")
     if env_name == "mushroom" and args.delta is not None:
         raise ValueError("--delta is a setting of the wheel bandit; the mushroom bandit has none")
     if env_name == "wheel" and args.data is not None:
