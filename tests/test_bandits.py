@@ -213,6 +213,18 @@ def test_bad_arguments_name_themselves(tmp_path):
         MushroomBandit(tmp_path / "nowhere" / "mushroom.csv")
 
 
+def test_bandit_settings_in_the_inference_spec():
+    from pyrobnn.spec import SpecError, load_inference_spec
+
+    spec = load_inference_spec("inference/bandit_mushroom.toml", ["bandit.train_every=8"])
+    assert spec.bandit.train_every == 8 and spec.bandit.buffer_size == 4096
+    assert load_inference_spec({}).bandit.buffer_size == 4096  # defaults without a [bandit] table
+    with pytest.raises(SpecError, match=r"bandit\.train_every = 0: expected an integer >= 1"):
+        load_inference_spec({"bandit": {"train_every": 0}})
+    with pytest.raises(SpecError, match="buffer"):
+        load_inference_spec({"bandit": {"bufer_size": 10}})
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["wheel", "--delta", "1.5"], "--delta"),
     (["wheel", "--agents", "ts,bogus"], "--agents"),

@@ -749,7 +749,7 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     """Check a parsed inference spec and return it as an :class:`InferenceSpec`."""
     ctx = ctx or Context()
     mname = mcmc_table_name(raw, ctx)
-    tables = ("inference", "guide", "svi", "bandit") + ((mname,) if mname in raw else MCMC_TABLES)
+    tables = ("inference", "guide", "svi") + ((mname,) if mname in raw else MCMC_TABLES) + ("bandit",)
     check_keys(ctx, "", raw, tables, "an inference spec",
                others={k: f"[{k}] and [{mname}] hold the same settings; expected only one of them"
                        for k in MCMC_TABLES if k != mname})
