@@ -34,6 +34,9 @@ def extra(p):
     p.add_argument("--agents", default="ts,greedy,egreedy1,egreedy5,uniform,linfullpost")
     p.add_argument("--checkpoints", default=str(REPO / "runs" / "mushroom_bandit_checkpoints"))
     p.add_argument("--no-report", action="store_true", help="only play (and checkpoint) the given seeds")
+    p.add_argument("--partial", action="store_true",
+                   help="report from the checkpoints as they are, every agent cut at the first step that all "
+                        "(seed, agent) pairs have reached (for runs stopped before the end)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of the inference spec, e.g. bandit.train_every=128")
 
@@ -45,10 +48,14 @@ def main():
     from pyrobnn.spec import load_inference_spec
 
     ispec = load_inference_spec(REPO / "inference" / "bandit_mushroom.toml", args.set)
-    run = run_bandit(MushroomBandit(), args.agents.split(","), steps=steps, seeds=args.seeds,
-                     model_spec=REPO / "models" / "bandit_mushroom.toml", inference_spec=ispec,
-                     checkpoint_dir=Path(args.checkpoints) / ("quick" if args.quick else "full"), resume=True,
-                     checkpoint_every=1000)
+    if args.partial:
+        run = _partial(args, steps)
+        steps = run.settings["steps"]
+    else:
+        run = run_bandit(MushroomBandit(), args.agents.split(","), steps=steps, seeds=args.seeds,
+                         model_spec=REPO / "models" / "bandit_mushroom.toml", inference_spec=ispec,
+                         checkpoint_dir=Path(args.checkpoints) / ("quick" if args.quick else "full"), resume=True,
+                         checkpoint_every=1000)
     if args.no_report:
         return
     stem = "mushroom_bandit"
@@ -61,7 +68,9 @@ def main():
                                                                                             "egreedy5"))
     ts = metrics["agents"].get("ts", {}).get("cumulative_regret")
     ratio = ts / best_eg[0] if ts is not None and best_eg[0] > 0 else float("nan")
-    text = (f"Mushroom bandit, {steps} steps, seeds {args.seeds}; expected regret against the oracle; normalised: "
+    cut = (f" (the run was stopped before its {run.settings['planned_steps']} steps: every agent is cut at the "
+           f"step all had reached; steps/s over what each played)") if run.settings.get("partial") else ""
+    text = (f"Mushroom bandit, {steps} steps{cut}, seeds {args.seeds}; expected regret against the oracle; normalised: "
             f"Uniform = 100 (its expected regret on the same stream).\n\n"
             + markdown_table(["agent", "cumulative regret", "± s.e.", "normalised", "± s.e.", "steps/s",
                               "time in SVI"], rows)
@@ -77,6 +86,15 @@ def main():
                 "command": " ".join(sys.argv), "wall_seconds": clock.seconds, "machine": machine()})
     print(text)
     print(f"wall time: {clock}")
+
+
+def _partial(args, steps):
+    """The run as far as its checkpoints go: every (seed, agent) cut at the common step."""
+    from pyrobnn.apps.bandits.runner import checkpointed_run
+
+    folder = Path(args.checkpoints) / ("quick" if args.quick else "full")
+    return checkpointed_run(MushroomBandit(), args.agents.split(","), steps=steps, seeds=args.seeds,
+                            checkpoint_dir=folder)
 
 
 if __name__ == "__main__":

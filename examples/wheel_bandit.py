@@ -31,6 +31,9 @@ def extra(p):
     p.add_argument("--agents", default="ts,greedy,egreedy1,egreedy5,uniform,linfullpost,neurallinear")
     p.add_argument("--checkpoints", default=str(REPO / "runs" / "wheel_bandit_checkpoints"))
     p.add_argument("--no-report", action="store_true", help="only play (and checkpoint) the given seeds")
+    p.add_argument("--partial", action="store_true",
+                   help="report from the checkpoints as they are (each δ cut at the step all its (seed, agent) "
+                        "pairs have reached; a δ with a pair not started is left out)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of the inference spec, e.g. bandit.train_every=50")
 
@@ -45,16 +48,29 @@ def main():
     ispec = load_inference_spec(REPO / "inference" / "bandit_wheel.toml", args.set)
     stem = "wheel_bandit"
     per_delta = {}
+    cuts = {}
     for delta in deltas:
-        run = run_bandit(WheelBandit(delta), args.agents.split(","), steps=steps, seeds=args.seeds,
-                         model_spec=REPO / "models" / "bandit_wheel.toml", inference_spec=ispec,
-                         checkpoint_dir=Path(args.checkpoints) / ("quick" if args.quick else "full") / f"delta{delta}",
-                         resume=True, checkpoint_every=500)
+        folder = Path(args.checkpoints) / ("quick" if args.quick else "full") / f"delta{delta}"
+        if args.partial:
+            from pyrobnn.apps.bandits.runner import checkpointed_run
+
+            try:
+                run = checkpointed_run(WheelBandit(delta), args.agents.split(","), steps=steps, seeds=args.seeds,
+                                       checkpoint_dir=folder)
+            except FileNotFoundError as exc:
+                print(f"δ = {delta}: left out ({exc})")
+                continue
+            cuts[delta] = run.settings["steps"]
+        else:
+            run = run_bandit(WheelBandit(delta), args.agents.split(","), steps=steps, seeds=args.seeds,
+                             model_spec=REPO / "models" / "bandit_wheel.toml", inference_spec=ispec,
+                             checkpoint_dir=folder, resume=True, checkpoint_every=500)
         if not args.no_report:
             per_delta[delta] = bandit_metrics(run)
             write_report(run, RESULTS / f"{stem}{'_quick' if args.quick else ''}_report" / f"delta{delta}")
     if args.no_report:
         return
+    deltas = [d for d in deltas if d in per_delta]
     agents = list(next(iter(per_delta.values()))["agents"])
     rows = []
     for name in agents:
@@ -72,7 +88,9 @@ def main():
             + markdown_table(["agent"] + [f"δ = {d}" for d in deltas], rows)
             + "\n\nSpeed of the online loop (mean over δ):\n\n"
             + markdown_table(["agent", "steps/s", "time in SVI"], speed)
-            + f"\n\nInference overrides: {args.set or 'none'}.\n")
+            + f"\n\nInference overrides: {args.set or 'none'}.\n"
+            + ("".join(f"δ = {d}: stopped before the end, every agent cut at step {t} of {steps}.\n"
+                       for d, t in cuts.items() if t < steps)))
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name in agents:
         ax.errorbar(deltas, [per_delta[d]["agents"][name]["normalised_regret"] for d in deltas],
@@ -90,7 +108,8 @@ def main():
     save_figure(fig, output_name(stem, args.quick, "png"))
     write_text(output_name(stem, args.quick, "md"), text)
     write_json(output_name(stem, args.quick, "json"),
-               {"metrics": {str(d): m for d, m in per_delta.items()}, "published_neurallinear": PUBLISHED_NEURALLINEAR,
+               {"metrics": {str(d): m for d, m in per_delta.items()}, "steps_reached": {str(d): t for d, t in cuts.items()},
+                "published_neurallinear": PUBLISHED_NEURALLINEAR,
                 "overrides": args.set, "command": " ".join(sys.argv), "wall_seconds": clock.seconds,
                 "machine": machine()})
     print(text)

@@ -34,7 +34,8 @@ from ...utils.validation import check_int
 from .agents import LinFullPostAgent, NetworkAgent, NeuralLinearAgent, UniformAgent, step_seed
 from .environments import Stream
 
-__all__ = ["AGENTS", "EPSILONS", "BanditRun", "AgentRecord", "make_agent", "run_bandit", "check_agents"]
+__all__ = ["AGENTS", "EPSILONS", "BanditRun", "AgentRecord", "make_agent", "run_bandit", "check_agents",
+           "checkpointed_run"]
 
 #: agent name → what it is
 AGENTS = {
@@ -212,3 +213,33 @@ def run_bandit(env, agents, *, steps: int, seeds=1, model_spec=None, inference_s
                 "model_spec": mspec.name if mspec else None, "inference_spec": ispec.name,
                 "guide": asdict(ispec.guide), "svi": asdict(ispec.svi)}
     return BanditRun(records, uniform, seeds, settings)
+
+
+def checkpointed_run(env, agents, *, steps: int, seeds, checkpoint_dir) -> BanditRun:
+    """What the checkpoints of a :func:`run_bandit` run hold, without playing further: every
+    (seed, agent) cut at the first step that all of them have reached (the whole run when all
+    finished; then ``settings["partial"]`` is False).  Steps per second are those of the part
+    each pair played.  For a run stopped before its end, e.g. for lack of time."""
+    agents = check_agents(agents)
+    seeds = [int(s) for s in seeds]
+    folder = Path(checkpoint_dir)
+    cks = {(s, a): read_checkpoint(folder / f"seed{s}-{a}.pt", "bandit") for s in seeds for a in agents}
+    t = min(int(ck["t"]) for ck in cks.values())
+    if t < 1:
+        raise ValueError(f"the checkpoints in {str(folder)!r} hold no finished step of some (seed, agent) pair")
+    records: dict[str, list[AgentRecord]] = {a: [] for a in agents}
+    uniform = []
+    for s in seeds:
+        stream = env.stream(steps, s)
+        cut = Stream(stream.contexts[:t], stream.rewards[:t], stream.expected[:t])
+        uniform.append(float(cut.uniform_regret().double().sum()))
+        for a in agents:
+            ck = cks[(s, a)]
+            share = t / int(ck["t"])
+            actions = ck["actions"][:t]
+            rewards = cut.rewards.gather(1, actions.view(-1, 1)).squeeze(1)
+            records[a].append(AgentRecord(actions.numpy(), rewards.double().numpy(),
+                                          cut.regret(actions).double().numpy(), float(ck["seconds"]) * share,
+                                          float(ck["agent"].get("seconds_training", 0.0)) * share))
+    return BanditRun(records, uniform, seeds, {"environment": env.settings(), "steps": t, "planned_steps": steps,
+                                               "seeds": seeds, "agents": list(agents), "partial": t < steps})
