@@ -44,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .apps.bandits import cli as bandit_cli
 from .infer.checkpoint import load_torch_file
 from .infer.svi import resolve_device
 from .utils.files import atomic_write, usual_mode
@@ -723,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output directory (default: runs/compare-<timestamp>)")
     c.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     c.set_defaults(func=cmd_compare)
+    bandit_cli.add_parser(sub)
     return p
 
 

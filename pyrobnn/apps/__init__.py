@@ -1,4 +1,4 @@
-"""Applications built on fitted posteriors: weight pruning (and more to come in this namespace)."""
+"""Applications built on fitted posteriors: weight pruning, contextual bandits (:mod:`.bandits`)."""
 
 from .pruning import prune, signal_to_noise
 

@@ -52,7 +52,7 @@ from .fields import (
 
 __all__ = [
     "LayerSpec", "PriorSpec", "LikelihoodSpec", "DataSpec", "ModelSpec",
-    "GuideSpec", "SVISpec", "MCMCSpec", "InferenceSpec",
+    "GuideSpec", "SVISpec", "MCMCSpec", "BanditSpec", "InferenceSpec",
     "validate_model", "validate_inference", "check_data_fits",
     "PRIOR_FAMILIES", "LIKELIHOOD_FAMILIES", "GUIDE_FAMILIES", "METHODS", "MCMC_TABLES",
 ]
@@ -156,6 +156,14 @@ LAPLACE_FIELDS = (
     number("lr", _LAPLACE.lr, lo=0),
 )
 """The ``[laplace]`` table: the fields of :class:`pyrobnn.infer.laplace.LaplaceSettings`, its defaults."""
+
+BANDIT_FIELDS = (
+    integer("buffer_size", 4096, lo=1, doc="the most recent interactions an agent's network is trained on"),
+    integer("train_every", 64, lo=1, doc="interactions between two trainings (svi.epochs passes over the buffer)"),
+    number("lambda_prior", 0.25, lo=0, doc="precision scale λ of the linear agents' prior β | σ² ~ N(0, σ²/λ I)"),
+    number("a0", 6.0, lo=0, doc="shape of the linear agents' inverse-gamma prior on σ²"),
+    number("b0", 6.0, lo=0, doc="scale of the linear agents' inverse-gamma prior on σ²"),
+)
 
 MCMC_TABLES = ("mcmc", "nuts", "hmc")
 """Names under which the MCMC settings may be written (one per file)."""
@@ -320,6 +328,20 @@ class SVISpec:
 
 
 @dataclass(frozen=True)
+class BanditSpec:
+    """Settings of the contextual-bandit agents (:mod:`pyrobnn.apps.bandits`, see
+    :data:`BANDIT_FIELDS`): a network agent keeps the last ``buffer_size`` interactions and is
+    trained every ``train_every`` of them by ``svi.epochs`` passes of :func:`pyrobnn.fit_svi`;
+    the linear agents' Normal-inverse-gamma prior has ``lambda_prior``, ``a0``, ``b0``."""
+
+    buffer_size: int = 4096
+    train_every: int = 64
+    lambda_prior: float = 0.25
+    a0: float = 6.0
+    b0: float = 6.0
+
+
+@dataclass(frozen=True)
 class MCMCSpec:
     """NUTS/HMC settings (arguments of :func:`pyrobnn.infer.mcmc.fit_nuts`, defaults from
     :class:`pyrobnn.infer.mcmc.NUTSConfig`; ``None``: its default).  ``frozen`` sets
@@ -360,6 +382,7 @@ class InferenceSpec:
     svi: SVISpec = SVISpec()
     mcmc: MCMCSpec = MCMCSpec()
     laplace: LaplaceSettings = LaplaceSettings()
+    bandit: BanditSpec = BanditSpec()
     path: str | None = field(default=None, compare=False)
     source_text: str = field(default="", compare=False, repr=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
@@ -745,7 +768,7 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     """Check a parsed inference spec and return it as an :class:`InferenceSpec`."""
     ctx = ctx or Context()
     mname = mcmc_table_name(raw, ctx)
-    tables = ("inference", "guide", "svi") + ((mname,) if mname in raw else MCMC_TABLES) + ("laplace",)
+    tables = ("inference", "guide", "svi") + ((mname,) if mname in raw else MCMC_TABLES) + ("laplace", "bandit")
     check_keys(ctx, "", raw, tables, "an inference spec",
                others={k: f"[{k}] and [{mname}] hold the same settings; expected only one of them"
                        for k in MCMC_TABLES if k != mname})
@@ -765,6 +788,9 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     laplace = LaplaceSettings(**read_table(ctx, "laplace", check_table(ctx, "laplace", raw.get("laplace", {}),
                                                                       "fit_laplace settings"),
                                            LAPLACE_FIELDS, "[laplace]"))
+    bandit = BanditSpec(**read_table(ctx, "bandit", check_table(ctx, "bandit", raw.get("bandit", {}), "bandit settings"),
+                                     BANDIT_FIELDS, "[bandit]"))
     return InferenceSpec(name=inf["name"] or default_name, method=inf["method"], seed=inf["seed"],
                          device=inf["device"], dtype=inf["dtype"], description=inf["description"],
-                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper), laplace=laplace)
+                         guide=guide, svi=svi, mcmc=MCMCSpec(**mc, frozen=frozen, hyperpriors=hyper), laplace=laplace,
+                         bandit=bandit)
