@@ -105,3 +105,62 @@ def test_calibration_section_writes_figures(tmp_path):
     assert len(sec["metrics"]["intervals"]["coverage"]) == 4 and sec["figures"][0].exists()
     with pytest.raises(ValueError, match="exactly one of"):
         calibration_section(tmp_path, [0], probs=[[1.0, 0.0]], y_draws=np.zeros((2, 1)))
+
+
+# --------------------------------------------------------------------------- shift and OOD
+def test_ood_auroc_aupr_by_hand():
+    from pyrobnn.apps.shift import ood_detection
+
+    # OOD 0.25 beats two of three in-distribution scores, 0.4 beats all three: AUROC = 5/6
+    # ranking 0.4(+) 0.3(-) 0.25(+) 0.2 0.1: precision 1 at recall 1/2, 2/3 at recall 1 → AP = 5/6
+    r = ood_detection([0.1, 0.2, 0.3], [0.25, 0.4])
+    assert r["auroc"] == pytest.approx(5 / 6) and r["aupr"] == pytest.approx(5 / 6)
+    assert ood_detection([0.1, 0.2], [0.2])["auroc"] == pytest.approx(0.75)  # a tie counts one half
+    with pytest.raises(ValueError, match="scores of both sets"):
+        ood_detection([], [1.0])
+
+
+def test_rotation_and_noise_transforms():
+    import torch
+
+    from pyrobnn.apps.shift import ShiftSettings, add_noise, rotate, shifted
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 16, generator=g)
+    img = x.reshape(3, 4, 4)
+    assert torch.allclose(rotate(x, 0, 4, 4), x, atol=1e-6)
+    assert torch.allclose(rotate(x, 90, 4, 4).reshape(3, 4, 4), torch.rot90(img, 1, (-2, -1)), atol=1e-6)
+    assert torch.allclose(rotate(x, 180, 4, 4).reshape(3, 4, 4), img.flip(-1).flip(-2), atol=1e-6)
+    # standardised inputs: rotate the pixels, standardise again
+    mean, std = torch.full((16,), 0.5), torch.full((16,), 2.0)
+    xs = (x - mean) / std
+    assert torch.allclose(rotate(xs, 90, 4, 4, mean, std), (rotate(x, 90, 4, 4) - mean) / std, atol=1e-6)
+    n = add_noise(torch.zeros(20000), 2.0, torch.Generator().manual_seed(1))
+    assert abs(float(n.std()) - 2.0) < 4 * 2.0 / math.sqrt(2 * 20000)
+    assert torch.equal(add_noise(x, 0.0, g), x)
+    with pytest.raises(ValueError, match="expected height·width = 5·5 = 25"):
+        rotate(x, 10, 5, 5)
+    with pytest.raises(ValueError, match="kind must be"):
+        shifted(x, "blur", 1.0, ShiftSettings(height=4, width=4))
+
+
+def test_shift_evaluation_records_every_intensity(tmp_path):
+    import torch
+
+    from pyrobnn.apps.shift import ShiftSettings, plot_shift, shift_evaluation
+    from pyrobnn.infer.predictive import summarize_draws
+
+    w = torch.randn(2, 16, 3, generator=torch.Generator().manual_seed(2))
+
+    def predict(x):
+        return summarize_draws("multiclass", torch.distributions.Categorical(logits=torch.einsum("nd,sdk->snk", x, w)))
+
+    x = torch.rand(40, 16, generator=torch.Generator().manual_seed(3))
+    y = predict(x).probs.argmax(-1)  # the unshifted inputs are classified perfectly
+    st = ShiftSettings(angles=(0.0, 90.0), noise_sigmas=(0.0, 1.0), height=4, width=4)
+    res = shift_evaluation(predict, x, y, st)
+    assert [r["intensity"] for r in res["rotation"]] == [0.0, 90.0]
+    assert res["rotation"][0]["accuracy"] == 1.0 and res["noise"][0]["accuracy"] == 1.0
+    assert res["noise"][1]["accuracy"] < 1.0
+    assert res["rotation"][1]["mean_mutual_information"] >= 0
+    assert plot_shift({"toy": res}, tmp_path / "shift.png").stat().st_size > 0
