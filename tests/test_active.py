@@ -119,3 +119,15 @@ def test_command_writes_curves_and_metrics(tmp_path, capsys):
     assert "max_labels (100) exceeds the pool size (60)" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     assert main(["active-learning", str(spec), "--out", str(out)]) == 2  # exists, no --force
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_scores_and_batch_on_cuda():
+    p = _known_draws().cuda()
+    assert bald(p).device.type == "cuda"
+    assert torch.allclose(bald(p).cpu(), bald(_known_draws()))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    assert random_scores(p, g).device.type == "cuda"
+    s = max_entropy(p)
+    pick = select_batch(s, torch.zeros(3, dtype=torch.bool, device="cuda"), 2)
+    assert sorted(pick.tolist()) == [0, 1]
