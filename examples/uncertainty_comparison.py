@@ -97,7 +97,7 @@ def ood_sets(x_test, n, seed):
 
     g = torch.Generator().manual_seed(seed)
     sets = {"uniform noise": torch.rand(n, 64, generator=g)}
-    photos = [torch.as_tensor(im, dtype=torch.float32).mean(-1) / 255 for im in load_sample_images().images]
+    photos = [torch.tensor(np.asarray(im), dtype=torch.float32).mean(-1) / 255 for im in load_sample_images().images]
     crops = []
     for i in range(n):
         im = photos[i % len(photos)]
