@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ...spec import parse_override, to_toml
 from ...spec.load import read_toml
-from ...utils.files import atomic_write, replace_dir
+from ...utils.files import atomic_write, replace_dir, usual_mode
 from .loop import ActiveLearningSettings, plot_learning_curves, run_active_learning
 
 __all__ = ["add_parser", "cmd_active_learning", "load_settings"]
@@ -67,6 +67,7 @@ def cmd_active_learning(args) -> int:
     _write_text(tmp / "spec.toml", spec_text)
     plot_learning_curves(res["summary"], tmp / "accuracy_vs_labels.png",
                          title=f"Active learning on {res['data']} ({settings.inference})")
+    usual_mode(tmp, directory=True)
     replace_dir(tmp, out)
     if not args.quiet:
         for a, d in res["summary"]["by_acquisition"].items():

@@ -150,8 +150,11 @@ def _subset(x, y, n, generator):
 
 def _fit(mspec, ispec, settings, x, y, net_guide, seed):
     kw = svi_kwargs(ispec)
+    # even minibatches: 130 points with the spec's 128 would leave a minibatch of 2 whose gradient,
+    # scaled by N/B = 65, upsets the fit every epoch
     steps_per_epoch = math.ceil(x.shape[0] / kw["batch_size"])
-    kw.update(epochs=max(1, math.ceil(settings.steps_per_round / steps_per_epoch)), seed=seed, progress=False,
+    kw.update(batch_size=math.ceil(x.shape[0] / steps_per_epoch),
+              epochs=max(1, math.ceil(settings.steps_per_round / steps_per_epoch)), seed=seed, progress=False,
               handle_interrupt=False)
     if net_guide is None:
         with seeded(seed):  # the layers' initialisation draws from torch's generator
