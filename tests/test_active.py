@@ -97,8 +97,8 @@ def test_settings_errors_name_the_field():
 def test_command_writes_curves_and_metrics(tmp_path, capsys):
     spec = tmp_path / "al.toml"
     spec.write_text('[active_learning]\nacquisitions = ["random", "bald"]\nmax_labels = 30\n'
-                    'initial_labels = 10\nsteps_per_round = 10\nnum_samples = 3\npool_size = 60\ntest_size = 30\n'
-                    'seeds = [0, 1]\n')
+                    'initial_labels = 10\nsteps_per_round = 5\nnum_samples = 3\npool_size = 60\ntest_size = 30\n'
+                    'seeds = [0, 1]\nfull_data_reference = false\n')
     out = tmp_path / "run"
     assert main(["active-learning", str(spec), "--out", str(out), "-q", "--set", "warm_start=true"]) == 0
     m = json.loads((out / "metrics.json").read_text())

@@ -52,7 +52,7 @@ def test_prior_draws_follow_the_prior_and_leave_rng_alone():
 
 
 def test_wide_limit_fast(tmp_path):
-    r = wide_limit_check(X, widths=(1, 8, 64), activation="relu", num_draws=10000, seed=0)
+    r = wide_limit_check(X, widths=(1, 64), activation="relu", num_draws=8000, seed=0)
     rows = r["widths"]
     for row in rows:
         # the measured covariance equals the exact finite-width covariance K + σ_v²/H within 4.5 s.e.
