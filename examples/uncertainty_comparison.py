@@ -15,7 +15,8 @@ scikit-learn's digits (1437 training / 360 test images) and evaluated:
 
 Pixels are grey level / 16 on [0, 1] (not standardised per pixel).
 
-    nice -n 10 python examples/uncertainty_comparison.py            # full run (3 seeds)
+    nice -n 10 python examples/uncertainty_comparison.py --epochs 100             # full run (3 seeds)
+    nice -n 10 python examples/uncertainty_comparison.py --epochs 100 --holdout   # near OOD: digits 5-9
     python examples/uncertainty_comparison.py --quick                # smoke test
 """
 
@@ -32,7 +33,7 @@ from torch import nn  # noqa: E402
 
 from examples._common import Clock, finish, fmt, markdown_table, parse_args  # noqa: E402
 from pyrobnn import data as pbdata  # noqa: E402
-from pyrobnn import fit_svi, guides  # noqa: E402
+from pyrobnn import BNN, Categorical, Linear, fit_svi, guides, priors  # noqa: E402
 from pyrobnn.apps.shift import ShiftSettings, ood_detection, plot_shift, shift_evaluation, uncertainty_scores  # noqa: E402
 from pyrobnn.diagnostics.calibration import classification_calibration  # noqa: E402
 from pyrobnn.infer.predictive import summarize_draws  # noqa: E402
@@ -47,15 +48,19 @@ def _extra(p):
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--dropout", type=float, default=0.25)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--holdout", action="store_true",
+                   help="near-OOD instead: train on digits 0-4 (5-class nets), score the test digits 5-9")
 
 
 def from_prob_draws(prob_draws):
     return summarize_draws("multiclass", torch.distributions.Categorical(probs=prob_draws))
 
 
-def fit_pyrobnn(kind, x, y, epochs, seed):
+def fit_pyrobnn(kind, x, y, epochs, seed, k=10):
     with seeded(seed):
-        net = load_model("digits_classifier")
+        # the spec's network (64-100-10 ReLU, N(0, 1) prior), or the same with k outputs
+        net = load_model("digits_classifier") if k == 10 else \
+            BNN([Linear(64, 100), "relu", Linear(100, k)], Categorical(k), priors.Normal(0.0, 1.0))
     guide = {"map": lambda: guides.Delta(net), "bbb": lambda: guides.MeanField(net, init_scale=1e-3),
              "ard": lambda: guides.ARD(net, init_scale=1e-3)}[kind]()
     post = fit_svi(net, guide, x, y, epochs=epochs, batch_size=128, lr=0.01, seed=seed, progress=False)
@@ -63,11 +68,11 @@ def fit_pyrobnn(kind, x, y, epochs, seed):
     return lambda xx: post.predict(xx, num_samples=draws, seed=seed)
 
 
-def fit_dropout(x, y, epochs, seed, p, weight_decay, passes=100):
+def fit_dropout(x, y, epochs, seed, p, weight_decay, passes=100, k=10):
     """MC dropout: a 64-100-10 ReLU net with dropout on the hidden units, trained with Adam and
     weight decay; prediction averages ``passes`` stochastic forward passes."""
     with seeded(seed):
-        net = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Dropout(p), nn.Linear(100, 10))
+        net = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Dropout(p), nn.Linear(100, k))
         opt = torch.optim.Adam(net.parameters(), lr=0.01, weight_decay=weight_decay)
         for _ in range(epochs):
             for idx in torch.randperm(x.shape[0]).split(128):
@@ -84,9 +89,53 @@ def fit_dropout(x, y, epochs, seed, p, weight_decay, passes=100):
     return predict
 
 
-def fit_ensemble(x, y, epochs, seed, members=5):
-    preds = [fit_pyrobnn("map", x, y, epochs, seed * 1000 + m) for m in range(members)]
-    return lambda xx: from_prob_draws(torch.cat([p(xx).prob_draws.reshape(-1, xx.shape[0], 10) for p in preds]))
+def fit_ensemble(x, y, epochs, seed, members=5, k=10):
+    preds = [fit_pyrobnn("map", x, y, epochs, seed * 1000 + m, k) for m in range(members)]
+    return lambda xx: from_prob_draws(torch.cat([p(xx).prob_draws.reshape(-1, xx.shape[0], k) for p in preds]))
+
+
+def holdout_main(args, d, seeds, epochs, clock):
+    """Near OOD: 5-class nets on the digits 0-4; in-distribution = test digits 0-4, OOD = 5-9."""
+    tr, te = d.y_train < 5, d.y_test < 5
+    x, y, xin, yin, xout = d.x_train[tr], d.y_train[tr], d.x_test[te], d.y_test[te], d.x_test[~te]
+    fit = {"map": lambda s: fit_pyrobnn("map", x, y, epochs, s, 5), "bbb": lambda s: fit_pyrobnn("bbb", x, y, epochs, s, 5),
+           "ard": lambda s: fit_pyrobnn("ard", x, y, epochs, s, 5),
+           "mc_dropout": lambda s: fit_dropout(x, y, epochs, s, args.dropout, args.weight_decay, k=5),
+           "ensemble": lambda s: fit_ensemble(x, y, epochs, s, k=5)}
+    res = {m: [] for m in METHODS}
+    for s in range(seeds):
+        for m in METHODS:
+            predict = fit[m](s)
+            pin = predict(xin)
+            sc_in, sc_out = uncertainty_scores(pin), uncertainty_scores(predict(xout))
+            cal = classification_calibration(pin.probs, yin)
+            cal.pop("reliability")
+            res[m].append({"in_distribution": cal, "ood": {k: ood_detection(sc_in[k], sc_out[k]) for k in sc_in}})
+            print(f"seed {s} {m:10s} acc {cal['accuracy']:.4f} AUROC entropy {res[m][-1]['ood']['entropy']['auroc']:.3f} "
+                  f"MI {res[m][-1]['ood']['mutual_information']['auroc']:.3f}", flush=True)
+
+    def ms(m, get):
+        v = np.asarray([get(r) for r in res[m]], dtype=float)
+        se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+        return f"{fmt(float(v.mean()), 3)} ± {fmt(float(se), 3)}"
+
+    rows = [[m, ms(m, lambda r: r["in_distribution"]["accuracy"]), ms(m, lambda r: r["in_distribution"]["ece"])]
+            + [ms(m, lambda r, k=k, q=q: r["ood"][k][q]) for k in ("entropy", "mutual_information") for q in ("auroc", "aupr")]
+            for m in METHODS]
+    text = f"# Near OOD on the 8x8 digits: trained on 0-4, scored on test digits 5-9 ({seeds} seed(s), {epochs} " \
+           f"epochs; mean ± s.e.)\n\n" + markdown_table(
+               ["method", "accuracy (0-4)", "ECE (0-4)", "AUROC entropy", "AUPR entropy", "AUROC MI", "AUPR MI"], rows)
+    from pyrobnn.diagnostics.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, k in enumerate(("entropy", "mutual_information")):
+        ax.bar(np.arange(len(METHODS)) + 0.4 * i, [np.mean([r["ood"][k]["auroc"] for r in res[m]]) for m in METHODS],
+               width=0.4, label=k)
+    ax.set_xticks(np.arange(len(METHODS)) + 0.2, METHODS)
+    ax.set_ylim(0.5, 1.0)
+    ax.set_ylabel("AUROC (digits 5-9 as OOD)")
+    ax.legend(fontsize=8)
+    finish("uncertainty_comparison_holdout", args.quick, clock, text, {"per_seed": res, "settings": vars(args)}, fig)
 
 
 def ood_sets(x_test, n, seed):
@@ -123,6 +172,8 @@ def main():
                             raw.x_test.numpy() / 16, raw.y_test.numpy(), num_classes=10)
     settings = ShiftSettings(angles=(0, 15, 30, 45, 60, 90, 135, 180), noise_sigmas=(0, 0.125, 0.25, 0.5, 1.0),
                              height=8, width=8)
+    if args.holdout:
+        return holdout_main(args, d, seeds, epochs, clock)
     ood = ood_sets(d.x_test, d.x_test.shape[0], 0)
     per_seed = {m: [] for m in METHODS}
     for s in range(seeds):
