@@ -725,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     c.set_defaults(func=cmd_compare)
     bandit_cli.add_parser(sub)
+
+
+    from .apps.active.cli import add_parser as add_active_learning
+
+    add_active_learning(sub)
     return p
 
 

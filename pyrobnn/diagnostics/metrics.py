@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .calibration import (  # noqa: F401 - re-exported: one implementation, in calibration
+    _arr, _top_label, brier_score, expected_calibration_error, maximum_calibration_error, reliability_diagram,
+)
+
 __all__ = [
     "rmse", "mean_nll", "coverage", "reliability_diagram", "expected_calibration_error", "brier_score",
     "accuracy", "roc_auc", "predictive_metrics", "loo", "vi_pareto_k", "function_space_convergence", "diagnose",
@@ -53,13 +57,6 @@ BFMI_MIN = 0.3
 
 
 # --------------------------------------------------------------------------- array metrics
-def _arr(a, name) -> np.ndarray:
-    a = np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
-    if a.size == 0:
-        raise ValueError(f"{name} is empty; expected at least one value")
-    return a
-
-
 def rmse(y, mean) -> float:
     """Root mean squared error of the predictive mean: sqrt(mean_n (y_n − ŷ_n)²)."""
     y, mean = _arr(y, "y").astype(float), _arr(mean, "mean").astype(float)
@@ -80,62 +77,6 @@ def coverage(y, lower, upper) -> float:
     if not (y.shape == lo.shape == hi.shape):
         raise ValueError(f"y, lower and upper must have equal shapes, got {y.shape}, {lo.shape}, {hi.shape}")
     return float(np.mean((y >= lo) & (y <= hi)))
-
-
-def _top_label(probs, y):
-    """(confidence, correct) of the top-label prediction.  ``probs`` (N,) is P(y=1) of a
-    binary task; (N, K) are class probabilities."""
-    p = _arr(probs, "probs").astype(float)
-    y = _arr(y, "y").astype(int)
-    if p.ndim == 1:
-        p = np.stack([1 - p, p], -1)
-    if p.ndim != 2 or p.shape[0] != y.shape[0]:
-        raise ValueError(f"probs must be (N,) or (N, K) with N = len(y) = {y.shape[0]}, got shape {p.shape}")
-    if y.min() < 0 or y.max() >= p.shape[1]:
-        raise ValueError(f"labels must lie in 0..{p.shape[1] - 1}, got range {y.min()}..{y.max()}")
-    pred = p.argmax(-1)
-    return p.max(-1), (pred == y).astype(float)
-
-
-def reliability_diagram(probs, y, n_bins: int = 10) -> dict:
-    """Data of the reliability diagram: the top-label confidences are put into ``n_bins``
-    equal-width bins on [0, 1]; per bin the mean confidence, the accuracy and the count
-    (Guo et al. 2017, section 2).  Empty bins have NaN confidence and accuracy."""
-    if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    conf, correct = _top_label(probs, y)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # bin b holds confidences in (edges[b], edges[b+1]]; a confidence of exactly 0 goes to bin 0
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
-        acc = np.bincount(idx, weights=correct, minlength=n_bins) / count
-    return {"edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": acc.tolist(),
-            "count": count.astype(int).tolist()}
-
-
-def expected_calibration_error(probs, y, n_bins: int = 10) -> float:
-    """ECE = Σ_b (|B_b| / N) |acc(B_b) − conf(B_b)| over equal-width confidence bins of the
-    top-label prediction (Naeini et al. 2015; Guo et al. 2017, eq. 3)."""
-    d = reliability_diagram(probs, y, n_bins)
-    count = np.asarray(d["count"], dtype=float)
-    gap = np.abs(np.asarray(d["accuracy"]) - np.asarray(d["confidence"]))
-    keep = count > 0
-    return float(np.sum(count[keep] * gap[keep]) / count.sum())
-
-
-def brier_score(probs, y) -> float:
-    """Brier score (Brier 1950).  Binary (``probs`` of shape (N,), P(y=1)):
-    mean_n (p_n − y_n)²; K classes (``probs`` (N, K)): mean_n Σ_k (p_nk − 1[y_n = k])²."""
-    p = _arr(probs, "probs").astype(float)
-    y = _arr(y, "y").astype(int)
-    if p.shape[0] != y.shape[0]:
-        raise ValueError(f"probs has {p.shape[0]} rows but y has {y.shape[0]}; expected equal")
-    if p.ndim == 1:
-        return float(np.mean((p - y) ** 2))
-    onehot = np.eye(p.shape[1])[y]
-    return float(np.mean(np.sum((p - onehot) ** 2, -1)))
 
 
 def accuracy(probs, y) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Prediction", "summarize_draws", "predictive_log_likelihood", "DrawSummary"]
+__all__ = ["Prediction", "summarize_draws", "predictive_log_likelihood", "DrawSummary", "entropy_split"]
 
 
 @dataclass
@@ -83,6 +83,17 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
 
 
+def entropy_split(prob_draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split of predictive entropy from per-draw class probabilities ``prob_draws`` (S, ..., K):
+    total H[(1/S) Σ_t p_t], aleatoric (1/S) Σ_t H[p_t], and epistemic = their difference, the
+    mutual information I[y; w | x] that BALD ranks by (Houlsby, Huszár, Ghahramani & Lengyel
+    2011, eq. 3), clamped at 0 against rounding.  Each (...)."""
+    probs = prob_draws.mean(0)
+    ent = _entropy(probs)
+    exp_ent = _entropy(prob_draws).mean(0)
+    return ent, exp_ent, (ent - exp_ent).clamp_min(0)
+
+
 def summarize_draws(task: str, dist_draws) -> Prediction:
     """Build a :class:`Prediction` from the per-draw predictive distribution (batch (S, N))."""
     if task == "regression":
@@ -98,11 +109,10 @@ def summarize_draws(task: str, dist_draws) -> Prediction:
     else:
         prob_draws = dist_draws.probs
     probs = prob_draws.mean(0)
-    ent = _entropy(probs)
-    exp_ent = _entropy(prob_draws).mean(0)
+    ent, exp_ent, mi = entropy_split(prob_draws)
     mean = probs[..., 1] if task == "binary" else probs.argmax(-1)
     return Prediction(task, mean, probs=probs, prob_draws=prob_draws, entropy=ent, expected_entropy=exp_ent,
-                      mutual_information=(ent - exp_ent).clamp_min(0))
+                      mutual_information=mi)
 
 
 def predictive_log_likelihood(log_lik_draws: torch.Tensor) -> torch.Tensor:
