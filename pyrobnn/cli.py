@@ -680,6 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output directory (default: runs/compare-<timestamp>)")
     c.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     c.set_defaults(func=cmd_compare)
+
+    from .apps.bdcmf.cli import add_parser as add_recommend
+
+    add_recommend(sub)
     return p
 
 

@@ -71,8 +71,9 @@ def fit_full(ratings: Tensor, n_users: int, n_items: int, settings: BDCMFSetting
             loss.backward()
             opt.step()
             if (step + 1) % 10 == 0 or step + 1 == s.full_steps:
-                history.append({"step": step + 1, "elbo": -float(loss), "seconds": time.perf_counter() - t0})
-                bar.set_postfix(elbo=f"{-float(loss):.4g}")
+                value = -float(loss.detach())
+                history.append({"step": step + 1, "elbo": value, "seconds": time.perf_counter() - t0})
+                bar.set_postfix(elbo=f"{value:.4g}")
     with torch.no_grad():
         u, us = (t.detach().clone() for t in params.loc_scale("u"))
         v, vs = (t.detach().clone() for t in params.loc_scale("v"))

@@ -33,6 +33,7 @@ the part of the point estimator's bound that depends on θ and φ.  :func:`bdcmf
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import pyro
@@ -109,7 +110,10 @@ class Content:
         indptr = torch.zeros(M + 1, dtype=torch.int64, device=val.device)
         indptr[1:] = torch.bincount(idx[0], minlength=M).cumsum(0)
         totals = torch.zeros(M, dtype=val.dtype, device=val.device).index_add_(0, idx[0], val)
-        freq = torch.sparse_csr_tensor(indptr, idx[1], val / totals.clamp_min(1.0)[idx[0]], (M, W))
+        with warnings.catch_warnings():  # torch calls its sparse CSR support "beta"
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            freq = torch.sparse_csr_tensor(indptr, idx[1], val / totals.clamp_min(1.0)[idx[0]], (M, W),
+                                           check_invariants=False)
         return cls(indptr, idx[1], val, totals, freq, int(W))
 
     @property
