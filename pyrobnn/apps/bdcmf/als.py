@@ -28,16 +28,19 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["normal_equations", "weighted_sq_error", "gaussian_loglik", "solve_rows"]
+__all__ = ["normal_equations", "weighted_sq_error", "gaussian_loglik", "solve_rows", "gaussian_rows"]
 
 _CHUNK_ELEMENTS = 1 << 22
 
 
 def normal_equations(rows: Tensor, cols: Tensor, n_rows: int, other: Tensor, pos: float,
-                     neg: float) -> tuple[Tensor, Tensor]:
+                     neg: float, other_var: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(P, q)`` with ``P_i = Σ_j C_ij o_j o_jᵀ`` (``(n_rows, K, K)``) and ``q_i = Σ_j C_ij R_ij o_j``
     (``(n_rows, K)``) over every column ``j`` of ``other`` (``(M, K)``), where the observed pairs
-    ``(rows[p], cols[p])`` have ``R = 1, C = pos`` and all others ``R = 0, C = neg``."""
+    ``(rows[p], cols[p])`` have ``R = 1, C = pos`` and all others ``R = 0, C = neg``.
+
+    With ``other_var`` (``(M, K)`` variances of independent Gaussian ``o_j``), ``P_i`` holds the
+    second moments ``Σ_j C_ij E[o_j o_jᵀ] = Σ_j C_ij (o_j o_jᵀ + diag var_j)`` instead."""
     K = other.shape[1]
     P = (neg * (other.T @ other)).expand(n_rows, K, K).clone()
     q = other.new_zeros(n_rows, K)
@@ -46,6 +49,10 @@ def normal_equations(rows: Tensor, cols: Tensor, n_rows: int, other: Tensor, pos
         r, o = rows[start:start + step], other[cols[start:start + step]]
         P.index_add_(0, r, (pos - neg) * (o.unsqueeze(-1) * o.unsqueeze(-2)))
         q.index_add_(0, r, pos * o)
+    if other_var is not None:
+        d = (neg * other_var.sum(0)).expand(n_rows, K).clone()
+        d.index_add_(0, rows, (pos - neg) * other_var[cols])
+        P = P + torch.diag_embed(d)
     return P, q
 
 
@@ -56,6 +63,16 @@ def solve_rows(P: Tensor, q: Tensor, prior_precision: float, prior_mean: Tensor 
     rhs = q if prior_mean is None else q + prior_precision * prior_mean
     L = torch.linalg.cholesky(A)
     return torch.cholesky_solve(rhs.unsqueeze(-1), L).squeeze(-1)
+
+
+def gaussian_rows(P: Tensor, q: Tensor, prior_precision: float,
+                  prior_mean: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The optimal diagonal Gaussian ``N(m_i, diag σ_i²)`` for a block whose ELBO is
+    ``−½ E[xᵀ Λ_i x] + bᵀ E[x] + H[q]`` with ``Λ_i = P_i + λ I`` and ``b_i = q_i + λ m⁰_i``:
+    ``m_i = Λ_i⁻¹ b_i`` and ``σ_ik² = 1 / (Λ_i)_kk`` (maximising
+    ``−½ tr(Λ (m mᵀ + diag σ²)) + bᵀm + ½ Σ_k log σ_k²``).  Returns ``(means, variances)``."""
+    mean = solve_rows(P, q, prior_precision, prior_mean)
+    return mean, 1.0 / (P.diagonal(dim1=-2, dim2=-1) + prior_precision)
 
 
 def weighted_sq_error(a: Tensor, b: Tensor, pairs: Tensor, pos: float, neg: float) -> Tensor:

@@ -164,14 +164,15 @@ def bdcmf_model(ratings: Tensor, social: Tensor | None, content: Content | None,
 
 class MeanFieldParams(nn.Module):
     """The parameters of :func:`mean_field_guide`: ``{site}_loc`` and ``{site}_rho`` (σ = softplus ρ)
-    for each of ``sites`` (``name -> initial loc``), initial scale ``init_scale``."""
+    for each of ``sites`` (``name -> initial loc``), initial scale ``init_scale`` (or ``scales[name]``)."""
 
-    def __init__(self, init: dict[str, Tensor], init_scale: float):
+    def __init__(self, init: dict[str, Tensor], init_scale: float, scales: dict[str, Tensor] | None = None):
         super().__init__()
         rho = math.log(math.expm1(init_scale))
         for name, start in init.items():
             self.register_parameter(f"{name}_loc", nn.Parameter(start.detach().clone()))
-            self.register_parameter(f"{name}_rho", nn.Parameter(torch.full_like(start, rho)))
+            r = torch.full_like(start, rho) if scales is None else torch.log(torch.expm1(scales[name].detach()))
+            self.register_parameter(f"{name}_rho", nn.Parameter(r.clone()))
 
     def loc_scale(self, name: str) -> tuple[Tensor, Tensor]:
         return getattr(self, f"{name}_loc"), softplus(getattr(self, f"{name}_rho"))

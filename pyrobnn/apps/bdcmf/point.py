@@ -46,7 +46,7 @@ from .fit import BDCMFFit
 from .model import Content, Decoder, Encoder, content_guide, content_model, multinomial_loglik
 from .settings import BDCMFSettings
 
-__all__ = ["fit_point", "estep", "estep_objective", "point_objective", "EVAL_ITEMS"]
+__all__ = ["fit_point", "estep", "estep_objective", "point_objective", "sgvb_step", "EVAL_ITEMS"]
 
 EVAL_ITEMS = 1024
 
@@ -109,7 +109,8 @@ def point_objective(u, v, g, ratings, social, content: Content | None, encoder, 
     return base - kl + rec
 
 
-def _sgvb_step(elbo, opt, v, content, s, decoder, encoder, weight_v):
+def sgvb_step(elbo, opt, v, content, s, decoder, encoder, weight_v) -> None:
+    """One SGVB step of the networks on :func:`.model.content_model` with the item factors ``v`` fixed."""
     opt.zero_grad()
     loss = elbo.differentiable_loss(content_model, content_guide, v, content, s, decoder, encoder,
                                     weight_v=weight_v) / content.n_items
@@ -145,7 +146,7 @@ def fit_point(ratings: Tensor, n_users: int, n_items: int, settings: BDCMFSettin
             eval_eps = torch.randn(n_eval, s.K, device=dev)
             v0 = torch.zeros(n_items, s.K, device=dev)
             for _ in range(s.pretrain_steps):  # the networks alone, as a VAE
-                _sgvb_step(elbo, opt, v0, content, s, decoder, encoder, weight_v=False)
+                sgvb_step(elbo, opt, v0, content, s, decoder, encoder, weight_v=False)
         u = 0.1 * torch.randn(n_users, s.K, device=dev)
         g = 0.1 * torch.randn(n_users, s.K, device=dev) if s.uses_social else None
         v = 0.1 * torch.randn(n_items, s.K, device=dev)
@@ -161,7 +162,7 @@ def fit_point(ratings: Tensor, n_users: int, n_items: int, settings: BDCMFSettin
                                 s, n_users, n_items)
             t1 = time.perf_counter()
             for _ in range(s.m_steps if content is not None else 0):
-                _sgvb_step(elbo, opt, v, content, s, decoder, encoder, weight_v=s.collaborative)
+                sgvb_step(elbo, opt, v, content, s, decoder, encoder, weight_v=s.collaborative)
             t2 = time.perf_counter()
             with torch.no_grad():
                 if content is not None and not s.collaborative:

@@ -31,8 +31,11 @@ class BDCMFSettings:
     Estimator (a) ``point``: ``epochs`` rounds of variational EM, each one closed-form sweep over
     u, g, v (E-step) and ``m_steps`` SGVB steps over the networks with ``batch_size`` items and
     learning rate ``lr``, after ``pretrain_steps`` steps of the networks alone as a VAE (as CDL and
-    CVAE pre-train theirs).  Estimator (b) ``full``: ``full_steps`` SVI steps of the mean-field
-    posterior (learning rate ``full_lr``, initial scales ``init_scale``), started from (a)'s fit.
+    CVAE pre-train theirs).  Estimator (b) ``full``: the mean-field posterior, started from (a)'s fit
+    (initial scales ``init_scale``), updated by ``full_updates``: ``"cavi"`` — ``epochs`` rounds of
+    exact coordinate ascent on q(u), q(g), q(v) plus ``m_steps`` SGVB steps of the networks — or
+    ``"svi"`` — ``full_steps`` joint SVI steps of all variational parameters (learning rate
+    ``full_lr``).
     ``method`` picks BDCMF or a baseline of :data:`METHODS`.
     """
 
@@ -53,6 +56,7 @@ class BDCMFSettings:
     pretrain_steps: int = 200
     batch_size: int = 256
     lr: float = 3e-3
+    full_updates: str = "cavi"
     full_steps: int = 200
     full_lr: float = 0.01
     init_scale: float = 0.05
@@ -61,6 +65,8 @@ class BDCMFSettings:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        if self.full_updates not in ("cavi", "svi"):
+            raise ValueError(f"full_updates must be 'cavi' or 'svi', got {self.full_updates!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {self.estimator!r}")
         for name in ("K", "hidden", "epochs", "batch_size", "full_steps"):
