@@ -53,14 +53,15 @@ def one_seed(args, seed, base):
     out = {}
     point = None
     for name, s in [("bdcmf point", base), ("bdcmf full", replace(base, estimator="full")),
+                    ("bdcmf full svi", replace(base, estimator="full", full_updates="svi")),
                     ("pmf", replace(base, method="pmf")), ("ctr", replace(base, method="ctr")),
                     ("content", replace(base, method="content"))]:
-        f, secs = fit(train, s, start=point if name == "bdcmf full" else None)
+        f, secs = fit(train, s, start=point if name.startswith("bdcmf full") else None)
         if name == "bdcmf point":
             point = f
             secs_point = secs
         res = evaluate(f, split, args.ks)
-        res["fit_seconds"] = secs + (secs_point if name == "bdcmf full" else 0.0)
+        res["fit_seconds"] = secs + (secs_point if name.startswith("bdcmf full") else 0.0)
         gen = torch.Generator().manual_seed(seed)
         perm = torch.randperm(f.u.shape[0], generator=gen)
         res["procrustes_u"] = procrustes_correlation(f.u, truth_u)

@@ -92,6 +92,9 @@ def cmd_predict(args) -> int:
 
     from .fit import load_fit
 
+    if not (Path(args.run_dir) / "model" / "settings.json").is_file():
+        raise FileNotFoundError(f"{args.run_dir}: no model/settings.json; expected a run directory written by "
+                                "'pyrobnn recommend fit'")
     fit = load_fit(Path(args.run_dir) / "model")
     warm = torch.load(Path(args.run_dir) / "model" / "warm_items.pt", weights_only=True)
     try:
