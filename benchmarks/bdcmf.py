@@ -97,18 +97,42 @@ def sweep(args, base, split):
     return res
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM, kB); unlike getrusage's ru_maxrss it is not
+    inherited from the parent process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def scaling_one(args, base):
     """One size in this process: one EM epoch's time and the process's peak resident memory
     (the data is read from ``args.data``, written by the parent, so generating it costs nothing here)."""
     data = torch.load(args.data, weights_only=False)
     s = replace(base, epochs=1, pretrain_steps=0)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_kb()
     f, secs = fit(data, s)
     h = f.history[0]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kb()
     print(json.dumps({"n_ratings": int(data.ratings.shape[0]), "n_edges": int(data.social.shape[0]),
                       "epoch_seconds": h["estep_s"] + h["mstep_s"], "estep_seconds": h["estep_s"],
                       "mstep_seconds": h["mstep_s"], "peak_rss_mb": peak / 1024, "rss_before_fit_mb": rss0 / 1024}))
+
+
+def run_scaling(args):
+    scaling = []
+    for density in args.scaling_densities:
+        data = recsys_synthetic(args.users, args.items, args.words, args.K, seed=0, density=density,
+                                social_density=args.social_density, doc_length=args.doc_length)
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(data, Path(tmp) / "data.pt")
+            cmd = [sys.executable, __file__, "--scaling-one", "--data", str(Path(tmp) / "data.pt"), "--K",
+                   str(args.K), "--m-steps", str(args.m_steps), "--hidden", str(args.hidden)]
+            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        scaling.append({"density": density, **json.loads(line)})
+        print("scaling", scaling[-1], flush=True)
+    return scaling
 
 
 def main():
@@ -132,6 +156,7 @@ def main():
     p.add_argument("--scaling-densities", type=float, nargs="*", default=[0.0025, 0.005, 0.01])
     p.add_argument("--scaling-one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--only-scaling", action="store_true", help="run only the epoch time / memory measurements")
     p.add_argument("--out", default="benchmarks/results/bdcmf")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -139,6 +164,11 @@ def main():
                          full_steps=args.full_steps, hidden=args.hidden)
     if args.scaling_one:
         scaling_one(args, base)
+        return
+    if args.only_scaling:  # the scaling measurements alone, into scaling.json
+        scaling = run_scaling(args)
+        write_json(Path(args.out) / "scaling.json", {"args": vars(args), "scaling": scaling,
+                                                     "command": " ".join(sys.argv)})
         return
     t_start = time.perf_counter()
     per_seed, oracles, first = [], [], None
@@ -161,17 +191,7 @@ def main():
         summary[name] = entry
     oracle_in = {k: mean_se([o["in_matrix"][f"recall@{k}"] for o in oracles]) for k in args.ks}
     sweeps = sweep(args, base, first[1]) if args.sweep_lambda_v or args.sweep_lambda_q else {}
-    scaling = []
-    for density in args.scaling_densities:
-        data = recsys_synthetic(args.users, args.items, args.words, args.K, seed=0, density=density,
-                                social_density=args.social_density, doc_length=args.doc_length)
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(data, Path(tmp) / "data.pt")
-            cmd = [sys.executable, __file__, "--scaling-one", "--data", str(Path(tmp) / "data.pt"), "--K",
-                   str(args.K), "--m-steps", str(args.m_steps), "--hidden", str(args.hidden)]
-            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        scaling.append({"density": density, **json.loads(line)})
-        print("scaling", scaling[-1], flush=True)
+    scaling = run_scaling(args)
     out = Path(args.out)
     results = {"args": vars(args), "per_seed": per_seed, "summary": summary, "oracle_in_matrix": oracle_in,
                "sweeps": sweeps, "scaling": scaling, "total_seconds": time.perf_counter() - t_start,
