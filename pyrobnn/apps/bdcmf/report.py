@@ -56,7 +56,11 @@ def _sweep_figure(sweep: list[dict], param: str, path: Path):
         ks = _ks(sweep[0][part])
         k = ks[len(ks) // 2]
         ax.plot(values, [r[part][f"recall@{k}"] for r in sweep], marker="o", label=f"{part} recall@{k}")
-    ax.set_xscale("log")
+    positive = [x for x in values if x > 0]
+    if positive and len(positive) < len(values):  # a zero (e.g. λ_q = 0: no graph) on a log-like axis
+        ax.set_xscale("symlog", linthresh=min(positive))
+    elif positive:
+        ax.set_xscale("log")
     ax.set_xlabel(param)
     ax.set_ylabel("recall")
     ax.legend(fontsize=8)
