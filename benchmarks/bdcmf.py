@@ -52,7 +52,7 @@ def one_seed(args, seed, base):
     truth_v = data.truth["v"][split.warm_items]
     out = {}
     point = None
-    for name, s in [("bdcmf point", base), ("bdcmf full", replace(base, estimator="full")),
+    for name, s in [("bdcmf point", base), ("bdcmf full cavi", replace(base, estimator="full", full_updates="cavi")),
                     ("bdcmf full svi", replace(base, estimator="full", full_updates="svi")),
                     ("pmf", replace(base, method="pmf")), ("ctr", replace(base, method="ctr")),
                     ("content", replace(base, method="content"))]:

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..utils.rng import seeded
 from ..utils.validation import check_int, check_number, check_probability
 from .csvtable import read_table
 from .errors import DataError, Location, show

@@ -32,10 +32,13 @@ class BDCMFSettings:
     u, g, v (E-step) and ``m_steps`` SGVB steps over the networks with ``batch_size`` items and
     learning rate ``lr``, after ``pretrain_steps`` steps of the networks alone as a VAE (as CDL and
     CVAE pre-train theirs).  Estimator (b) ``full``: the mean-field posterior, started from (a)'s fit
-    (initial scales ``init_scale``), updated by ``full_updates``: ``"cavi"`` — ``epochs`` rounds of
-    exact coordinate ascent on q(u), q(g), q(v) plus ``m_steps`` SGVB steps of the networks — or
-    ``"svi"`` — ``full_steps`` joint SVI steps of all variational parameters (learning rate
-    ``full_lr``).
+    (initial scales ``init_scale``), updated by ``full_updates``: ``"svi"`` (default) —
+    ``full_steps`` joint SVI steps of all variational parameters and the networks (learning rate
+    ``full_lr``) — or ``"cavi"`` — ``epochs`` rounds of exact coordinate ascent on q(u), q(g),
+    q(v) plus ``m_steps`` SGVB steps of the networks.  Run to convergence, coordinate ascent
+    shows that this model's mean-field optimum shrinks the user factors towards zero (the ELBO
+    rises while recall falls; ``benchmarks/results/bdcmf``), which SVI from the point estimate
+    does not reach in ``full_steps``.
     ``method`` picks BDCMF or a baseline of :data:`METHODS`.
     """
 
@@ -56,7 +59,7 @@ class BDCMFSettings:
     pretrain_steps: int = 200
     batch_size: int = 256
     lr: float = 3e-3
-    full_updates: str = "cavi"
+    full_updates: str = "svi"
     full_steps: int = 200
     full_lr: float = 0.01
     init_scale: float = 0.05
