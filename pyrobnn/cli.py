@@ -724,12 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output directory (default: runs/compare-<timestamp>)")
     c.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     c.set_defaults(func=cmd_compare)
-    bandit_cli.add_parser(sub)
-
-
+    # the applications' commands (each built in its own package)
     from .apps.active.cli import add_parser as add_active_learning
+    from .apps.bdcmf.cli import add_parser as add_recommend
 
+    bandit_cli.add_parser(sub)
     add_active_learning(sub)
+    add_recommend(sub)
     return p
 
 

@@ -1,4 +1,5 @@
-"""Datasets for pyrobnn: toy regression, UCI benchmarks, tabular files, Fashion-MNIST, Mushroom.
+"""Datasets for pyrobnn: toy regression, UCI benchmarks, tabular files, Fashion-MNIST, Mushroom,
+recommender data (ratings, social graph, item content).
 
 Every loader reads local files (no network) and returns a :class:`Dataset` of float32 inputs
 and task-typed targets, standardised with training-split statistics where asked.  Bad file
@@ -11,6 +12,7 @@ from .dataset import TASKS, Dataset, make_dataset, standardize
 from .errors import DataError
 from .images import FASHION_MNIST_CLASSES, fashion_mnist, read_idx
 from .paths import DATA_ROOT_ENV
+from .recsys import RecsysData, RecsysSplit, recsys, recsys_synthetic, split_ratings
 from .registry import LOADERS, load
 from .tabular import SKLEARN_DATASETS, csv_dataset, npz_dataset, sklearn_dataset
 from .targets import infer_task
@@ -26,6 +28,8 @@ __all__ = [
     "UCI_DATASETS",
     "DataError",
     "Dataset",
+    "RecsysData",
+    "RecsysSplit",
     "csv_dataset",
     "fashion_mnist",
     "infer_task",
@@ -34,7 +38,10 @@ __all__ = [
     "mushroom",
     "npz_dataset",
     "read_idx",
+    "recsys",
+    "recsys_synthetic",
     "sklearn_dataset",
+    "split_ratings",
     "standardize",
     "toy_curve",
     "toy_function",
