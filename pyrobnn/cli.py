@@ -302,10 +302,12 @@ def cmd_fit(args) -> int:
     mspec, ispec = _specs(args.model, args.inference, args.set or [])
     if args.device:
         ispec = S.load_inference_spec(ispec, [f"inference.device={args.device}"])
-    if launched():  # started by torchrun with several processes: data-parallel SVI
-        if ispec.method != "svi":
-            raise UsageError(f"torchrun with several processes runs SVI only; {ispec.method.upper()} runs in one "
-                             f"process (start 'pyrobnn fit' without torchrun)")
+    if launched():  # started by torchrun with several processes: data-parallel SVI, or NUTS/HMC chains across ranks
+        if ispec.method not in ("svi", "nuts", "hmc") or S.mcmc_kwargs(ispec).get("backend", "torch") != "torch" \
+                or S.mcmc_kwargs(ispec).get("kernel") == "chees":
+            raise UsageError(f"torchrun with several processes runs SVI, or NUTS/HMC chains of the torch backend; "
+                             f"this spec ({ispec.method.upper()}) runs in one process (start 'pyrobnn fit' without "
+                             f"torchrun)")
         if int(os.environ["RANK"]) != 0:
             return _fit_rank(ispec, mspec)
     out = Path(args.out) if args.out else _new_run_dir(mspec, ispec)
@@ -335,11 +337,17 @@ def _fit_rank(ispec, mspec) -> int:
     """A rank other than 0 of a torchrun job: the same fit on the same data, no files, no output
     (rank 0 checks the run directory, holds its lock, writes checkpoints and the report)."""
     from . import spec as S
+    from .infer.mcmc import fit_nuts
     from .infer.svi import fit_svi
 
     data, net = S.build_data(mspec), S.build_model(mspec)
-    fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=False, distributed=True,
-            **S.svi_kwargs(ispec))
+    if ispec.method == "svi":
+        fit_svi(net, S.build_guide(ispec, net), data.x_train, data.y_train, progress=False, distributed=True,
+                **S.svi_kwargs(ispec))
+    else:
+        kw = S.mcmc_kwargs(ispec)
+        kw.pop("checkpoint_every")
+        fit_nuts(net, data.x_train, data.y_train, progress=False, distributed=True, **{**kw, "chain_method": None})
     return 0
 
 
@@ -370,8 +378,13 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
         else:
             from .infer.mcmc import fit_nuts
 
+            from .infer.distributed import launched
+
             kw = S.mcmc_kwargs(ispec)
-            if kw.get("backend", "torch") == "torch":  # Pyro's own kernel cannot be checkpointed
+            if launched():  # chains across the ranks, gathered on every rank (no checkpoint)
+                kw.pop("checkpoint_every")
+                kw.update(distributed=True, chain_method=None)
+            elif kw.get("backend", "torch") == "torch":  # Pyro's own kernel cannot be checkpointed
                 kw.update(checkpoint=ckpt, resume=resuming)
             else:
                 kw.pop("checkpoint_every")

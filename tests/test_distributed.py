@@ -82,6 +82,15 @@ def _check_equal_to_single_process(out, batch, epochs):
         # the ELBO trace matches, term by term: the KL is counted once
         torch.testing.assert_close(torch.tensor(r["history"]), torch.tensor(ref_hist), rtol=1e-10, atol=1e-10)
         assert r["info"]["world_size"] == 2 and r["info"]["batch_size"] == 2 * batch
+    # NUTS chains across the ranks: bit for bit the single process's sequential chains
+    from worker import nuts_problem_fit
+
+    ref = nuts_problem_fit(distributed=False)
+    for r in ranks:
+        for group in ("samples", "stats"):
+            assert r["nuts"][group].keys() == ref[group].keys()
+            for k, v in ref[group].items():
+                assert torch.equal(r["nuts"][group][k], v), (group, k)
     # and the ranks agree bitwise with each other (one all_reduce result, one optimiser step)
     for k in ranks[0]["guide"]:
         assert torch.equal(ranks[0]["guide"][k], ranks[1]["guide"][k])
@@ -164,7 +173,15 @@ def test_torchrun_pyrobnn_fit_writes_one_run_with_the_final_elbo(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_nuts_is_refused_with_a_clear_error(tmp_path):
-    r = _torchrun(["fit", "toy_regression", "nuts", "--out", "run"], tmp_path, timeout=120)
-    assert r.returncode != 0 and "runs SVI only" in r.stderr
-    assert not (tmp_path / "run").exists()
+def test_torchrun_nuts_runs_chains_across_ranks_and_pyro_backend_is_refused(tmp_path):
+    import json
+
+    r = _torchrun(["fit", "toy_regression", "nuts", "--set", "nuts.warmup=20", "--set", "nuts.num_samples=10",
+                   "--set", "nuts.jit=false", "--out", "run", "--quiet"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((tmp_path / "run" / "posterior.json").read_text())
+    assert '"world_size": 2' in json.dumps(info) and '"chains": 4' in json.dumps(info)
+    r = _torchrun(["fit", "toy_regression", "nuts", "--set", "nuts.backend=pyro", "--out", "run2"], tmp_path,
+                  timeout=120)
+    assert r.returncode != 0 and "runs in one process" in r.stderr
+    assert not (tmp_path / "run2").exists()

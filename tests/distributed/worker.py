@@ -26,6 +26,17 @@ def problem():
     return net, pb.guides.MeanField(net, init_scale=0.05), x, y
 
 
+def nuts_problem_fit(distributed: bool) -> dict:
+    """Five NUTS chains of a tiny net (ranks hold blocks of 3 and 2): draws and statistics."""
+    d = pb.data.toy_curve(n_train=10, seed=5)
+    net = pb.BNN([pb.Linear(1, 3), "tanh", pb.Linear(3, 1)], pb.Gaussian(scale=0.2),
+                 prior=pb.priors.Normal(0.0, 1.0))
+    post = pb.fit_nuts(net, d.x_train, d.y_train, chains=5, warmup=15, num_samples=10, jit=False, seed=3,
+                       progress=False, chain_method="sequential" if not distributed else None,
+                       distributed=distributed, max_tree_depth=4)
+    return {"samples": dict(post.samples), "stats": dict(post.sample_stats)}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -49,7 +60,8 @@ def main():
                       checkpoint_every=1)
     x_new = torch.linspace(-1.0, 1.5, 11, dtype=torch.float64).unsqueeze(-1)  # 11 rows: blocks of 6 and 5
     pred = post.predict(x_new, num_samples=16, seed=3, distributed=not a.checkpoint)
-    torch.save({"guide": {k: v.detach().clone() for k, v in guide.state_dict().items()},
+    nuts = nuts_problem_fit(distributed=not a.checkpoint) if not a.checkpoint else None
+    torch.save({"nuts": nuts, "guide": {k: v.detach().clone() for k, v in guide.state_dict().items()},
                 "history": [(h["loss"], h["nll"], h["kl"]) for h in post.history], "info": post.info,
                 "pred_mean": pred.mean, "pred_epistemic": pred.epistemic_var, "pred_draws": pred.mean_draws},
                f"{a.out}.rank{rank}.pt")

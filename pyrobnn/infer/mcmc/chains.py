@@ -17,17 +17,27 @@ from .compile import _make_kernels
 from .chees import ChEES
 from .tree import _BatchedHMC, _State
 
-def _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer=None, callback=None, stop=None):
+def _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer=None, callback=None, stop=None,
+               group=None):
+    """All chains of ``z0`` (C, D): in lock step, or one after another (chain c with seed
+    ``seed + c``); with a process ``group``, each rank runs its contiguous block of chains one
+    after another and every rank gathers them all, in chain order."""
     chains = z0.shape[0]
-    sequential = settings["chain_method"] == "sequential" and chains > 1
+    sequential = (settings["chain_method"] == "sequential" and chains > 1) or group is not None
     with pyro.validation_enabled(False):
         kernels = _make_kernels(potential, 1 if sequential else chains, z0, settings["jit"])
     run = partial(_run_torch_chains, settings=settings, progress=progress, kernels=kernels, checkpointer=checkpointer,
                   callback=callback, stop=stop)
     if not sequential:
         return run(potential, z0, seed=seed)
+    mine = range(chains) if group is None else torch.tensor_split(torch.arange(chains), group.world_size)[group.rank]
     outs = [run(potential, z0[c:c + 1], seed=None if seed is None else seed + c, label=f" [{c}]", chain=c)
-            for c in range(chains)]
+            for c in (int(c) for c in mine)]
+    if group is not None:  # every rank's chains, in chain order (ranks hold contiguous blocks)
+        from .. import distributed as D
+
+        parts = D.all_gather_object([_to(o, torch.device("cpu")) for o in outs], group)
+        outs = [_to(o, z0.device) for part in parts for o in part]
     draws = torch.cat([o[0] for o in outs], 0)
     stats = {k: torch.cat([o[1][k] for o in outs], 0) for k in outs[0][1]}
     extra = {}
@@ -40,6 +50,13 @@ def _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointe
         else:
             extra[k] = vals[0]
     return draws, stats, extra
+
+
+def _to(out, device):
+    """A chain's (draws, stats, extra) with its tensors on ``device``."""
+    draws, stats, extra = out
+    move = (lambda v: v.to(device) if torch.is_tensor(v) else v)
+    return draws.to(device), {k: move(v) for k, v in stats.items()}, {k: move(v) for k, v in extra.items()}
 
 
 def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label="", chain=None, checkpointer=None,

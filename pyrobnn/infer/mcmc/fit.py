@@ -14,6 +14,7 @@ from ...utils.rng import fresh_seed
 from ...utils.validation import ArgumentTypeError, check_bool
 from ..arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
     prepare_data
+from .. import distributed as D
 from ..interrupt import StopOnInterrupt
 from ..posterior import SamplePosterior
 from ..svi import place, resolve_device
@@ -56,6 +57,7 @@ def fit_nuts(
     resume: bool = False,
     callback: Callable[[dict], None] | None = None,
     handle_interrupt: bool = True,
+    distributed: bool = False,
 ) -> SamplePosterior:
     """Sample the posterior of ``model`` given (x, y) with NUTS (or HMC), full batch.
 
@@ -122,6 +124,14 @@ def fit_nuts(
     the log joint in unconstrained coordinates).  ``info`` records the settings, the seed,
     the adapted step sizes and inverse mass matrices, and the warmup / sampling wall times.
 
+    ``distributed=True`` (every rank of a ``torch.distributed`` job calling it alike, e.g. under
+    ``torchrun``; see :mod:`pyrobnn.infer.distributed`) runs the chains across the ranks, each
+    rank a contiguous block of them one after another, chain c with seed ``seed + c`` as
+    ``chain_method="sequential"`` does; every rank then gathers all chains, so the result —
+    draws, statistics, R-hat and ESS across all chains — equals the single process's
+    ``chain_method="sequential"`` run, bit for bit on the CPU.  It needs the torch backend and
+    no checkpoint (the chains' files would be spread over the ranks).
+
     Every argument is checked before any work (``ValueError``/``TypeError`` naming it), the data
     as for :func:`pyrobnn.fit_svi`.  ``check_memory`` (default: the model's own setting, True)
     refuses a run whose memory (:func:`pyrobnn.model.memory.estimate_nuts`: stored draws, chain
@@ -169,7 +179,21 @@ def fit_nuts(
         raise ValueError("chain_method='vectorized' needs backend='torch'")
     _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend)
     check_bool("handle_interrupt", handle_interrupt)
+    check_bool("distributed", distributed)
+    if distributed:
+        if backend != "torch" or kernel == "chees" or checkpoint is not None:
+            raise ValueError("distributed=True runs chains of the torch backend's NUTS/HMC one after another on each "
+                             "rank: it needs backend='torch', kernel 'nuts' or 'hmc' and no checkpoint")
+        if config.chain_method not in (None, "sequential"):
+            raise ValueError(f"distributed=True runs each chain with its own seed, as chain_method='sequential'; got "
+                             f"chain_method={config.chain_method!r} (vectorised chains share one generator, so their "
+                             f"draws depend on which chains run together)")
+        chain_method = "sequential"
     x, y = prepare_data(model, x, y)
+    group = D.join(resolve_device(device, x)) if distributed else None
+    if group is not None:  # one seed for all ranks; the same data everywhere
+        seed = D.shared_seed(seed, group)
+        D.check_same_data(x, y, group)
     if seed is None:  # a fresh seed (a resumed run continues with the one its checkpoint recorded)
         seed = _Checkpointer.recorded_seed(checkpoint) if resume and Path(checkpoint).exists() else None
         seed = fresh_seed() if seed is None else seed
@@ -209,9 +233,14 @@ def fit_nuts(
                                          _fingerprint(model, x, y, potential, z0, settings, seed, hypers), warmup)
             if resume and checkpointer.load():
                 resumed_at = [int(c["iteration"]) for c in checkpointer.chains]
-        with StopOnInterrupt(handle_interrupt) as stop:
-            draws, stats, extra = _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer,
-                                             callback, stop)
+        try:
+            with StopOnInterrupt(handle_interrupt) as stop:
+                draws, stats, extra = _run_torch(model, x, y, potential, z0, settings, seed,
+                                                 progress and (group is None or group.is_main), checkpointer,
+                                                 callback, stop, group=group)
+        finally:
+            if group is not None:
+                D.leave(group)
     else:
         draws, stats, extra = _run_pyro(model, x, y, potential, z0, settings, seed, progress)
     samples = {k: v.detach().cpu() for k, v in potential.constrain(draws).items()}
@@ -220,6 +249,8 @@ def fit_nuts(
             "n_data": int(x.shape[0]), "sites": [s.name for s in potential.sites], **extra,
             "num_divergences": int(stats["diverging"].sum()) if "diverging" in stats else None,
             "seconds_total": time.perf_counter() - t_start}
+    if group is not None:
+        info.update(world_size=group.world_size, backend_group=group.backend)
     if hypers:
         info["hyperpriors"] = {h.name: repr(h.dist) for h in hypers}
     if checkpoint is not None:  # iterations each chain had completed when resumed (None: a fresh run)
