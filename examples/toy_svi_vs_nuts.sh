@@ -12,7 +12,7 @@ mkdir -p "$RUNS"
 "$PYROBNN" fit models/toy_regression.toml inference/nuts.toml --out "$RUNS/nuts" --force --quiet
 "$PYROBNN" compare "$RUNS/svi" "$RUNS/nuts" --out "$RUNS/compare"
 tmp=$(mktemp -d "${OUT%/*}/.toy_svi_vs_nuts.XXXXXX")
-cp "$RUNS/compare/index.html" "$RUNS/compare/compare.json" "$RUNS/compare/bands.png" "$RUNS/compare/forest.png" "$tmp/"
+cp "$RUNS/compare/index.html" "$RUNS/compare/compare.json" "$RUNS/compare/bands.png" "$tmp/"
 cp "$RUNS/nuts/function_convergence.png" "$tmp/"
 cp "$RUNS/nuts/metrics.json" "$tmp/nuts_metrics.json"
 cp "$RUNS/svi/metrics.json" "$tmp/svi_metrics.json"

@@ -159,7 +159,8 @@ def test_fit_force_replaces_a_run_but_nothing_else(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    argv = ["fit", "--set", "svi.epochs=1", "--set", "data.n_test=20", "--out", str(out), "--force", "--quiet"]
+    argv = ["fit", "--set", "svi.epochs=1", "--set", "data.n_test=20", "--set", "data.n_heldout=10", "--out", str(out),
+            "--force", "--quiet"]
     code, _, err = _run(argv, capsys)  # not a pyrobnn run: refused, untouched
     assert code == 2 and "not a pyrobnn run directory" in err and str(out) in err
     assert sorted(p.name for p in out.iterdir()) == ["stale.txt"]

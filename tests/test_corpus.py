@@ -51,6 +51,7 @@ def _listing(root: Path) -> dict:
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus") / "run"
     assert main(["fit", "--set", "svi.epochs=2", "--set", "data.n_train=20", "--set", "data.n_test=10",
+                 "--set", "data.n_heldout=10",
                  "--out", str(out), "--quiet"]) == 0
     return out
 

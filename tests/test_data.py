@@ -538,3 +538,19 @@ def test_load_dispatch(tmp_path):
     assert load("npz", path=tmp_path / "z.npz").task == "regression"
     with pytest.raises(ValueError, match=r"source='imagenet'.*'csv'.*'uci'"):
         load("imagenet")
+
+
+def test_toy_heldout_points_replace_the_grid_inside_the_training_range():
+    plain, held = toy_curve(n_train=50, n_test=70, seed=4), toy_curve(n_train=50, n_test=70, seed=4, n_heldout=30)
+    assert torch.equal(plain.x_train, held.x_train) and torch.equal(plain.y_train, held.y_train)
+    xp, xh = plain.x_test[:, 0], held.x_test[:, 0]
+    away = (xp < 0) | (xp > 0.5)
+    inside = (xh >= 0) & (xh <= 0.5)
+    assert int(inside.sum()) == 30 and torch.equal(xh[~inside], xp[away])  # the grid away from the data is kept
+    assert torch.all(xh[1:] >= xh[:-1])  # sorted by x
+    # the held-out points are drawn like the training data: fresh uniform x, the curve plus noise
+    assert not set(xh[inside].tolist()) & set(xp.tolist())
+    resid = held.y_test[inside] - toy_function(xh[inside])
+    assert resid.abs().max() < 0.5
+    with pytest.raises(ValueError, match="n_heldout"):
+        toy_curve(n_heldout=-1)

@@ -23,7 +23,7 @@ from pyrobnn.utils.lock import LockHeld, PathLock
 from pyrobnn.utils.manifest import IntegrityError, read_manifest, verify_manifest, write_manifest
 
 # 30 points in minibatches of 8: four steps an epoch, so interrupts can fall inside an epoch
-SMALL = ["--set", "data.n_train=30", "--set", "data.n_test=20", "--set", "svi.batch_size=8"]
+SMALL = ["--set", "data.n_train=30", "--set", "data.n_test=20", "--set", "data.n_heldout=10", "--set", "svi.batch_size=8"]
 
 
 def _fit(out, *extra, epochs=4, every=2):
@@ -274,7 +274,7 @@ def test_ctrl_c_saves_and_resume_gives_the_uninterrupted_result(reference, tmp_p
 NUTS = ["toy_regression", "nuts", "--set", 'model.layers=[{linear=[1,5]},"tanh",{linear=[5,1]}]', "--set",
         "likelihood.scale=0.3", "--set", "nuts.num_samples=20", "--set", "nuts.warmup=30", "--set", "nuts.chains=2",
         "--set", "nuts.max_tree_depth=4", "--set", "nuts.jit=false", "--set", "nuts.checkpoint_every=5",
-        "--set", "data.n_train=20", "--set", "data.n_test=10"]
+        "--set", "data.n_train=20", "--set", "data.n_test=10", "--set", "data.n_heldout=10"]
 
 
 def _interrupt_at_iteration(monkeypatch, k: int) -> None:

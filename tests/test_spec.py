@@ -196,7 +196,7 @@ def test_svi_and_mcmc_kwargs():
     mk = mcmc_kwargs(load_inference_spec("inference/hmc.toml"))
     assert mk["kernel"] == "hmc" and mk["step_size"] == 0.01 and mk["num_steps"] == 20
     mk = mcmc_kwargs(load_inference_spec("inference/nuts.toml", ["nuts.frozen.scale=1.0", "nuts.frozen.4.loc=0"]))
-    assert mk["kernel"] == "nuts" and "num_steps" not in mk and mk["max_tree_depth"] == 10
+    assert mk["kernel"] == "nuts" and "num_steps" not in mk and mk["max_tree_depth"] == 12
     assert mk["frozen"] == {"scale": 1.0, 4: {"loc": 0}}
     mk = mcmc_kwargs(load_inference_spec("inference/nuts.toml", [
         'nuts.hyperpriors.scale.family="half_cauchy"', "nuts.hyperpriors.scale.scale=2.0",

@@ -77,9 +77,9 @@ def test_small_toy_nuts_converges_in_function_space(request):
 
 @pytest.mark.slow
 def test_toy_nuts_converges_in_function_space():
-    """About a minute on two cores with the compiled sampler (eager PyTorch, without a C++
-    compiler, takes about 13 minutes), so it runs with --runslow; the test above is its fast
-    version.  inference/nuts.toml (4 chains, 500 warmup + 500 draws) on models/toy_regression.toml:
+    """About a minute on two cores with the compiled sampler at the former maximum tree depth of
+    10, about four times that at the spec's depth 12 (eager PyTorch, without a C++ compiler, is
+    slower still), so it runs with --runslow; the test above is its fast version.  inference/nuts.toml (4 chains, 500 warmup + 500 draws) on models/toy_regression.toml:
     at every point of the 200-point test grid over [-0.2, 1.2] the predictive mean has R-hat
     <= 1.01 and bulk ESS >= 400 (100 per chain), as the report computes them."""
     tree, d, kw = _nuts_tree(["data.n_heldout=0"])  # the plain 200-point grid

@@ -19,7 +19,8 @@ def table() -> list[tuple[str, int, str, bool]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "finished" / "run"
-        main(["fit", "--set", "svi.epochs=2", "--set", "data.n_train=20", "--set", "data.n_test=10", "--out", str(run),
+        main(["fit", "--set", "svi.epochs=2", "--set", "data.n_train=20", "--set", "data.n_test=10",
+              "--set", "data.n_heldout=10", "--out", str(run),
               "--quiet"])
         for i, case in enumerate(CASES):
             work = Path(tmp) / f"case{i}"
