@@ -44,7 +44,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     grid.fit(x, y)
     seconds = time.perf_counter() - t0
-    mean, std = grid.predict(xt, return_std=True)
+    mean, std = grid.best_estimator_.predict(xt, return_std=True)  # a Pipeline passes return_std to the last step
     # ---
 
     rmse = float(np.sqrt(np.mean((mean - yt) ** 2)))
