@@ -1,6 +1,7 @@
 """Every ```python block of README.md runs as written, each in a fresh namespace in a temporary
 directory, with ``PYROBNN_QUICK=1``, which the snippets read to choose small sizes (the same
-code, fewer epochs and draws).  Snippets that sample with NUTS run with ``--runslow``."""
+code, fewer epochs and draws).  The quick start runs in the default suite, the others with
+``--runslow``."""
 
 import re
 from pathlib import Path
@@ -15,9 +16,9 @@ def test_readme_has_python_snippets():
     assert len(BLOCKS) >= 2 and all("PYROBNN_QUICK" in b for b in BLOCKS if "fit_" in b)
 
 
-# a snippet that samples with NUTS compiles the sampler first (tens of seconds of C++ compilation
-# on two cores), so it runs with --runslow; the others run in the default suite
-@pytest.mark.parametrize("index", [pytest.param(i, marks=pytest.mark.slow) if "fit_nuts" in b else i
+# the quick start (the first snippet) runs in the default suite; the others — NUTS compiles its
+# sampler first, the applications fit several models — run with --runslow
+@pytest.mark.parametrize("index", [i if i == 0 else pytest.param(i, marks=pytest.mark.slow)
                                    for i, b in enumerate(BLOCKS)])
 def test_readme_snippet_runs(index, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
