@@ -57,7 +57,7 @@ def worker(net_name: str, batch: int, steps_per_epoch: int, epochs: int, out: st
             g = torch.Generator().manual_seed(0)
             x, y = torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
         net = pb.BNN([pb.Linear(784, 400), "relu", pb.Linear(400, 400), "relu", pb.Linear(400, 10)],
-                     pb.Categorical(), prior=pb.priors.Normal(0.0, 1.0))
+                     pb.Categorical(10), prior=pb.priors.Normal(0.0, 1.0))
     else:
         d = pb.data.uci(Path(os.environ.get("PYROBNN_DATA", ROOT.parent / "shared" / "data")) / "uci", "concrete", split=0)
         reps = -(-n // d.x_train.shape[0])

@@ -29,7 +29,7 @@ def ranking_metrics(u: Tensor, v: Tensor, test: Tensor, train: Tensor | None = N
     """``recall@k``, ``precision@k`` (mean over users with test items) and their standard errors
     (``recall@k_se``) for scores ``u vᵀ``; ``train`` pairs are excluded from the ranking."""
     n_users, n_items = u.shape[0], v.shape[0]
-    ks = [min(int(k), n_items) for k in ks]
+    ks = list(dict.fromkeys(min(int(k), n_items) for k in ks))  # k beyond the catalogue: all items, once
     kmax = max(ks)
     dev = u.device
     test_key = torch.unique(test[:, 0].to(dev) * n_items + test[:, 1].to(dev))
