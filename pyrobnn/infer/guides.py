@@ -21,7 +21,6 @@ location and scale, used by empirical-Bayes prior updates and pruning) and
 from __future__ import annotations
 
 import itertools
-import math
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from torch import nn
 from torch.distributions import biject_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
+from ..model.priors import standard_normal_log_prob
 from ..utils.config import Configurable
 from ..utils.traces import latent_nodes
 from ..utils.validation import check_positive
@@ -69,7 +69,6 @@ def init_to_model(site):
     return init_to_median(site)
 
 
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class ReparamNormal(dist.Normal):
@@ -89,7 +88,7 @@ class ReparamNormal(dist.Normal):
         last = getattr(self, "_last", None)
         if last is not None and last[0] is value:
             eps = last[1]
-            return -0.5 * eps * eps - torch.log(self.scale) - _LOG_SQRT_2PI
+            return standard_normal_log_prob(eps, self.scale)
         return super().log_prob(value)
 
 

@@ -42,12 +42,11 @@ its own.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from pyro.distributions.transforms import identity_transform
 
+from ..model.priors import standard_normal_log_prob
 from .elbo import ElboTerms
 
 __all__ = ["TorchEstimator", "LOCAL_ESTIMATORS", "check_local_estimator", "supports"]
@@ -55,7 +54,6 @@ __all__ = ["TorchEstimator", "LOCAL_ESTIMATORS", "check_local_estimator", "suppo
 #: the estimators that give every example its own weight noise
 LOCAL_ESTIMATORS = ("local_reparam", "flipout")
 _KINDS = ("trace", "meanfield") + LOCAL_ESTIMATORS
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def supports(model, guide) -> bool:
@@ -135,10 +133,10 @@ class TorchEstimator:
         if self.analytic_kl:
             try:
                 return prior.kl_normal(loc, scale)
-            except NotImplementedError:
+            except NotImplementedError:  # a prior without a closed form: the Monte-Carlo term below
                 pass
         # log q(w) − log p(w) at w = loc + scale·eps, as the guide's ReparamNormal computes log q
-        log_q = (-0.5 * eps * eps - torch.log(scale) - _LOG_SQRT_2PI).sum(-1)
+        log_q = standard_normal_log_prob(eps, scale).sum(-1)
         return log_q - prior.log_prob(w)
 
     def _network(self, model, x, mu, var, delta):

@@ -50,7 +50,13 @@ def _positive(name: str, value: float) -> float:
 
 def normal_log_prob(w, loc, scale):
     """Elementwise log N(w | loc, scale²)."""
-    z = (w - loc) / scale
+    return standard_normal_log_prob((w - loc) / scale, scale)
+
+
+def standard_normal_log_prob(z, scale):
+    """Elementwise log N(w | loc, scale²) at a point given by its standardised value
+    z = (w − loc)/scale: −½ z² − log scale − ½ log 2π (e.g. z = the noise of a reparameterised
+    draw, which saves recomputing it)."""
     return -0.5 * z * z - torch.log(scale) - _LOG_SQRT_2PI
 
 

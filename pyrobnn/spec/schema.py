@@ -157,12 +157,27 @@ LAPLACE_FIELDS = (
 )
 """The ``[laplace]`` table: the fields of :class:`pyrobnn.infer.laplace.LaplaceSettings`, its defaults."""
 
+@dataclass(frozen=True)
+class BanditSpec:
+    """Settings of the contextual-bandit agents (:mod:`pyrobnn.apps.bandits`, see
+    :data:`BANDIT_FIELDS`): a network agent keeps the last ``buffer_size`` interactions and is
+    trained every ``train_every`` of them by ``svi.epochs`` passes of :func:`pyrobnn.fit_svi`;
+    the linear agents' Normal-inverse-gamma prior has ``lambda_prior``, ``a0``, ``b0``."""
+
+    buffer_size: int = 4096
+    train_every: int = 64
+    lambda_prior: float = 0.25
+    a0: float = 6.0
+    b0: float = 6.0
+
+
+_BANDIT = BanditSpec()
 BANDIT_FIELDS = (
-    integer("buffer_size", 4096, lo=1, doc="the most recent interactions an agent's network is trained on"),
-    integer("train_every", 64, lo=1, doc="interactions between two trainings (svi.epochs passes over the buffer)"),
-    number("lambda_prior", 0.25, lo=0, doc="precision scale λ of the linear agents' prior β | σ² ~ N(0, σ²/λ I)"),
-    number("a0", 6.0, lo=0, doc="shape of the linear agents' inverse-gamma prior on σ²"),
-    number("b0", 6.0, lo=0, doc="scale of the linear agents' inverse-gamma prior on σ²"),
+    integer("buffer_size", _BANDIT.buffer_size, lo=1, doc="the most recent interactions an agent's network is trained on"),
+    integer("train_every", _BANDIT.train_every, lo=1, doc="interactions between two trainings (svi.epochs passes over the buffer)"),
+    number("lambda_prior", _BANDIT.lambda_prior, lo=0, doc="precision scale λ of the linear agents' prior β | σ² ~ N(0, σ²/λ I)"),
+    number("a0", _BANDIT.a0, lo=0, doc="shape of the linear agents' inverse-gamma prior on σ²"),
+    number("b0", _BANDIT.b0, lo=0, doc="scale of the linear agents' inverse-gamma prior on σ²"),
 )
 
 MCMC_TABLES = ("mcmc", "nuts", "hmc")
@@ -325,20 +340,6 @@ class SVISpec:
     empirical_bayes: bool = True
     checkpoint_every: int = 10
     shuffle: bool = True
-
-
-@dataclass(frozen=True)
-class BanditSpec:
-    """Settings of the contextual-bandit agents (:mod:`pyrobnn.apps.bandits`, see
-    :data:`BANDIT_FIELDS`): a network agent keeps the last ``buffer_size`` interactions and is
-    trained every ``train_every`` of them by ``svi.epochs`` passes of :func:`pyrobnn.fit_svi`;
-    the linear agents' Normal-inverse-gamma prior has ``lambda_prior``, ``a0``, ``b0``."""
-
-    buffer_size: int = 4096
-    train_every: int = 64
-    lambda_prior: float = 0.25
-    a0: float = 6.0
-    b0: float = 6.0
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ class Agent:
         self.t += 1
 
     def _update(self, context, action, reward) -> None:
-        pass
+        """Learn from one interaction; an agent that learns nothing (Uniform) keeps this default."""
 
     def state_dict(self) -> dict:
         return {"t": self.t}
