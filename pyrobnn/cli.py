@@ -92,6 +92,11 @@ class Interrupted(Exception):
     """The user interrupted a fit; its checkpoint is saved: exit status 130, one line."""
 
 
+class ReportFailed(Exception):
+    """The fit finished and its run was saved, but writing the report failed: exit status 1, one
+    line naming the run and the command that rewrites the report."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2 (argparse prints usage first; keep it short)
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -355,7 +360,7 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
     import torch
 
     from . import spec as S
-    from .diagnostics import report, to_datatree
+    from .diagnostics import report, save_datatree, to_datatree
     from .infer.interrupt import FitInterrupted
     from .infer.saving import write_posterior_files
     from .infer.svi import fit_svi
@@ -417,11 +422,22 @@ def _fit_locked(args, mspec, ispec, data, net, out: Path, partial: Path, resumin
         export = tmp / ".export.nc"
         tree = to_datatree(post, dataset=data, model_spec=mspec, inference_spec=ispec, seed=ispec.seed,
                            num_samples=_export_draws(post, data), store=export)
-        report(tree, tmp)
+        try:
+            report(tree, tmp)
+        except Exception as exc:  # noqa: BLE001 - the fit is kept whatever broke in the report; raised below
+            failed = exc
+            save_datatree(tree, tmp / "posterior.nc")  # what `pyrobnn report` reads
+        else:
+            failed = None
         tree.close()
-        _say_verdict(args.quiet, tmp / "metrics.json")
+        if failed is None:
+            _say_verdict(args.quiet, tmp / "metrics.json")
         export.unlink()
     shutil.rmtree(partial)
+    if failed is not None:
+        raise ReportFailed(f"the fit is saved in {str(out)!r}, but its report failed ({type(failed).__name__}: "
+                           f"{_one_line(failed)}); write it again with: pyrobnn report {shlex.quote(str(out))}") \
+            from failed
     print(f"report: {out / 'index.html'}")
     return 0
 
@@ -793,6 +809,11 @@ def main(argv=None) -> int:
     except Interrupted as exc:
         print(f"{prog}: interrupted: {exc}", file=sys.stderr)
         return 130
+    except ReportFailed as exc:
+        if os.environ.get("PYROBNN_DEBUG"):
+            raise
+        print(f"{prog}: failed: {exc} (set PYROBNN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist each worker takes one core (the default run uses one worker per core).
+torch.set_num_threads(1 if "PYTEST_XDIST_WORKER" in os.environ else min(2, torch.get_num_threads()))
 
 
 def pytest_addoption(parser):

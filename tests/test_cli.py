@@ -173,6 +173,32 @@ def test_fit_force_replaces_a_run_but_nothing_else(tmp_path, capsys):
     assert not (out / "stale.txt").exists() and (out / "index.html").exists() and (out / "manifest.json").exists()
 
 
+def test_a_failing_report_keeps_the_fit(tmp_path, capsys, monkeypatch):
+    """A report that breaks after the fit (e.g. a diagnostic ArviZ refuses) must not lose the
+    fit: the run is installed with its posterior, the command says so and how to write the
+    report again (exit 1), and `pyrobnn report` then writes it."""
+    import pyrobnn.diagnostics as D
+
+    real = D.report
+
+    def broken(tree, out_dir, **kw):
+        raise ValueError("All tail values are the same")
+
+    monkeypatch.setattr(D, "report", broken)
+    out = tmp_path / "run"
+    code, stdout, err = _run(["fit", "--set", "svi.epochs=1", "--set", "data.n_test=20", "--set", "data.n_heldout=10",
+                              "--out", str(out), "--quiet"], capsys)
+    assert code == 1 and stdout == ""
+    assert f"the fit is saved in {str(out)!r}" in err and "All tail values are the same" in err
+    assert f"pyrobnn report {out}" in err
+    files = {p.name for p in out.iterdir()}
+    assert {"posterior.nc", "model.pt", "guide.pt", "manifest.json", "run.json"} <= files and "index.html" not in files
+    assert not (tmp_path / ".run.partial").exists()  # the checkpoint went with the finished fit
+    monkeypatch.setattr(D, "report", real)
+    code, stdout, _ = _run(["report", str(out)], capsys)
+    assert code == 0 and (out / "index.html").exists()
+
+
 def test_report_command_rewrites_the_report(svi_run, capsys):
     (svi_run / "ppc.png").unlink()
     code, stdout, _ = _run(["report", str(svi_run)], capsys)
@@ -272,3 +298,20 @@ def test_a_reloaded_svi_run_can_be_pruned(svi_run):
     total = sum(m.numel() for m in masks.values())
     assert kept == total - total // 2
     assert pruned.predict(torch.zeros(3, 1), num_samples=2).mean.shape == (3,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,overrides", [("breast_cancer.toml", []),
+                                             ("toy_regression.toml", ["--set", "guide.init_scale=1e-3"])])
+def test_shipped_ard_example_converges(tmp_path, capsys, model, overrides):
+    """inference/svi_ard.toml with the model it names (breast cancer, about a minute on one core)
+    and as the README runs it on the toy curve: the fit converges by the report's own
+    diagnostics — no warning, the verdict says converged."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ard"
+    code, _, err = _run(["fit", str(root / "models" / model), str(root / "inference" / "svi_ard.toml"), *overrides,
+                         "--out", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["warnings"] == [] and m["verdict"]["converged"], (m["warnings"], m["verdict"])
+    assert not m["diagnostics"]["elbo_still_falling"]

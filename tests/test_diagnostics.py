@@ -669,3 +669,30 @@ def test_report_leads_with_verdict(svi_tree, tmp_path):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["verdict"]["lines"] and m["verdict"]["problems"] == m["warnings"] + [
         p for p in m["verdict"]["problems"] if p.startswith("Not calibrated")]
+
+
+def test_loo_with_a_saturated_observation():
+    """An observation whose log-likelihood is the same in every draw (a probability of exactly 1
+    in float32) defeats ArviZ's PSIS; pyrobnn's loo gives it uniform weights, its exact
+    leave-one-out density and k̂ = 0, and every other observation exactly ArviZ's numbers."""
+    import arviz as az
+
+    from pyrobnn.diagnostics.metrics import loo
+
+    rng = np.random.default_rng(0)
+    ll = rng.normal(-1.0, 0.3, size=(2, 200, 6))
+    ll[..., 2] = 0.0
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"w": (("chain", "draw"), rng.normal(size=(2, 200)))}),
+        "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), ll)}),
+    })
+    with pytest.raises(ValueError, match="All tail values are the same"):
+        az.loo(tree, pointwise=True)
+    res = loo(tree)
+    rest = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset(),
+                                  "log_likelihood": tree["log_likelihood"].to_dataset().isel(obs=[0, 1, 3, 4, 5])})
+    ref = az.loo(rest, pointwise=True)
+    assert res.elpd_i.values[2] == 0.0 and res.pareto_k.values[2] == 0.0
+    np.testing.assert_allclose(np.delete(res.elpd_i.values, 2), ref.elpd_i.values, rtol=1e-12)
+    np.testing.assert_allclose(np.delete(res.pareto_k.values, 2), ref.pareto_k.values, rtol=1e-12)
+    assert res.elpd == pytest.approx(ref.elpd)

@@ -269,16 +269,72 @@ def loo(tree, pointwise: bool = True):
                     return az.loo_approximate_posterior(tree, ss["log_p"], ss["log_q"], pointwise=pointwise)
                 except Exception:  # noqa: BLE001 - fall back to plain PSIS-LOO, noted by diagnose()
                     pass
-        return az.loo(tree, pointwise=pointwise, reff=_likelihood_reff(tree))
+        reff = _likelihood_reff(tree)
+        try:
+            return az.loo(tree, pointwise=pointwise, reff=reff)
+        except ValueError as exc:
+            if not any(m in str(exc) for m in _PSIS_DEGENERATE):
+                raise
+            reff = reff if reff is not None else _likelihood_reff(tree, always=True)
+            log_weights, k = _psis_weights_degenerate(tree, reff)
+            return az.loo(tree, pointwise=pointwise, reff=reff, log_weights=log_weights, pareto_k=k)
 
 
-def _likelihood_reff(tree) -> float | None:
+# ArviZ's psislw refuses an observation whose largest importance ratios are all equal
+_PSIS_DEGENERATE = ("All tail values are the same", "n_draws_tail must be at least 5")
+
+
+def _psis_weights_degenerate(tree, reff: float):
+    """PSIS log weights and Pareto k̂ for a log-likelihood where some observation defeats
+    ArviZ's ``psislw`` (its tail of importance ratios r_s = 1/p(y_i | θ_s) is flat).
+
+    The usual case is a saturated likelihood: a class probability of exactly 1 in float32 in
+    every draw, so log p(y_i | θ_s) is the same for all s.  The ratios are then constant, the
+    normalised weights uniform, and the leave-one-out density is exactly that value: k̂ = 0.
+    An observation whose tail is flat without being constant gets the raw normalised ratios
+    and k̂ = ∞ (unreliable, as ArviZ's moment matching marks it).  Every other observation
+    gets ArviZ's smoothed weights and k̂, computed together."""
+    from scipy.special import logsumexp
+
+    ds = tree["log_likelihood"].to_dataset()
+    if len(ds.data_vars) != 1:
+        raise ValueError(f"log_likelihood has {len(ds.data_vars)} variables; PSIS-LOO needs one")
+    ll = next(iter(ds.data_vars.values()))
+    sample = ("chain", "draw")
+    obs = [d for d in ll.dims if d not in sample]
+    flat = ll.stack(__obs__=obs).transpose(*sample, "__obs__")
+    v = flat.values.astype(float)
+    raw = -v - logsumexp(-v, axis=(0, 1), keepdims=True)  # normalised log ratios
+    lw = raw.copy()
+    k = np.where(np.ptp(v.reshape(-1, v.shape[-1]), axis=0) == 0, 0.0, np.inf)
+    todo = np.flatnonzero(np.isinf(k))
+    try:
+        w, kk = flat.isel(__obs__=todo).azstats.psislw(r_eff=reff, dim=list(sample))
+        lw[..., todo], k[todo] = w.transpose(*sample, "__obs__").values, kk.values
+    except ValueError as exc:
+        if not any(m in str(exc) for m in _PSIS_DEGENERATE):
+            raise
+        for i in todo:  # one at a time: the flat-tailed ones keep the raw ratios and k̂ = ∞
+            try:
+                w, kk = flat.isel(__obs__=i).azstats.psislw(r_eff=reff, dim=list(sample))
+            except ValueError as exc_i:
+                if not any(m in str(exc_i) for m in _PSIS_DEGENERATE):
+                    raise
+                continue
+            lw[..., i], k[i] = w.transpose(*sample).values, float(kk)
+    log_weights = flat.copy(data=lw).unstack("__obs__").transpose(*ll.dims)
+    pareto_k = flat.isel(chain=0, draw=0, drop=True).copy(data=k).unstack("__obs__").transpose(*obs)
+    return log_weights, pareto_k
+
+
+def _likelihood_reff(tree, always: bool = False) -> float | None:
     """ArviZ takes the relative efficiency of the draws from the posterior's variables; a tree
     exported without its weights has none, so it is taken from exp(log-likelihood) instead,
-    averaged over observations (as ``relative_eff`` of the R package loo).  None otherwise."""
+    averaged over observations (as ``relative_eff`` of the R package loo).  None otherwise,
+    unless ``always``."""
     import arviz_stats as azs
 
-    if not _has(tree, "posterior") or tree["posterior"].data_vars:
+    if not always and (not _has(tree, "posterior") or tree["posterior"].data_vars):
         return None
     ll = np.concatenate([v.values.reshape(*v.shape[:2], -1)
                          for v in tree["log_likelihood"].to_dataset().data_vars.values()], -1)
