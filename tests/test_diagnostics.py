@@ -365,6 +365,22 @@ def test_diagnose_mcmc_sentences(svi_fit):
     assert not any(w.startswith("R-hat") and float(w.split(" is ")[1].split(",")[0]) < 1.01 for w in good.warnings)
 
 
+@pytest.mark.parametrize("fraction,problem", [(0.3, False), (0.8, True)])
+def test_tree_depth_limit_is_a_caution_unless_most_transitions_hit_it(svi_fit, fraction, problem):
+    """A transition cut at the depth limit is still valid MCMC: a caution, counted exactly, until
+    more than half of the transitions hit the limit, when it is a problem."""
+    _, d = svi_fit
+    post = _mcmc_posterior(svi_fit)
+    depth = post.sample_stats["tree_depth"]
+    n_max = int(fraction * depth.numel())
+    depth.view(-1)[:n_max] = 10  # info["max_tree_depth"] = 10; the rest are below 5
+    dg = diagnose(to_datatree(post, dataset=d))
+    assert dg.values["tree_depth_at_max"] == n_max
+    msgs = [m for m in dg.warnings + dg.cautions if "maximum tree depth 10" in m]
+    assert len(msgs) == 1 and msgs[0].startswith(f"{n_max} of {depth.numel()} transitions")
+    assert (msgs[0] in dg.warnings) is problem
+
+
 def _symmetric_chains(net, flat: torch.Tensor, chains: int) -> torch.Tensor:
     """(chains, draws, D) packed weights of a 1-H-1 tanh net: chain c holds the draws of
     ``flat`` (draws, D) with the hidden units permuted and (odd c) flipped in sign — the same

@@ -52,6 +52,8 @@ ESS_MIN_PER_CHAIN = 100
 ESS_MIN = ESS_MIN_PER_CHAIN
 #: Pareto k above this makes the PSIS estimate unreliable (Vehtari et al. 2024).
 PARETO_K_MAX = 0.7
+#: the fraction of NUTS transitions at the maximum tree depth above which it is a problem, not a caution.
+TREE_DEPTH_AT_MAX_WARN = 0.5
 #: E-BFMI below this suggests poor exploration of the energy (Betancourt 2016).
 BFMI_MIN = 0.3
 
@@ -614,9 +616,16 @@ def diagnose(tree, loo_result=None) -> Diagnostics:
             at_max = int((ss["tree_depth"].values >= int(max_depth)).sum())
             d.values["tree_depth_at_max"] = at_max
             if at_max:
-                d.warnings.append(
-                    f"{at_max} of {ss['tree_depth'].size} transitions stopped at the maximum tree depth "
-                    f"{int(max_depth)}: the trajectories were cut short; raise max_tree_depth.")
+                # A trajectory cut at the depth limit is still a valid MCMC transition (NUTS with a
+                # depth cap stays reversible), so a few of them cost efficiency, which the ESS above
+                # already shows; when most transitions hit it the sampler runs fixed-length
+                # trajectories and the limit, not the posterior, sets how far it moves.
+                n_tr = ss["tree_depth"].size
+                msg = (f"{at_max} of {n_tr} transitions ({100 * at_max / n_tr:.0f}%) stopped at the maximum tree "
+                       f"depth {int(max_depth)}: their trajectories were cut short, which costs efficiency (the "
+                       f"ESS counts it) but not correctness; raise max_tree_depth for longer trajectories (each "
+                       f"level doubles their cost).")
+                (d.warnings if at_max > TREE_DEPTH_AT_MAX_WARN * n_tr else d.cautions).append(msg)
         if "energy" in ss:
             try:
                 with warnings.catch_warnings():
