@@ -16,9 +16,12 @@ mkdir -p "$RUNS"
 "$PYROBNN" fit models/toy_regression.toml inference/laplace.toml --out "$RUNS/laplace" --force --quiet
 "$PYROBNN" compare "$RUNS/svi" "$RUNS/nuts" "$RUNS/laplace" --out "$RUNS/compare"
 tmp=$(mktemp -d "${OUT%/*}/.toy_laplace_svi_nuts.XXXXXX")
-cp "$RUNS/compare/index.html" "$RUNS/compare/compare.json" "$RUNS/compare/bands.png" "$tmp/"
-for m in svi nuts laplace; do cp "$RUNS/$m/metrics.json" "$tmp/${m}_metrics.json"; done
-cp "$RUNS/laplace/predictive_band.png" "$tmp/laplace_band.png"
+cp "$RUNS/compare/index.html" "$tmp/compare.html"
+cp "$RUNS/compare/compare.json" "$RUNS/compare/bands.png" "$tmp/"
+for m in svi nuts laplace; do
+    cp "$RUNS/$m/metrics.json" "$tmp/${m}_metrics.json"
+    cp "$RUNS/$m/predictive_band.png" "$tmp/${m}_band.png"
+done
 "$PYTHON" examples/toy_laplace_svi_nuts.py svi="$tmp/svi_metrics.json" nuts="$tmp/nuts_metrics.json" \
     laplace="$tmp/laplace_metrics.json" > "$tmp/summary.md"
 rm -rf "$OUT" && mv "$tmp" "$OUT"
