@@ -120,6 +120,38 @@ class HandBBB(torch.nn.Module):
         return log_q - log_p - ll * n / x.shape[0]
 
 
+class HandBBBFlat(HandBBB):
+    """:class:`HandBBB` with every weight in one flat (mu, rho) pair, as pyrobnn packs them: one
+    softplus, one draw, one log q and one log p per step, and two tensors for the optimiser; the
+    layers' weights are views of the flat sample."""
+
+    def __init__(self, sizes, init_scale=0.01):
+        super().__init__(sizes, init_scale)
+        self.shapes = [tuple(m.shape) for m in self.mus]
+        self.mu = torch.nn.Parameter(torch.cat([m.detach().reshape(-1) for m in self.mus]))
+        self.rho = torch.nn.Parameter(torch.cat([r.detach().reshape(-1) for r in self.rhos]))
+        self.splits = [m.numel() for m in self.mus]
+        del self.mus, self.rhos
+
+    def loss(self, x, y, n, regression):
+        sigma = F.softplus(self.rho)
+        eps = torch.randn_like(self.mu)
+        w = self.mu + sigma * eps
+        log_q = (-0.5 * eps**2 - torch.log(sigma)).sum()
+        log_p = (-0.5 * w**2).sum()
+        ws = [piece.view(shape) for piece, shape in zip(torch.split(w, self.splits), self.shapes)]
+        h = x
+        for i in range(0, len(ws), 2):
+            h = F.linear(h, ws[i], ws[i + 1])
+            if i < len(ws) - 2:
+                h = torch.relu(h)
+        if regression:
+            ll = -0.5 * ((y - h[:, 0]) ** 2).sum()
+        else:
+            ll = -F.cross_entropy(h, y, reduction="sum")
+        return log_q - log_p - ll * n / x.shape[0]
+
+
 def bbb_step(sizes, x, y):
     m = HandBBB(sizes)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
@@ -205,10 +237,10 @@ def time_step(step, steps, warmup=20):
 WHOLE_FIT = {"tiny": ([1, 20, 1], 10_000), "large": ([784, 400, 400, 10], 2048)}
 
 
-def bbb_fit(sizes, x, y, epochs, batch=128):
-    """The hand-written peer of a whole fit: Adam on :class:`HandBBB`, a fresh permutation per
-    epoch, one step per minibatch."""
-    m = HandBBB(sizes)
+def bbb_fit(sizes, x, y, epochs, batch=128, flat=False):
+    """The hand-written peer of a whole fit: Adam on :class:`HandBBB` (``flat``:
+    :class:`HandBBBFlat`), a fresh permutation per epoch, one step per minibatch."""
+    m = (HandBBBFlat if flat else HandBBB)(sizes)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     n, regression = x.shape[0], sizes[-1] == 1
     for _ in range(epochs):

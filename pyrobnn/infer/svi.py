@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from contextlib import nullcontext
@@ -26,7 +27,7 @@ from .arguments import (
     prepare_data,
 )
 from . import distributed as D
-from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import apply_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .elbo import ELBOS, elbo_terms, make_elbo
 from .guides import laplace_autoguide
 from .torch_elbo import LOCAL_ESTIMATORS, TorchEstimator, check_local_estimator, supports
@@ -107,6 +108,7 @@ def fit_svi(
     check_memory: bool | None = None,
     handle_interrupt: bool = True,
     distributed: bool = False,
+    check_finite_every: int | None = None,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
 
@@ -148,7 +150,13 @@ def fit_svi(
 
     A non-finite loss raises :class:`NonFiniteLossError` naming the step, the term and the
     minibatch's rows, with the parameters of the last finite step left in place (and saved to
-    ``checkpoint`` when given).  Returns a :class:`GuidePosterior` whose
+    ``checkpoint`` when given).  The loop reads its non-finite flag back every
+    ``check_finite_every`` steps and at epoch ends (default: every step on the CPU, where a read
+    costs nothing, every 100 steps on an accelerator, where a read waits for all queued work); a
+    window that went non-finite is replayed step by step from a copy of its starting state (the
+    same random draws), so the error, the step it names and the parameters kept are those of a
+    check at every step, at the cost of one copy of the parameters and optimizer state.  With
+    ``distributed=True`` every step is checked (the ranks exchange their stop flags every step).  Returns a :class:`GuidePosterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
     # ---- every argument checked before any work (no guide parameter created, no step taken)
@@ -156,6 +164,8 @@ def fit_svi(
     batch_size = check_int("batch_size", batch_size)
     num_particles = check_int("num_particles", num_particles)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    if check_finite_every is not None:
+        check_finite_every = check_int("check_finite_every", check_finite_every)
     anneal_epochs = check_int("anneal_epochs", anneal_epochs)
     max_plate_nesting = check_int("max_plate_nesting", max_plate_nesting)
     if kl not in SCHEDULES:
@@ -217,7 +227,8 @@ def fit_svi(
                           num_particles=num_particles, vectorize_particles=vectorize_particles,
                           empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
                           progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
-                          callback=callback, max_plate_nesting=max_plate_nesting, group=group)
+                          callback=callback, max_plate_nesting=max_plate_nesting, group=group,
+                          check_finite_every=check_finite_every)
     finally:
         if group is not None:
             D.leave(group)
@@ -225,7 +236,7 @@ def fit_svi(
 
 def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
            elbo, num_particles, vectorize_particles, empirical_bayes, device, dtype, seed, shuffle, progress, ckpt,
-           checkpoint_every, resume, callback, max_plate_nesting, group=None) -> Posterior:
+           checkpoint_every, resume, callback, max_plate_nesting, group=None, check_finite_every=None) -> Posterior:
     x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
     world = 1 if group is None else group.world_size
@@ -268,13 +279,18 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                         shuffle_generator=shuffle_gen, batch=batch_done, perm=perm, sums=sums)
 
     eb = empirical_bayes and getattr(model, "has_adaptive_prior", False) and hasattr(guide, "loc_scale")
-    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file; rank 0 alone
+    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file; rank 0 alone.
+    # mininterval: at most two redraws a second
     bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=None if progress and main else True,
-               initial=start_epoch,
-               total=epochs, dynamic_ncols=True)
+               initial=start_epoch, total=epochs, dynamic_ncols=True, mininterval=0.5)
     step = start_epoch * num_batches + start_batch
     validate = True
     reduce = None if group is None else D.GradientReducer(params)
+    uniform_kl = kl == "uniform"
+    # steps between two reads of the non-finite flag (a read waits for an accelerator's queued work; on the CPU it
+    # costs nothing); the ranks of a distributed fit exchange their stop flags every step, which waits anyway
+    every = 1 if group is not None else check_finite_every or (1 if dev.type == "cpu" else 100)
+    zero = torch.zeros((), dtype=float_dtype, device=dev)
     for epoch in bar:
         t0 = time.perf_counter()
         first = start_batch if epoch == start_epoch else 0
@@ -284,53 +300,68 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
         else:
             perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
             sums = torch.zeros(3, device=dev, dtype=float_dtype)
-        for i in range(first, num_batches):
-            where = f"epoch {epoch + 1}, step {step + 1} (minibatch {i + 1} of {num_batches})"
+        i, replay_to = first, None
+        if every > 1:
+            window = _Snapshot(model, guide, opt, i, step, sums)
+            bad = torch.zeros((), dtype=torch.bool, device=dev)
+        while i < num_batches:
+            checked = every == 1 or replay_to is not None
             idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
             mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
-            xb, yb = x[mine], y[mine]
+            xb, yb = x[mine], y[mine]  # on the data's device: an index, no host copy
             if eb:
                 model.update_priors(guide.loc_scale)
-            w = kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
+            w = 1.0 if uniform_kl else kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
             with pyro.validation_enabled(validate):
                 terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
             validate = False
-            # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
-            nll = terms.nll * share if share != 1.0 else terms.nll
-            kl_part = torch.as_tensor(terms.kl, dtype=float_dtype, device=dev) if main else \
-                torch.zeros((), dtype=float_dtype, device=dev)
-            loss = nll + w * kl_part
+            kl_part = terms.kl if torch.is_tensor(terms.kl) else zero + terms.kl
+            if group is None:
+                loss, nll = terms.loss, terms.nll
+            else:  # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
+                nll = terms.nll * share if share != 1.0 else terms.nll
+                kl_part = kl_part if main else zero
+                loss = nll + w * kl_part
             opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-            stats = torch.stack([loss.detach(), nll.detach(), kl_part.detach(),
-                                 torch.tensor(float(stop.requested), dtype=float_dtype, device=dev)])
+            loss.backward()
+            stats = torch.stack([loss.detach(), nll.detach(), kl_part.detach()])
             if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags
-                stats = reduce(stats)
-            if not torch.isfinite(stats[0]):
-                bad = [name for name, v in (("NLL", stats[1]), ("KL", stats[2])) if not torch.isfinite(v)]
-                bar.close()
-                raise NonFiniteLossError(
-                    f"non-finite loss at {where}: {' and '.join(bad) or 'loss'} "
-                    f"{'are' if len(bad) > 1 else 'is'} {stats[0].item()}; "
-                    f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for NaN/inf or extreme values "
-                    f"(this minibatch: rows {_rows(idx, n)}), lower the learning rate or the guide's init_scale.")
-            if not bool(torch.stack([p.grad.sum() for p in params if p.grad is not None]).isfinite().all()):
-                bar.close()
-                raise NonFiniteLossError(
-                    f"non-finite gradient at {where} (the loss {terms.loss.item():.6g} is finite); "
-                    f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for extreme values (this "
-                    f"minibatch: rows {_rows(idx, n)}) or lower the learning rate.")
+                stats = reduce(torch.cat([stats, stats.new_tensor([float(stop.requested)])]))
+            # one flag for the loss and every gradient: a NaN or inf anywhere makes the sum non-finite
+            flag = stats[0]
+            for p in params:
+                if p.grad is not None:
+                    flag = flag + p.grad.sum()
+            finite = torch.isfinite(flag)
+            if checked:
+                if not bool(finite) and _non_finite(stats, params):
+                    bar.close()
+                    where = _where(epoch, step, i, num_batches)
+                    kept = _kept(ckpt, save, epoch, i, perm, sums)
+                    raise _non_finite_error(stats, where, kept, _rows(idx, n))
+            else:
+                bad |= ~finite
             opt.step()
             step += 1
+            i += 1
             sums += stats[:3]
             if group is not None and bool(stats[3] > 0):  # a rank was interrupted: all stop at this step
                 stop.requested = True
-            if stop.requested and i + 1 < num_batches:
+            if every > 1 and (i == replay_to or (replay_to is None and (
+                    (i - window.batch) % every == 0 or i == num_batches or stop.requested))):
+                if replay_to is None and bool(bad):  # the window went non-finite: replay it, checking every step
+                    replay_to = i
+                    i, step, sums = window.restore(model, guide, opt)
+                    bad.zero_()
+                    continue
+                replay_to = None  # a replay that met only finite steps (a nondeterministic kernel) carries on
+                window = _Snapshot(model, guide, opt, i, step, sums)
+            if stop.requested and i < num_batches:
                 bar.close()
                 if ckpt is not None:
-                    save(epoch, i + 1, perm, sums)
-                raise FitInterrupted(f"{where[:-1]}; the epoch is incomplete)", ckpt)
+                    save(epoch, i, perm, sums)
+                raise FitInterrupted(f"{_where(epoch, step - 1, i - 1, num_batches)[:-1]}; the epoch is incomplete)",
+                                     ckpt)
         means = (sums / num_batches).tolist()
         rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
                "seconds": time.perf_counter() - t0}
@@ -364,6 +395,50 @@ def _row_numbers(idx, n: int, dev) -> torch.Tensor:
     if torch.is_tensor(idx):
         return idx
     return torch.arange(idx.start, min(idx.stop, n), device=dev)
+
+
+def _where(epoch: int, step: int, batch: int, num_batches: int) -> str:
+    """The step (0-based counters) as error messages name it."""
+    return f"epoch {epoch + 1}, step {step + 1} (minibatch {batch + 1} of {num_batches})"
+
+
+def _non_finite(stats: torch.Tensor, params) -> bool:
+    """Whether the step's loss or a gradient is really NaN or inf (the one-number flag can also
+    trip when finite gradients sum past the float range)."""
+    return not bool(torch.isfinite(stats[0])) or any(
+        p.grad is not None and not bool(p.grad.isfinite().all()) for p in params)
+
+
+def _non_finite_error(stats: torch.Tensor, where: str, kept: str, rows: str) -> NonFiniteLossError:
+    if not bool(torch.isfinite(stats[0])):
+        bad = [name for name, v in (("NLL", stats[1]), ("KL", stats[2])) if not torch.isfinite(v)]
+        return NonFiniteLossError(
+            f"non-finite loss at {where}: {' and '.join(bad) or 'loss'} {'are' if len(bad) > 1 else 'is'} "
+            f"{stats[0].item()}; {kept}. Check the data for NaN/inf or extreme values (this minibatch: rows {rows}), "
+            f"lower the learning rate or the guide's init_scale.")
+    return NonFiniteLossError(
+        f"non-finite gradient at {where} (the loss {stats[0].item():.6g} is finite); {kept}. Check the data for "
+        f"extreme values (this minibatch: rows {rows}) or lower the learning rate.")
+
+
+class _Snapshot:
+    """The training state at the start of a window of unchecked steps (module states, optimizer
+    state, every random generator, the epoch's running sums), copied on the device without
+    waiting for it, so that a window that went non-finite can be replayed step by step."""
+
+    def __init__(self, model, guide, opt, batch: int, step: int, sums: torch.Tensor):
+        self.batch, self.step, self.sums = batch, step, sums.clone()
+        self.model = {k: v.clone() for k, v in model.state_dict().items()}
+        self.guide = {k: v.clone() for k, v in guide.state_dict().items()}
+        self.opt = copy.deepcopy(opt.state_dict())
+        self.rng = rng_state()
+
+    def restore(self, model, guide, opt) -> tuple[int, int, torch.Tensor]:
+        model.load_state_dict(self.model)
+        guide.load_state_dict(self.guide)
+        opt.load_state_dict(copy.deepcopy(self.opt))
+        set_rng_state(self.rng)
+        return self.batch, self.step, self.sums.clone()
 
 
 def _kept(ckpt, save, epoch, batch, perm, sums) -> str:
