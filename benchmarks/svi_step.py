@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -84,9 +85,21 @@ def pyrobnn_step(sizes, x, y, particles=1, vectorize=True):
     return step
 
 
+def log_likelihood(h, y, regression):
+    """Σ_n log p(y_n | h_n): N(y; h, 1) (its constant as a Python number) or softmax(h)[y]."""
+    if regression:
+        return -0.5 * ((y - h[:, 0]) ** 2).sum() - h.shape[0] * LOG_SQRT_2PI
+    return -F.cross_entropy(h, y, reduction="sum")
+
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
 class HandBBB(torch.nn.Module):
     """Plain-PyTorch Bayes by Backprop: one (mu, rho) pair per tensor, w = mu + softplus(rho) * eps,
-    loss = log q(w) - log p(w) - (N/B) log p(y | x, w)  (Blundell et al. 2015, eq. 2)."""
+    loss = log q(w) - log p(w) - (N/B) log p(y | x, w)  (Blundell et al. 2015, eq. 2): with the
+    N(0, 1) prior the normalising constants of log q and log p cancel, so the value is the
+    negative ELBO pyrobnn reports."""
 
     def __init__(self, sizes, init_scale=0.01):
         super().__init__()
@@ -113,11 +126,7 @@ class HandBBB(torch.nn.Module):
             h = F.linear(h, ws[i], ws[i + 1])
             if i < len(ws) - 2:
                 h = torch.relu(h)
-        if regression:
-            ll = -0.5 * ((y - h[:, 0]) ** 2).sum()
-        else:
-            ll = -F.cross_entropy(h, y, reduction="sum")
-        return log_q - log_p - ll * n / x.shape[0]
+        return log_q - log_p - log_likelihood(h, y, regression) * n / x.shape[0]
 
 
 class HandBBBFlat(HandBBB):
@@ -145,11 +154,7 @@ class HandBBBFlat(HandBBB):
             h = F.linear(h, ws[i], ws[i + 1])
             if i < len(ws) - 2:
                 h = torch.relu(h)
-        if regression:
-            ll = -0.5 * ((y - h[:, 0]) ** 2).sum()
-        else:
-            ll = -F.cross_entropy(h, y, reduction="sum")
-        return log_q - log_p - ll * n / x.shape[0]
+        return log_q - log_p - log_likelihood(h, y, regression) * n / x.shape[0]
 
 
 def bbb_step(sizes, x, y):
@@ -239,18 +244,25 @@ WHOLE_FIT = {"tiny": ([1, 20, 1], 10_000), "large": ([784, 400, 400, 10], 2048)}
 
 def bbb_fit(sizes, x, y, epochs, batch=128, flat=False):
     """The hand-written peer of a whole fit: Adam on :class:`HandBBB` (``flat``:
-    :class:`HandBBBFlat`), a fresh permutation per epoch, one step per minibatch."""
+    :class:`HandBBBFlat`), a fresh permutation per epoch, one step per minibatch, and the epoch's
+    mean loss recorded (summed on the device, read once per epoch), as fit_svi's history does.
+    Returns the epoch losses."""
     m = (HandBBBFlat if flat else HandBBB)(sizes)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     n, regression = x.shape[0], sizes[-1] == 1
+    history = []
     for _ in range(epochs):
         perm = torch.randperm(n)
+        total = torch.zeros(())
         for i in range(0, n, batch):
             idx = perm[i:i + batch]
             loss = m.loss(x[idx], y[idx], n, regression)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            total += loss.detach()
+        history.append(total.item() / -(-n // batch))
+    return history
 
 
 def pyrobnn_fit(sizes, x, y, epochs, batch=128):

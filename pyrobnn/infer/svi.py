@@ -27,7 +27,7 @@ from .arguments import (
     prepare_data,
 )
 from . import distributed as D
-from .checkpoint import apply_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
 from .elbo import ELBOS, elbo_terms, make_elbo
 from .guides import laplace_autoguide
 from .torch_elbo import LOCAL_ESTIMATORS, TorchEstimator, check_local_estimator, supports
@@ -108,7 +108,7 @@ def fit_svi(
     check_memory: bool | None = None,
     handle_interrupt: bool = True,
     distributed: bool = False,
-    check_finite_every: int | None = None,
+    check_finite_every: int = 100,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
 
@@ -150,13 +150,16 @@ def fit_svi(
 
     A non-finite loss raises :class:`NonFiniteLossError` naming the step, the term and the
     minibatch's rows, with the parameters of the last finite step left in place (and saved to
-    ``checkpoint`` when given).  The loop reads its non-finite flag back every
-    ``check_finite_every`` steps and at epoch ends (default: every step on the CPU, where a read
-    costs nothing, every 100 steps on an accelerator, where a read waits for all queued work); a
-    window that went non-finite is replayed step by step from a copy of its starting state (the
-    same random draws), so the error, the step it names and the parameters kept are those of a
-    check at every step, at the cost of one copy of the parameters and optimizer state.  With
-    ``distributed=True`` every step is checked (the ranks exchange their stop flags every step).  Returns a :class:`GuidePosterior` whose
+    ``checkpoint`` when given).  The check costs nothing per step: every ``check_finite_every``
+    steps, at epoch ends and before an interrupt's checkpoint, the loop reads back whether the
+    epoch's running loss and the parameters are finite (one number; on an accelerator a read
+    waits for all queued work, so it is not done per step).  A non-finite loss leaves the running
+    sum non-finite and a non-finite gradient the parameters; such a window is replayed step by step
+    from a copy of its starting state, with the same random draws, checking the loss and gradients
+    before each update, so the error, the step it names and the parameters kept are those of a
+    check at every step.  The copy costs the memory of the parameters and optimizer state once
+    more; ``check_finite_every=1`` checks every step before its update and keeps no copy (with
+    ``distributed=True`` every step is checked: the ranks exchange their stop flags every step).  Returns a :class:`GuidePosterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
     # ---- every argument checked before any work (no guide parameter created, no step taken)
@@ -164,8 +167,7 @@ def fit_svi(
     batch_size = check_int("batch_size", batch_size)
     num_particles = check_int("num_particles", num_particles)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
-    if check_finite_every is not None:
-        check_finite_every = check_int("check_finite_every", check_finite_every)
+    check_finite_every = check_int("check_finite_every", check_finite_every)
     anneal_epochs = check_int("anneal_epochs", anneal_epochs)
     max_plate_nesting = check_int("max_plate_nesting", max_plate_nesting)
     if kl not in SCHEDULES:
@@ -236,7 +238,7 @@ def fit_svi(
 
 def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
            elbo, num_particles, vectorize_particles, empirical_bayes, device, dtype, seed, shuffle, progress, ckpt,
-           checkpoint_every, resume, callback, max_plate_nesting, group=None, check_finite_every=None) -> Posterior:
+           checkpoint_every, resume, callback, max_plate_nesting, group=None, check_finite_every=100) -> Posterior:
     x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
     world = 1 if group is None else group.world_size
@@ -287,93 +289,93 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     validate = True
     reduce = None if group is None else D.GradientReducer(params)
     uniform_kl = kl == "uniform"
-    # steps between two reads of the non-finite flag (a read waits for an accelerator's queued work; on the CPU it
-    # costs nothing); the ranks of a distributed fit exchange their stop flags every step, which waits anyway
-    every = 1 if group is not None else check_finite_every or (1 if dev.type == "cpu" else 100)
+    # steps between two finiteness checks (a check reads a number back, which waits for an accelerator's queued
+    # work); the ranks of a distributed fit exchange their stop flags every step, which waits anyway
+    every = 1 if group is not None else check_finite_every
     zero = torch.zeros((), dtype=float_dtype, device=dev)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        first = start_batch if epoch == start_epoch else 0
-        if first:  # resumed between two steps: the epoch's order and running sums come from the checkpoint
-            perm = saved_perm.to(dev) if saved_perm is not None else None
-            sums = saved_sums.to(device=dev, dtype=float_dtype)
-        else:
-            perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
-            sums = torch.zeros(3, device=dev, dtype=float_dtype)
-        i, replay_to = first, None
-        if every > 1:
-            window = _Snapshot(model, guide, opt, i, step, sums)
-            bad = torch.zeros((), dtype=torch.bool, device=dev)
-        while i < num_batches:
-            checked = every == 1 or replay_to is not None
-            idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
-            mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
-            xb, yb = x[mine], y[mine]  # on the data's device: an index, no host copy
-            if eb:
-                model.update_priors(guide.loc_scale)
-            w = 1.0 if uniform_kl else kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
-            with pyro.validation_enabled(validate):
-                terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
-            validate = False
-            kl_part = terms.kl if torch.is_tensor(terms.kl) else zero + terms.kl
-            if group is None:
-                loss, nll = terms.loss, terms.nll
-            else:  # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
-                nll = terms.nll * share if share != 1.0 else terms.nll
-                kl_part = kl_part if main else zero
-                loss = nll + w * kl_part
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            stats = torch.stack([loss.detach(), nll.detach(), kl_part.detach()])
-            if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags
-                stats = reduce(torch.cat([stats, stats.new_tensor([float(stop.requested)])]))
-            # one flag for the loss and every gradient: a NaN or inf anywhere makes the sum non-finite
-            flag = stats[0]
-            for p in params:
-                if p.grad is not None:
-                    flag = flag + p.grad.sum()
-            finite = torch.isfinite(flag)
-            if checked:
-                if not bool(finite) and _non_finite(stats, params):
+    with pyro.validation_enabled(False):  # Pyro's argument checks: the first step only, below
+        for epoch in bar:
+            t0 = time.perf_counter()
+            first = start_batch if epoch == start_epoch else 0
+            if first:  # resumed between two steps: the epoch's order and running sums come from the checkpoint
+                perm = saved_perm.to(dev) if saved_perm is not None else None
+                sums = saved_sums.to(device=dev, dtype=float_dtype)
+            else:
+                perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
+                sums = torch.zeros(3, device=dev, dtype=float_dtype)
+            accs = sums.unbind()
+            i, replay_to = first, None
+            if every > 1:
+                window = _Snapshot(model, guide, opt, i, step, sums)
+            while i < num_batches:
+                checked = every == 1 or replay_to is not None
+                idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
+                mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
+                xb, yb = x[mine], y[mine]  # on the data's device: an index, no host copy
+                if eb:
+                    model.update_priors(guide.loc_scale)
+                w = 1.0 if uniform_kl else kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
+                if validate:  # Pyro's argument checks on the first step only (the loop runs without them)
+                    with pyro.validation_enabled(True):
+                        terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
+                    validate = False
+                else:
+                    terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
+                kl_part = terms.kl if torch.is_tensor(terms.kl) else zero + terms.kl
+                if group is None:
+                    loss, nll = terms.loss, terms.nll
+                else:  # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
+                    nll = terms.nll * share if share != 1.0 else terms.nll
+                    kl_part = kl_part if main else zero
+                    loss = nll + w * kl_part
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                stats = (loss.detach(), nll.detach(), kl_part.detach())
+                if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags
+                    reduced = reduce(torch.stack([*stats, zero + float(stop.requested)]))
+                    stats, stop_flag = reduced[:3].unbind(), reduced[3]
+                if checked and not _all_finite([stats[0]] + [p.grad for p in params if p.grad is not None]) \
+                        and _non_finite(stats, params):  # before the update: the parameters stay finite
                     bar.close()
                     where = _where(epoch, step, i, num_batches)
                     kept = _kept(ckpt, save, epoch, i, perm, sums)
                     raise _non_finite_error(stats, where, kept, _rows(idx, n))
-            else:
-                bad |= ~finite
-            opt.step()
-            step += 1
-            i += 1
-            sums += stats[:3]
-            if group is not None and bool(stats[3] > 0):  # a rank was interrupted: all stop at this step
-                stop.requested = True
-            if every > 1 and (i == replay_to or (replay_to is None and (
-                    (i - window.batch) % every == 0 or i == num_batches or stop.requested))):
-                if replay_to is None and bool(bad):  # the window went non-finite: replay it, checking every step
-                    replay_to = i
-                    i, step, sums = window.restore(model, guide, opt)
-                    bad.zero_()
-                    continue
-                replay_to = None  # a replay that met only finite steps (a nondeterministic kernel) carries on
-                window = _Snapshot(model, guide, opt, i, step, sums)
-            if stop.requested and i < num_batches:
+                opt.step()
+                step += 1
+                i += 1
+                for acc, v in zip(accs, stats):  # in place into the views of `sums`: no stacking per step
+                    acc += v
+                if group is not None and bool(stop_flag > 0):  # a rank was interrupted: all stop at this step
+                    stop.requested = True
+                if every > 1 and (i == replay_to or (replay_to is None and (
+                        (i - window.batch) % every == 0 or i == num_batches or stop.requested))):
+                    # a non-finite loss leaves the running sums non-finite, a non-finite gradient the parameters
+                    if replay_to is None and not _all_finite([sums] + params):  # replay the window step by step
+                        replay_to = i
+                        i, step, sums = window.restore()
+                        accs = sums.unbind()
+                        continue
+                    replay_to = None  # a replay that met only finite steps (a nondeterministic kernel) carries on
+                    if i < num_batches:  # the next epoch takes its own
+                        window = _Snapshot(model, guide, opt, i, step, sums)
+                if stop.requested and i < num_batches:
+                    bar.close()
+                    if ckpt is not None:
+                        save(epoch, i, perm, sums)
+                    raise FitInterrupted(f"{_where(epoch, step - 1, i - 1, num_batches)[:-1]}; the epoch is incomplete)",
+                                         ckpt)
+            means = (sums / num_batches).tolist()
+            rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
+                   "seconds": time.perf_counter() - t0}
+            history.append(rec)
+            bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}", refresh=False)
+            if callback is not None:
+                callback(rec)
+            if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stop.requested):
+                save(epoch + 1)
+            if stop.requested and epoch + 1 < epochs:
                 bar.close()
-                if ckpt is not None:
-                    save(epoch, i, perm, sums)
-                raise FitInterrupted(f"{_where(epoch, step - 1, i - 1, num_batches)[:-1]}; the epoch is incomplete)",
-                                     ckpt)
-        means = (sums / num_batches).tolist()
-        rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
-               "seconds": time.perf_counter() - t0}
-        history.append(rec)
-        bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}", refresh=False)
-        if callback is not None:
-            callback(rec)
-        if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stop.requested):
-            save(epoch + 1)
-        if stop.requested and epoch + 1 < epochs:
-            bar.close()
-            raise FitInterrupted(f"epoch {epoch + 1} (step {step}, the end of the epoch)", ckpt)
+                raise FitInterrupted(f"epoch {epoch + 1} (step {step}, the end of the epoch)", ckpt)
     bar.close()
     if eb:
         model.update_priors(guide.loc_scale)
@@ -402,14 +404,26 @@ def _where(epoch: int, step: int, batch: int, num_batches: int) -> str:
     return f"epoch {epoch + 1}, step {step + 1} (minibatch {batch + 1} of {num_batches})"
 
 
-def _non_finite(stats: torch.Tensor, params) -> bool:
+def _all_finite(tensors) -> bool:
+    """Whether every element of ``tensors`` is finite, read back as one number: a NaN or inf
+    anywhere makes the sum non-finite, and t − t == 0 holds exactly for finite t.  (Finite values
+    whose sum passes the float range read as non-finite: callers confirm with :func:`_non_finite`.)"""
+    total = None
+    for t in tensors:
+        t = t.detach().sum()
+        total = t if total is None else total + t
+    return bool((total - total) == 0)
+
+
+def _non_finite(stats, params) -> bool:
     """Whether the step's loss or a gradient is really NaN or inf (the one-number flag can also
     trip when finite gradients sum past the float range)."""
     return not bool(torch.isfinite(stats[0])) or any(
         p.grad is not None and not bool(p.grad.isfinite().all()) for p in params)
 
 
-def _non_finite_error(stats: torch.Tensor, where: str, kept: str, rows: str) -> NonFiniteLossError:
+def _non_finite_error(stats, where: str, kept: str, rows: str) -> NonFiniteLossError:
+    """The error for a step whose (loss, NLL, KL) are `stats`."""
     if not bool(torch.isfinite(stats[0])):
         bad = [name for name, v in (("NLL", stats[1]), ("KL", stats[2])) if not torch.isfinite(v)]
         return NonFiniteLossError(
@@ -422,22 +436,29 @@ def _non_finite_error(stats: torch.Tensor, where: str, kept: str, rows: str) -> 
 
 
 class _Snapshot:
-    """The training state at the start of a window of unchecked steps (module states, optimizer
-    state, every random generator, the epoch's running sums), copied on the device without
-    waiting for it, so that a window that went non-finite can be replayed step by step."""
+    """The training state at the start of a window of unchecked steps — module states, optimizer
+    state, torch's generators (the step's only source of randomness; the window's minibatch order
+    is fixed for the epoch), the epoch's running sums — copied on the device without waiting for
+    it, so that a window that went non-finite can be replayed step by step."""
 
     def __init__(self, model, guide, opt, batch: int, step: int, sums: torch.Tensor):
         self.batch, self.step, self.sums = batch, step, sums.clone()
-        self.model = {k: v.clone() for k, v in model.state_dict().items()}
-        self.guide = {k: v.clone() for k, v in guide.state_dict().items()}
-        self.opt = copy.deepcopy(opt.state_dict())
-        self.rng = rng_state()
+        self.modules = [(m, {k: v.clone() for k, v in m.state_dict().items()}) for m in (model, guide)]
+        self.opt = opt
+        self.opt_state = {p: {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
+                          for p, st in opt.state.items()}
+        self.rng = torch.random.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
-    def restore(self, model, guide, opt) -> tuple[int, int, torch.Tensor]:
-        model.load_state_dict(self.model)
-        guide.load_state_dict(self.guide)
-        opt.load_state_dict(copy.deepcopy(self.opt))
-        set_rng_state(self.rng)
+    def restore(self) -> tuple[int, int, torch.Tensor]:
+        for m, state in self.modules:
+            m.load_state_dict(state)
+        self.opt.state.clear()
+        for p, st in self.opt_state.items():
+            self.opt.state[p] = {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
+        torch.random.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
         return self.batch, self.step, self.sums.clone()
 
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.transforms import identity_transform
 
-from ..model.priors import standard_normal_log_prob
+from ..model.priors import standard_normal_log_prob_sum
 from .elbo import ElboTerms
 
 __all__ = ["TorchEstimator", "LOCAL_ESTIMATORS", "check_local_estimator", "supports"]
@@ -138,7 +138,7 @@ class TorchEstimator:
             except NotImplementedError:  # a prior without a closed form: the Monte-Carlo term below
                 pass
         # log q(w) − log p(w) at w = loc + scale·eps, as the guide's ReparamNormal computes log q
-        log_q = standard_normal_log_prob(eps, scale).sum(-1)
+        log_q = standard_normal_log_prob_sum(eps, scale)
         return log_q - prior.log_prob(w)
 
     def _network(self, model, x, mu, var, delta):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils.config import Configurable
-from .priors import standard_normal_log_prob
+from .priors import normal_log_prob_sum
 from ..utils.validation import check_bool, check_int, check_number
 
 __all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical"]
@@ -139,7 +139,8 @@ class Gaussian(Likelihood):
     def log_prob_sum(self, out, latents, y):
         if self.learned or self.heteroscedastic:
             return super().log_prob_sum(out, latents, y)
-        return standard_normal_log_prob((y - out[..., 0]) / self.scale, self.scale).sum()
+        lp = normal_log_prob_sum(y, out[..., 0], self.scale)  # one per leading sample index
+        return lp if lp.dim() == 0 else lp.sum()
 
     def check_targets(self, y, name="y"):
         if not torch.is_floating_point(y) or y.dim() != 1:
