@@ -1,4 +1,27 @@
-"""Stochastic variational inference: :func:`fit_svi`."""
+"""Stochastic variational inference: :func:`fit_svi`.
+
+What the loop does per step, and why it costs little more than a hand-written PyTorch loop
+(``python benchmarks/svi_step.py --whole-fit`` measures it):
+
+* the minibatch is ``x[perm[i·B:(i+1)·B]]`` with one permutation per epoch, drawn on the CPU by
+  the fit's own generator and moved once to the data's device; the data stay where they are
+  (on the device they were given on, or moved there once before training), so a step indexes,
+  it does not copy from the host;
+* the ELBO's terms come from :mod:`pyrobnn.infer.torch_elbo` for a BNN with a MeanField or ARD
+  guide (plain tensor arithmetic, no Pyro trace; Pyro's ``Trace_ELBO`` otherwise); Pyro's argument
+  validation runs on the first step only; the KL weight is computed only for a non-uniform
+  schedule;
+* backward, optimizer step, and the epoch's running (loss, NLL, KL) added in place into a
+  three-element tensor on the device — nothing is read back to the host per step;
+* finiteness is read back once per window of ``check_finite_every`` steps (100) and at epoch
+  ends: a non-finite loss leaves the running sum non-finite and a non-finite gradient the
+  parameters after the update, so one number tells whether the window was clean; a window that
+  was not is replayed step by step from a copy of its start (the same random draws), which finds
+  the step and stops with the parameters of the last finite one, as a check before every update
+  would;
+* error messages, progress text and records are built per epoch (or on error), never per step;
+  the progress bar counts epochs and redraws at most twice a second, only on a terminal.
+"""
 
 from __future__ import annotations
 
