@@ -255,12 +255,12 @@ def time_step(step, steps, warmup=20):
 WHOLE_FIT = {"tiny": ([1, 20, 1], 10_000), "large": ([784, 400, 400, 10], 2048)}
 
 
-def bbb_fit(sizes, x, y, epochs, batch=128, flat=False):
+def bbb_fit(sizes, x, y, epochs, batch=128, flat=False, init_scale=0.01):
     """The hand-written peer of a whole fit: Adam on :class:`HandBBB` (``flat``:
     :class:`HandBBBFlat`), a fresh permutation per epoch, one step per minibatch, and the epoch's
     mean loss recorded (summed on the device, read once per epoch), as fit_svi's history does.
     Returns the epoch losses."""
-    m = (HandBBBFlat if flat else HandBBB)(sizes)
+    m = (HandBBBFlat if flat else HandBBB)(sizes, init_scale=init_scale)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     n, regression = x.shape[0], sizes[-1] == 1
     history = []
