@@ -108,6 +108,16 @@ def log_likelihood(h, y, regression):
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def mlp(x, ws):
+    """The ReLU network with weights and biases ``ws`` = [W1, b1, W2, b2, ...]."""
+    h = x
+    for i in range(0, len(ws), 2):
+        h = F.linear(h, ws[i], ws[i + 1])
+        if i < len(ws) - 2:
+            h = torch.relu(h)
+    return h
+
+
 class HandBBB(torch.nn.Module):
     """Plain-PyTorch Bayes by Backprop: one (mu, rho) pair per tensor, w = mu + softplus(rho) * eps,
     loss = log q(w) - log p(w) - (N/B) log p(y | x, w)  (Blundell et al. 2015, eq. 2): with the
@@ -134,12 +144,7 @@ class HandBBB(torch.nn.Module):
             log_q = log_q + (-0.5 * eps**2 - torch.log(sigma)).sum()
             log_p = log_p + (-0.5 * w**2).sum()
             ws.append(w)
-        h = x
-        for i in range(0, len(ws), 2):
-            h = F.linear(h, ws[i], ws[i + 1])
-            if i < len(ws) - 2:
-                h = torch.relu(h)
-        return log_q - log_p - log_likelihood(h, y, regression) * n / x.shape[0]
+        return log_q - log_p - log_likelihood(mlp(x, ws), y, regression) * n / x.shape[0]
 
 
 class HandBBBFlat(HandBBB):
@@ -162,12 +167,7 @@ class HandBBBFlat(HandBBB):
         log_q = (-0.5 * eps**2 - torch.log(sigma)).sum()
         log_p = (-0.5 * w**2).sum()
         ws = [piece.view(shape) for piece, shape in zip(torch.split(w, self.splits), self.shapes)]
-        h = x
-        for i in range(0, len(ws), 2):
-            h = F.linear(h, ws[i], ws[i + 1])
-            if i < len(ws) - 2:
-                h = torch.relu(h)
-        return log_q - log_p - log_likelihood(h, y, regression) * n / x.shape[0]
+        return log_q - log_p - log_likelihood(mlp(x, ws), y, regression) * n / x.shape[0]
 
 
 def bbb_step(sizes, x, y, flat=False):
