@@ -404,7 +404,7 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
         model.update_priors(guide.loc_scale)
     info = {"seed": seed, "epochs": epochs, "batch_size": bsz, "optimizer": optimizer, "lr": opt.param_groups[0]["lr"],
             "kl_schedule": kl, "elbo": elbo, "num_particles": num_particles, "device": str(dev),
-            "n_data": n, "guide": type(guide).__name__}
+            "n_data": n, "guide": type(guide).__name__, "check_finite_every": every}
     if group is not None:
         info.update(world_size=world, batch_size_per_rank=math.ceil(bsz / world), backend=group.backend)
     if isinstance(guide, AutoLaplaceApproximation):  # the MAP is fitted: its Gaussian approximation is the posterior
