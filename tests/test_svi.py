@@ -233,6 +233,40 @@ def test_non_finite_loss_stops_with_last_finite_parameters(where, match):
         assert torch.equal(v, before[k])
 
 
+@pytest.mark.parametrize("where", ["loss", "grad"])
+def test_windowed_finiteness_checks_stop_where_a_check_at_every_step_does(where, tmp_path):
+    # the loop reads its finiteness flag every `check_finite_every` steps and replays a non-finite window from a
+    # copy of its start: the error, the step it names, the parameters, the adaptive prior's buffers and the
+    # checkpoint must be those of a check before every update
+    x, y = data(64)
+    if where == "loss":
+        y[37] = 1e30  # finite, but its squared error overflows float32
+    else:
+        x[37, 0] = float("inf")  # tanh saturates: the loss stays finite, its gradient does not
+    out = {}
+    for every in (1, 3, 100):
+        torch.manual_seed(0)
+        net = pb.BNN([pb.Linear(3, 8), "tanh", pb.Linear(8, 1)], pb.Gaussian(scale=0.3),
+                     prior=pb.priors.AdaptiveNormal())
+        net.check_data = lambda *a: None  # let the infinite input through to training
+        guide = pb.guides.MeanField(net)
+        ck = tmp_path / f"every{every}.ckpt"
+        with pytest.raises(NonFiniteLossError, match=f"non-finite {where}") as e:
+            pb.fit_svi(net, guide, x, y, epochs=3, batch_size=8, lr=0.01, progress=False, seed=5, checkpoint=ck,
+                       check_finite_every=every)
+        out[every] = (str(e.value).replace(str(ck), "CK"), net.state_dict(), guide.state_dict(),
+                      torch.load(ck, weights_only=True))
+    msg, net_state, guide_state, saved = out[1]
+    assert "step 1 " not in msg  # the poisoned row comes after the first step of the first window
+    for every in (3, 100):
+        assert out[every][0] == msg
+        for a, b in ((net_state, out[every][1]), (guide_state, out[every][2]), (saved["guide"], out[every][3]["guide"])):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert all(torch.isfinite(v).all() for v in out[every][2].values())
+    with pytest.raises(ValueError, match="check_finite_every must be a positive integer"):
+        pb.fit_svi(net, guide, x, y, progress=False, check_finite_every=0)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(epochs=0), "epochs must be a positive integer"),
     (dict(batch_size=-1), "batch_size must be a positive integer"),

@@ -151,3 +151,20 @@ def test_what_the_estimators_cannot_do_is_refused_naming_it():
         pb.fit_svi(conv, pb.guides.MeanField(conv), xi, yi, epochs=1, elbo="local_reparam", progress=False)
     with pytest.raises(ValueError, match="elbo must be one of"):
         pb.fit_svi(net, pb.guides.MeanField(net), d.x_train, d.y_train, epochs=1, elbo="nope", progress=False)
+
+
+@pytest.mark.parametrize("lik,k,labels", [(pb.Gaussian(scale=0.4), 1, None), (pb.Bernoulli(), 1, 2),
+                                          (pb.Categorical(5), 5, 5)])
+@pytest.mark.parametrize("lead", [(), (3,)])
+def test_likelihood_log_prob_sum_is_the_distributions_summed_log_density(lik, k, labels, lead):
+    # the fused sum the training step uses against the distribution the model and the predictive use
+    g = torch.Generator().manual_seed(2)
+    out = torch.randn(*lead, 7, k, generator=g, dtype=torch.float64)
+    if labels is None:
+        y = torch.randn(7, generator=g, dtype=torch.float64)
+    else:
+        y = torch.randint(0, labels, (7,), generator=g)
+        y = y.to(torch.float64) if labels == 2 else y
+    lik = lik.double()
+    want = lik.distribution(out, {}).log_prob(y).sum()
+    torch.testing.assert_close(lik.log_prob_sum(out, {}, y), want, rtol=1e-12, atol=1e-12)

@@ -1,7 +1,31 @@
-"""Stochastic variational inference: :func:`fit_svi`."""
+"""Stochastic variational inference: :func:`fit_svi`.
+
+What the loop does per step, and why it costs little more than a hand-written PyTorch loop
+(``python benchmarks/svi_step.py --whole-fit`` measures it):
+
+* the minibatch is ``x[perm[i·B:(i+1)·B]]`` with one permutation per epoch, drawn on the CPU by
+  the fit's own generator and moved once to the data's device; the data stay where they are
+  (on the device they were given on, or moved there once before training), so a step indexes,
+  it does not copy from the host;
+* the ELBO's terms come from :mod:`pyrobnn.infer.torch_elbo` for a BNN with a MeanField or ARD
+  guide (plain tensor arithmetic, no Pyro trace; Pyro's ``Trace_ELBO`` otherwise); Pyro's argument
+  validation runs on the first step only; the KL weight is computed only for a non-uniform
+  schedule;
+* backward, optimizer step, and the epoch's running (loss, NLL, KL) added in place into a
+  three-element tensor on the device — nothing is read back to the host per step;
+* finiteness is read back once per window of ``check_finite_every`` steps (100) and at epoch
+  ends: a non-finite loss leaves the running sum non-finite and a non-finite gradient the
+  parameters after the update, so one number tells whether the window was clean; a window that
+  was not is replayed step by step from a copy of its start (the same random draws), which finds
+  the step and stops with the parameters of the last finite one, as a check before every update
+  would;
+* error messages, progress text and records are built per epoch (or on error), never per step;
+  the progress bar counts epochs and redraws at most twice a second, only on a terminal.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from contextlib import nullcontext
@@ -107,6 +131,7 @@ def fit_svi(
     check_memory: bool | None = None,
     handle_interrupt: bool = True,
     distributed: bool = False,
+    check_finite_every: int = 100,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
 
@@ -148,7 +173,16 @@ def fit_svi(
 
     A non-finite loss raises :class:`NonFiniteLossError` naming the step, the term and the
     minibatch's rows, with the parameters of the last finite step left in place (and saved to
-    ``checkpoint`` when given).  Returns a :class:`GuidePosterior` whose
+    ``checkpoint`` when given).  The check costs nothing per step: every ``check_finite_every``
+    steps, at epoch ends and before an interrupt's checkpoint, the loop reads back whether the
+    epoch's running loss and the parameters are finite (one number; on an accelerator a read
+    waits for all queued work, so it is not done per step).  A non-finite loss leaves the running
+    sum non-finite and a non-finite gradient the parameters; such a window is replayed step by step
+    from a copy of its starting state, with the same random draws, checking the loss and gradients
+    before each update, so the error, the step it names and the parameters kept are those of a
+    check at every step.  The copy costs the memory of the parameters and optimizer state once
+    more; ``check_finite_every=1`` checks every step before its update and keeps no copy (with
+    ``distributed=True`` every step is checked: the ranks exchange their stop flags every step).  Returns a :class:`GuidePosterior` whose
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
     # ---- every argument checked before any work (no guide parameter created, no step taken)
@@ -156,6 +190,7 @@ def fit_svi(
     batch_size = check_int("batch_size", batch_size)
     num_particles = check_int("num_particles", num_particles)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    check_finite_every = check_int("check_finite_every", check_finite_every)
     anneal_epochs = check_int("anneal_epochs", anneal_epochs)
     max_plate_nesting = check_int("max_plate_nesting", max_plate_nesting)
     if kl not in SCHEDULES:
@@ -217,7 +252,8 @@ def fit_svi(
                           num_particles=num_particles, vectorize_particles=vectorize_particles,
                           empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
                           progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
-                          callback=callback, max_plate_nesting=max_plate_nesting, group=group)
+                          callback=callback, max_plate_nesting=max_plate_nesting, group=group,
+                          check_finite_every=check_finite_every)
     finally:
         if group is not None:
             D.leave(group)
@@ -225,7 +261,7 @@ def fit_svi(
 
 def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
            elbo, num_particles, vectorize_particles, empirical_bayes, device, dtype, seed, shuffle, progress, ckpt,
-           checkpoint_every, resume, callback, max_plate_nesting, group=None) -> Posterior:
+           checkpoint_every, resume, callback, max_plate_nesting, group=None, check_finite_every=100) -> Posterior:
     x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
     world = 1 if group is None else group.world_size
@@ -268,87 +304,107 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                         shuffle_generator=shuffle_gen, batch=batch_done, perm=perm, sums=sums)
 
     eb = empirical_bayes and getattr(model, "has_adaptive_prior", False) and hasattr(guide, "loc_scale")
-    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file; rank 0 alone
+    # disable=None: tqdm draws the bar only when stderr is a terminal, never into a log file; rank 0 alone.
+    # mininterval: at most two redraws a second
     bar = tqdm(range(start_epoch, epochs), desc="SVI", unit="epoch", disable=None if progress and main else True,
-               initial=start_epoch,
-               total=epochs, dynamic_ncols=True)
+               initial=start_epoch, total=epochs, dynamic_ncols=True, mininterval=0.5)
     step = start_epoch * num_batches + start_batch
     validate = True
     reduce = None if group is None else D.GradientReducer(params)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        first = start_batch if epoch == start_epoch else 0
-        if first:  # resumed between two steps: the epoch's order and running sums come from the checkpoint
-            perm = saved_perm.to(dev) if saved_perm is not None else None
-            sums = saved_sums.to(device=dev, dtype=float_dtype)
-        else:
-            perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
-            sums = torch.zeros(3, device=dev, dtype=float_dtype)
-        for i in range(first, num_batches):
-            where = f"epoch {epoch + 1}, step {step + 1} (minibatch {i + 1} of {num_batches})"
-            idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
-            mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
-            xb, yb = x[mine], y[mine]
-            if eb:
-                model.update_priors(guide.loc_scale)
-            w = kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
-            with pyro.validation_enabled(validate):
-                terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
-            validate = False
-            # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
-            nll = terms.nll * share if share != 1.0 else terms.nll
-            kl_part = torch.as_tensor(terms.kl, dtype=float_dtype, device=dev) if main else \
-                torch.zeros((), dtype=float_dtype, device=dev)
-            loss = nll + w * kl_part
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
+    uniform_kl = kl == "uniform"
+    # steps between two finiteness checks (a check reads a number back, which waits for an accelerator's queued
+    # work); the ranks of a distributed fit exchange their stop flags every step, which waits anyway
+    every = 1 if group is not None else check_finite_every
+    zero = torch.zeros((), dtype=float_dtype, device=dev)
+    with pyro.validation_enabled(False):  # Pyro's argument checks: the first step only, below
+        for epoch in bar:
+            t0 = time.perf_counter()
+            first = start_batch if epoch == start_epoch else 0
+            if first:  # resumed between two steps: the epoch's order and running sums come from the checkpoint
+                perm = saved_perm.to(dev) if saved_perm is not None else None
+                sums = saved_sums.to(device=dev, dtype=float_dtype)
+            else:
+                perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
+                sums = torch.zeros(3, device=dev, dtype=float_dtype)
+            accs = sums.unbind()
+            i, replay_to = first, None
+            if every > 1:
+                window = _Snapshot(model, guide, opt, i, step, sums)
+            while i < num_batches:
+                checked = every == 1 or replay_to is not None
+                idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
+                mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
+                xb, yb = x[mine], y[mine]  # on the data's device: an index, no host copy
+                if eb:
+                    model.update_priors(guide.loc_scale)
+                w = 1.0 if uniform_kl else kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
+                if validate:  # Pyro's argument checks on the first step only (the loop runs without them)
+                    with pyro.validation_enabled(True):
+                        terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
+                    validate = False
+                else:
+                    terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
+                kl_part = terms.kl if torch.is_tensor(terms.kl) else zero + terms.kl
+                if group is None:
+                    loss, nll = terms.loss, terms.nll
+                else:  # this rank's part of the minibatch ELBO: its share of the likelihood, the KL on rank 0 only
+                    nll = terms.nll * share if share != 1.0 else terms.nll
+                    kl_part = kl_part if main else zero
+                    loss = nll + w * kl_part
+                opt.zero_grad(set_to_none=True)
                 loss.backward()
-            stats = torch.stack([loss.detach(), nll.detach(), kl_part.detach(),
-                                 torch.tensor(float(stop.requested), dtype=float_dtype, device=dev)])
-            if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags
-                stats = reduce(stats)
-            if not torch.isfinite(stats[0]):
-                bad = [name for name, v in (("NLL", stats[1]), ("KL", stats[2])) if not torch.isfinite(v)]
+                stats = (loss.detach(), nll.detach(), kl_part.detach())
+                if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags
+                    reduced = reduce(torch.stack([*stats, zero + float(stop.requested)]))
+                    stats, stop_flag = reduced[:3].unbind(), reduced[3]
+                if checked and not _all_finite([stats[0]] + [p.grad for p in params if p.grad is not None]) \
+                        and _non_finite(stats, params):  # before the update: the parameters stay finite
+                    bar.close()
+                    where = _where(epoch, step, i, num_batches)
+                    kept = _kept(ckpt, save, epoch, i, perm, sums)
+                    raise _non_finite_error(stats, where, kept, _rows(idx, n))
+                opt.step()
+                step += 1
+                i += 1
+                for acc, v in zip(accs, stats):  # in place into the views of `sums`: no stacking per step
+                    acc += v
+                if group is not None and bool(stop_flag > 0):  # a rank was interrupted: all stop at this step
+                    stop.requested = True
+                if every > 1 and (i == replay_to or (replay_to is None and (
+                        (i - window.batch) % every == 0 or i == num_batches or stop.requested))):
+                    # a non-finite loss leaves the running sums non-finite, a non-finite gradient the parameters
+                    if replay_to is None and not _all_finite([sums] + params):  # replay the window step by step
+                        replay_to = i
+                        i, step, sums = window.restore()
+                        accs = sums.unbind()
+                        continue
+                    replay_to = None  # a replay that met only finite steps (a nondeterministic kernel) carries on
+                    if i < num_batches:  # the next epoch takes its own
+                        window = _Snapshot(model, guide, opt, i, step, sums)
+                if stop.requested and i < num_batches:
+                    bar.close()
+                    if ckpt is not None:
+                        save(epoch, i, perm, sums)
+                    raise FitInterrupted(f"{_where(epoch, step - 1, i - 1, num_batches)[:-1]}; the epoch is incomplete)",
+                                         ckpt)
+            means = (sums / num_batches).tolist()
+            rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
+                   "seconds": time.perf_counter() - t0}
+            history.append(rec)
+            bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}", refresh=False)
+            if callback is not None:
+                callback(rec)
+            if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stop.requested):
+                save(epoch + 1)
+            if stop.requested and epoch + 1 < epochs:
                 bar.close()
-                raise NonFiniteLossError(
-                    f"non-finite loss at {where}: {' and '.join(bad) or 'loss'} "
-                    f"{'are' if len(bad) > 1 else 'is'} {stats[0].item()}; "
-                    f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for NaN/inf or extreme values "
-                    f"(this minibatch: rows {_rows(idx, n)}), lower the learning rate or the guide's init_scale.")
-            if not bool(torch.stack([p.grad.sum() for p in params if p.grad is not None]).isfinite().all()):
-                bar.close()
-                raise NonFiniteLossError(
-                    f"non-finite gradient at {where} (the loss {terms.loss.item():.6g} is finite); "
-                    f"{_kept(ckpt, save, epoch, i, perm, sums)}. Check the data for extreme values (this "
-                    f"minibatch: rows {_rows(idx, n)}) or lower the learning rate.")
-            opt.step()
-            step += 1
-            sums += stats[:3]
-            if group is not None and bool(stats[3] > 0):  # a rank was interrupted: all stop at this step
-                stop.requested = True
-            if stop.requested and i + 1 < num_batches:
-                bar.close()
-                if ckpt is not None:
-                    save(epoch, i + 1, perm, sums)
-                raise FitInterrupted(f"{where[:-1]}; the epoch is incomplete)", ckpt)
-        means = (sums / num_batches).tolist()
-        rec = {"epoch": epoch + 1, "loss": means[0], "nll": means[1], "kl": means[2],
-               "seconds": time.perf_counter() - t0}
-        history.append(rec)
-        bar.set_postfix(nll=f"{rec['nll']:.4g}", kl=f"{rec['kl']:.4g}", refresh=False)
-        if callback is not None:
-            callback(rec)
-        if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stop.requested):
-            save(epoch + 1)
-        if stop.requested and epoch + 1 < epochs:
-            bar.close()
-            raise FitInterrupted(f"epoch {epoch + 1} (step {step}, the end of the epoch)", ckpt)
+                raise FitInterrupted(f"epoch {epoch + 1} (step {step}, the end of the epoch)", ckpt)
     bar.close()
     if eb:
         model.update_priors(guide.loc_scale)
     info = {"seed": seed, "epochs": epochs, "batch_size": bsz, "optimizer": optimizer, "lr": opt.param_groups[0]["lr"],
             "kl_schedule": kl, "elbo": elbo, "num_particles": num_particles, "device": str(dev),
-            "n_data": n, "guide": type(guide).__name__}
+            "n_data": n, "guide": type(guide).__name__, "check_finite_every": every}
     if group is not None:
         info.update(world_size=world, batch_size_per_rank=math.ceil(bsz / world), backend=group.backend)
     if isinstance(guide, AutoLaplaceApproximation):  # the MAP is fitted: its Gaussian approximation is the posterior
@@ -364,6 +420,69 @@ def _row_numbers(idx, n: int, dev) -> torch.Tensor:
     if torch.is_tensor(idx):
         return idx
     return torch.arange(idx.start, min(idx.stop, n), device=dev)
+
+
+def _where(epoch: int, step: int, batch: int, num_batches: int) -> str:
+    """The step (0-based counters) as error messages name it."""
+    return f"epoch {epoch + 1}, step {step + 1} (minibatch {batch + 1} of {num_batches})"
+
+
+def _all_finite(tensors) -> bool:
+    """Whether every element of ``tensors`` is finite, read back as one number: a NaN or inf
+    anywhere makes the sum non-finite, and t − t == 0 holds exactly for finite t.  (Finite values
+    whose sum passes the float range read as non-finite: callers confirm with :func:`_non_finite`.)"""
+    total = None
+    for t in tensors:
+        t = t.detach().sum()
+        total = t if total is None else total + t
+    return bool((total - total) == 0)
+
+
+def _non_finite(stats, params) -> bool:
+    """Whether the step's loss or a gradient is really NaN or inf (the one-number flag can also
+    trip when finite gradients sum past the float range)."""
+    return not bool(torch.isfinite(stats[0])) or any(
+        p.grad is not None and not bool(p.grad.isfinite().all()) for p in params)
+
+
+def _non_finite_error(stats, where: str, kept: str, rows: str) -> NonFiniteLossError:
+    """The error for a step whose (loss, NLL, KL) are `stats`."""
+    if not bool(torch.isfinite(stats[0])):
+        bad = [name for name, v in (("NLL", stats[1]), ("KL", stats[2])) if not torch.isfinite(v)]
+        return NonFiniteLossError(
+            f"non-finite loss at {where}: {' and '.join(bad) or 'loss'} {'are' if len(bad) > 1 else 'is'} "
+            f"{stats[0].item()}; {kept}. Check the data for NaN/inf or extreme values (this minibatch: rows {rows}), "
+            f"lower the learning rate or the guide's init_scale.")
+    return NonFiniteLossError(
+        f"non-finite gradient at {where} (the loss {stats[0].item():.6g} is finite); {kept}. Check the data for "
+        f"extreme values (this minibatch: rows {rows}) or lower the learning rate.")
+
+
+class _Snapshot:
+    """The training state at the start of a window of unchecked steps — module states, optimizer
+    state, torch's generators (the step's only source of randomness; the window's minibatch order
+    is fixed for the epoch), the epoch's running sums — copied on the device without waiting for
+    it, so that a window that went non-finite can be replayed step by step."""
+
+    def __init__(self, model, guide, opt, batch: int, step: int, sums: torch.Tensor):
+        self.batch, self.step, self.sums = batch, step, sums.clone()
+        self.modules = [(m, {k: v.clone() for k, v in m.state_dict().items()}) for m in (model, guide)]
+        self.opt = opt
+        self.opt_state = {p: {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
+                          for p, st in opt.state.items()}
+        self.rng = torch.random.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> tuple[int, int, torch.Tensor]:
+        for m, state in self.modules:
+            m.load_state_dict(state)
+        self.opt.state.clear()
+        for p, st in self.opt_state.items():
+            self.opt.state[p] = {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
+        torch.random.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        return self.batch, self.step, self.sums.clone()
 
 
 def _kept(ckpt, save, epoch, batch, perm, sums) -> str:

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.transforms import identity_transform
 
-from ..model.priors import standard_normal_log_prob
+from ..model.priors import standard_normal_log_prob_sum
 from .elbo import ElboTerms
 
 __all__ = ["TorchEstimator", "LOCAL_ESTIMATORS", "check_local_estimator", "supports"]
@@ -110,23 +110,25 @@ class TorchEstimator:
         n = x.shape[0]
         n_data = kwargs.get("n_data")
         scale = 1.0 if n_data is None else int(n_data) / n
-        locs, scales, samples, kl = {}, {}, {}, 0.0
+        locs, scales, samples, kl = {}, {}, {}, None
         for site in guide.site_names:  # the guide's order: the order Pyro's guide draws in
             loc, sd = guide.loc_scale(site)
             eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
             w = loc + eps * sd
             locs[site], scales[site], samples[site] = loc, sd, w
-            kl = kl + self._site_kl(model, site, loc, sd, w, eps)
+            site_kl = self._site_kl(model, site, loc, sd, w, eps)
+            kl = site_kl if kl is None else kl + site_kl
         if self.kind in LOCAL_ESTIMATORS:
             out = self._network(model, x, model.unpack(locs), model.unpack({s: v.square() for s, v in scales.items()}),
                                 model.unpack({s: samples[s] - locs[s] for s in samples}))
         else:
             out = model.network(x, samples)
-        log_lik = model.likelihood.distribution(out, {}).log_prob(y)
-        if scale != 1.0:  # the data plate's N/B, applied as Pyro applies it
-            log_lik = log_lik * scale
-        nll = 0.0 - log_lik.sum()
-        return ElboTerms(nll + kl_weight * kl, nll, kl)
+        # the data plate's N/B on the minibatch's summed log-likelihood
+        log_lik = model.likelihood.log_prob_sum(out, {}, y)
+        nll = -log_lik if scale == 1.0 else log_lik * -scale
+        if kl is None:
+            kl = torch.zeros((), dtype=nll.dtype, device=nll.device)
+        return ElboTerms(nll + kl if kl_weight == 1.0 else nll + kl_weight * kl, nll, kl)
 
     def _site_kl(self, model, site, loc, scale, w, eps):
         prior = model.site_prior(site)
@@ -136,7 +138,7 @@ class TorchEstimator:
             except NotImplementedError:  # a prior without a closed form: the Monte-Carlo term below
                 pass
         # log q(w) − log p(w) at w = loc + scale·eps, as the guide's ReparamNormal computes log q
-        log_q = standard_normal_log_prob(eps, scale).sum(-1)
+        log_q = standard_normal_log_prob_sum(eps, scale)
         return log_q - prior.log_prob(w)
 
     def _network(self, model, x, mu, var, delta):

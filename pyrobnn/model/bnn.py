@@ -90,6 +90,9 @@ class BNN(PyroModule):
             raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}")
         self.check_memory = check_bool("check_memory", check_memory)
         self.layers = nn.ModuleList([_as_module(layer) for layer in layers])
+        # the names of each Bayesian layer's weight and bias in unpack's output ((None, None) for the others)
+        self._weight_keys = [(f"layers.{i}.weight", f"layers.{i}.bias") if isinstance(layer, BayesianLayer)
+                             and layer.bayesian else (None, None) for i, layer in enumerate(self.layers)]
         self.likelihood = likelihood
         self.site_layout = site_layout
         self.register_buffer("_anchor", torch.zeros(()))  # follows .to(device, dtype)
@@ -321,9 +324,9 @@ class BNN(PyroModule):
         K-FAC read them)."""
         weights = self.unpack(values)
         h = x
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, BayesianLayer) and layer.bayesian:
-                out = layer(h, weights[f"layers.{i}.weight"], weights.get(f"layers.{i}.bias"))
+        for i, (layer, (wkey, bkey)) in enumerate(zip(self.layers, self._weight_keys)):
+            if wkey is not None:
+                out = layer(h, weights[wkey], weights.get(bkey))
                 if taps is not None:
                     taps[i] = (h, out)
                 h = out

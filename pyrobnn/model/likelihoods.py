@@ -3,7 +3,9 @@
 Each likelihood declares how many network outputs it needs (:meth:`Likelihood.num_outputs`),
 any latent sites of its own (the learned noise of :class:`Gaussian`), and one function,
 :meth:`Likelihood.distribution`, that both the Pyro model and the vectorised predictive use,
-so the two can never disagree.  In the model the observations sit in
+so the two can never disagree; :meth:`Likelihood.log_prob_sum` is its summed log-density in
+one fused expression for training loops (tests/test_torch_elbo.py checks it against
+``distribution(...).log_prob``).  In the model the observations sit in
 ``pyro.plate("data", size=N, subsample=...)``: with a minibatch of B rows the log-likelihood
 is scaled by N/B, which makes minibatch ELBOs unbiased (Blundell et al. 2015, eq. 8).
 """
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils.config import Configurable
+from .priors import normal_log_prob_sum
 from ..utils.validation import check_bool, check_int, check_number
 
 __all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical"]
@@ -40,6 +43,13 @@ class Likelihood(Configurable, nn.Module):
     def distribution(self, out: torch.Tensor, latents: dict[str, torch.Tensor]):  # pragma: no cover
         """Distribution of y given network output ``out`` of shape (*S, N, k)."""
         raise NotImplementedError
+
+    def log_prob_sum(self, out: torch.Tensor, latents: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """Σ_n log p(y_n | out_n), summed over every example (and every leading sample dim of
+        ``out``): the observation site's log-likelihood, as :meth:`distribution` gives it.
+        Subclasses compute it directly where a fused form exists (one kernel per step in a
+        training loop instead of a distribution object)."""
+        return self.distribution(out, latents).log_prob(y).sum()
 
     def check_targets(self, y: torch.Tensor, name: str = "y") -> None:
         """Raise ValueError (naming the argument ``name``) if ``y`` cannot be observed under this
@@ -126,6 +136,12 @@ class Gaussian(Likelihood):
             scale = self.scale
         return dist.Normal(loc, scale)
 
+    def log_prob_sum(self, out, latents, y):
+        if self.learned or self.heteroscedastic:
+            return super().log_prob_sum(out, latents, y)
+        lp = normal_log_prob_sum(y, out[..., 0], self.scale)  # one per leading sample index
+        return lp if lp.dim() == 0 else lp.sum()
+
     def check_targets(self, y, name="y"):
         if not torch.is_floating_point(y) or y.dim() != 1:
             hint = f" (use {name}.squeeze(-1))" if y.dim() == 2 and y.shape[1] == 1 else ""
@@ -149,6 +165,10 @@ class Bernoulli(Likelihood):
 
     def distribution(self, out, latents):
         return dist.Bernoulli(logits=out[..., 0])
+
+    def log_prob_sum(self, out, latents, y):
+        logits = out[..., 0]
+        return -F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype).expand_as(logits), reduction="sum")
 
     def check_targets(self, y, name="y"):
         """Targets of shape (N,) with values 0 and 1: floats, integers or bools (integer and bool
@@ -185,6 +205,10 @@ class Categorical(Likelihood):
 
     def distribution(self, out, latents):
         return dist.Categorical(logits=out)
+
+    def log_prob_sum(self, out, latents, y):
+        # log softmax(out)[y] summed: the negative of the summed cross-entropy
+        return -F.cross_entropy(out.reshape(-1, out.shape[-1]), y.expand(out.shape[:-1]).reshape(-1), reduction="sum")
 
     def check_targets(self, y, name="y"):
         if torch.is_floating_point(y) or torch.is_complex(y) or y.dtype == torch.bool:

@@ -96,6 +96,8 @@ class SitePrior(TorchDistribution):
             else:
                 lp = part.prior.log_prob_sum(v, part.prior_index())
             total = lp if total is None else total + lp
+        if not self.batch_shape:
+            return total
         return total.expand(torch.broadcast_shapes(total.shape, self.batch_shape))
 
     def kl_normal(self, loc, scale):
