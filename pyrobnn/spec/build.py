@@ -171,7 +171,7 @@ def svi_kwargs(spec) -> dict:
         "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": s.optimizer, "lr": s.lr, "kl": s.kl,
         "anneal_epochs": s.anneal_epochs, "elbo": s.elbo, "num_particles": s.num_particles,
         "vectorize_particles": s.vectorize_particles, "empirical_bayes": s.empirical_bayes,
-        "checkpoint_every": s.checkpoint_every, "shuffle": s.shuffle,
+        "checkpoint_every": s.checkpoint_every, "shuffle": s.shuffle, "check_finite_every": s.check_finite_every,
         "device": spec.device, "dtype": None if spec.dtype is None else getattr(torch, spec.dtype), "seed": spec.seed,
     }
 

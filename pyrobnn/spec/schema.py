@@ -142,6 +142,7 @@ SVI_FIELDS = (
     flag("empirical_bayes", True),
     integer("checkpoint_every", 10, lo=1),
     flag("shuffle", True),
+    integer("check_finite_every", 100, lo=1, doc="steps between reads of the loss's finiteness flag"),
 )
 
 _LAPLACE = LaplaceSettings()
@@ -340,6 +341,7 @@ class SVISpec:
     empirical_bayes: bool = True
     checkpoint_every: int = 10
     shuffle: bool = True
+    check_finite_every: int = 100
 
 
 @dataclass(frozen=True)
