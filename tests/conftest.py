@@ -1,9 +1,15 @@
 import os
 
-import pytest
-import torch
+# Under pytest-xdist (the default run: one worker per core) each worker takes one core: one torch
+# thread, also in the processes the tests start (the command line, distributed ranks), and
+# TorchInductor compiles in the worker instead of starting a pool of compile processes per worker.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
 
-# Under pytest-xdist each worker takes one core (the default run uses one worker per core).
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(1 if "PYTEST_XDIST_WORKER" in os.environ else min(2, torch.get_num_threads()))
 
 
