@@ -5,9 +5,11 @@ the λ_v / λ_q sweep, and epoch time / peak memory against the number of observ
 
 For each seed the hyperparameters are chosen on a validation split of that seed's *training*
 ratings (:func:`pyrobnn.apps.bdcmf.tuning.select_by_validation`, recall@100, coordinate search
-of :data:`STAGES`): BDCMF's λ_v then λ_q, PMF's λ_v then λ_u; CTR (BDCMF without the graph)
-takes BDCMF's λ_v; the content-only model has no collaborative parameter and keeps the
-defaults.  The chosen settings are refitted on all training ratings and scored on the test
+of :data:`STAGES`, on 10% of the training pairs and 10% of the training items held out whole):
+BDCMF's λ_v then λ_q, once for in-matrix and once for cold-start recall; PMF's λ_v then λ_u; CTR
+(BDCMF without the graph) takes BDCMF's λ_v of each; the content-only model has no collaborative
+parameter and keeps the defaults.  A method's cold-start column comes from its cold-start choice
+(refitted when it differs); the full posterior starts from the in-matrix point fit.  The chosen settings are refitted on all training ratings and scored on the test
 pairs and the cold items, which the choice never sees.  The λ_v / λ_q sweep is seed 0's search.
 Writes ``results.json``, ``results.md`` and the report (``index.html`` with the recall curves and
 sweep figures) into ``--out``.  Every number is measured in this run; times are wall-clock on
@@ -57,32 +59,25 @@ STAGES = {  # coordinate search on the validation split (pyrobnn.apps.bdcmf.tuni
 }
 
 
-def cold_metrics(f, split, ks):
-    """Cold-start ranking metrics of a fit's content codes on the split's cold items."""
-    from pyrobnn.apps.bdcmf import ranking_metrics
-
-    mu, _ = f.content_codes(split.cold_content)
-    return ranking_metrics(f.u, mu, split.cold_test, None, ks)
-
-
 def tune(args, seed, base, split):
-    """Hyperparameters of BDCMF and PMF chosen on a validation split of the training ratings; CTR
-    (BDCMF without the graph) takes BDCMF's λ_v."""
-    chosen, tables = {}, {}
+    """Hyperparameters chosen on a validation split of the training ratings (pairs and whole
+    items): BDCMF's for in-matrix and for cold-start recommendation, PMF's for in-matrix; CTR
+    (BDCMF without the graph) takes BDCMF's λ_v of each."""
     if args.no_tuning:
-        return {m: replace(base, method=m) for m in ("bdcmf", "pmf", "ctr")}, tables
+        return {m: {c: replace(base, method=m) for c in ("in_matrix", "cold_start")} for m in STAGES}, {}
+    chosen, tables = {}, {}
     for method, stages in STAGES.items():
+        criteria = ("in_matrix", "cold_start") if method == "bdcmf" else ("in_matrix",)
         best, trials = select_by_validation(split.train, replace(base, method=method), stages,
                                             val_fraction=args.val_fraction, k=args.ks[1], seed=seed,
-                                            fit=lambda d, s: fit(d, s)[0])
+                                            fit=lambda d, s: fit(d, s)[0], cold_fraction=args.val_cold_fraction,
+                                            criteria=criteria)
         chosen[method] = best
-        tables[method] = [{"settings": t["settings"], "validation": t["validation"],
-                           **({"cold_start": cold_metrics(t["fit"], split, args.ks[1:2])}
-                              if t["fit"].encoder is not None else {})} for t in trials]
-        if method == "bdcmf":
-            chosen["ctr"] = replace(best, method="ctr")
-        print(f"seed {seed} tuned {method}: " + ", ".join(f"{p}={getattr(best, p)}" for p, _ in stages) + "; " + "; ".join(
-            f"{t['settings']}: {t['validation'][f'recall@{args.ks[1]}']:.4f}" for t in trials), flush=True)
+        tables[method] = [{key: t[key] for key in ("settings", "in_matrix", "cold_start") if key in t} for t in trials]
+        for c, b in best.items():
+            print(f"seed {seed} tuned {method} for {c}: " + ", ".join(f"{p}={getattr(b, p)}" for p, _ in stages),
+                  flush=True)
+    chosen["ctr"] = {c: replace(b, method="ctr", lambda_q=base.lambda_q) for c, b in chosen["bdcmf"].items()}
     return chosen, tables
 
 
@@ -97,12 +92,13 @@ def one_seed(args, seed, base):
     t_tune = time.perf_counter()
     chosen, tables = tune(args, seed, base, split)
     t_tune = time.perf_counter() - t_tune
-    bd = chosen["bdcmf"]
+    bd = chosen["bdcmf"]["in_matrix"]
     out = {}
     point = None
     for name, s in [("bdcmf point", bd), ("bdcmf full cavi", replace(bd, estimator="full", full_updates="cavi")),
                     ("bdcmf full svi", replace(bd, estimator="full", full_updates="svi")),
-                    ("pmf", chosen["pmf"]), ("ctr", chosen["ctr"]), ("content", replace(base, method="content"))]:
+                    ("pmf", chosen["pmf"]["in_matrix"]), ("ctr", chosen["ctr"]["in_matrix"]),
+                    ("content", replace(base, method="content"))]:
         f, secs = fit(train, s, start=point if name.startswith("bdcmf full") else None)
         if name == "bdcmf point":
             point = f
@@ -110,6 +106,12 @@ def one_seed(args, seed, base):
         res = evaluate(f, split, args.ks)
         res["fit_seconds"] = secs + (secs_point if name.startswith("bdcmf full") else 0.0)
         res["settings"] = {p: getattr(s, p) for p in ("lambda_u", "lambda_v", "lambda_q")}
+        cold = chosen.get(s.method, {}).get("cold_start")
+        if s.estimator == "point" and cold is not None and cold != s:  # cold start by the model chosen for it
+            f_cold, secs_cold = fit(train, cold)
+            res["cold_start"] = evaluate(f_cold, split, args.ks)["cold_start"]
+            res["cold_start_settings"] = {p: getattr(cold, p) for p in ("lambda_u", "lambda_v", "lambda_q")}
+            res["fit_seconds_cold_start"] = secs_cold
         gen = torch.Generator().manual_seed(seed)
         perm = torch.randperm(f.u.shape[0], generator=gen)
         res["procrustes_u"] = procrustes_correlation(f.u, truth_u)
@@ -131,16 +133,16 @@ def evaluate_factors(u, v, split, ks):
 
 
 def sweeps_from_tuning(tables, base):
-    """The paper's λ_v and λ_q sweeps, read off one seed's BDCMF validation search: recall on the
-    validation pairs (in-matrix) and on the cold items, of fits to the training ratings less the
-    validation pairs.  λ_v at ``base.lambda_q``; λ_q at the chosen λ_v."""
+    """The paper's λ_v and λ_q sweeps, read off one seed's BDCMF validation search (the in-matrix
+    one): recall on the validation pairs (in-matrix) and on the validation items (cold start), of
+    fits to the rest of the training ratings.  λ_v at ``base.lambda_q``; λ_q at the chosen λ_v."""
     trials = tables["bdcmf"]
     stage1 = [t for t in trials if "lambda_q" not in t["settings"]]
-    best_v = max(stage1, key=lambda t: list(t["validation"].values())[1])["settings"]["lambda_v"]
-    row = lambda t, value: {"value": value, "in_matrix": t["validation"], **({"cold_start": t["cold_start"]}  # noqa: E731
-                                                                            if "cold_start" in t else {})}
+    best_v = max(stage1, key=lambda t: list(t["in_matrix"].values())[1])["settings"]["lambda_v"]
+    row = lambda t, value: {"value": value, **{p: t[p] for p in ("in_matrix", "cold_start") if p in t}}  # noqa: E731
     lam_v = [row(t, t["settings"]["lambda_v"]) for t in stage1]
-    lam_q = [row(t, t["settings"]["lambda_q"]) for t in trials if "lambda_q" in t["settings"]]
+    lam_q = [row(t, t["settings"]["lambda_q"]) for t in trials
+             if "lambda_q" in t["settings"] and t["settings"]["lambda_v"] == best_v]
     lam_q += [row(t, base.lambda_q) for t in stage1 if t["settings"]["lambda_v"] == best_v]
     return {"lambda_v": sorted(lam_v, key=lambda r: r["value"]), "lambda_q": sorted(lam_q, key=lambda r: r["value"])}
 
@@ -201,6 +203,8 @@ def main():
     p.add_argument("--ks", type=int, nargs="+", default=[50, 100, 200])
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training ratings held out to choose the hyperparameters")
+    p.add_argument("--val-cold-fraction", type=float, default=0.1,
+                   help="fraction of the training items held out whole to choose the cold-start hyperparameters")
     p.add_argument("--no-tuning", action="store_true", help="use the default hyperparameters (no validation search)")
     p.add_argument("--no-scaling", action="store_true", help="skip the epoch time / memory measurements")
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes (one thread each)")
@@ -283,11 +287,13 @@ def main():
     for seed, res in enumerate(per_seed):
         lines.append(f"hyperparameters chosen on the validation split, seed {seed}: " + "; ".join(
             f"{name} " + ", ".join(f"{k}={v:g}" for k, v in res[name]["settings"].items())
+            + ("" if "cold_start_settings" not in res[name] else " (cold start: " + ", ".join(
+                f"{k}={v:g}" for k, v in res[name]["cold_start_settings"].items()) + ")")
             for name in ("bdcmf point", "ctr", "pmf", "content")))
     lines.append(f"tuning time per seed: {', '.join(f'{t:.0f}s' for t in results['tuning_seconds'])}")
     for param, rows in sweeps.items():
-        lines.append(f"sweep {param} (seed 0, fits without the validation pairs; in_matrix = validation pairs, "
-                     f"cold_start = the cold items): " + "; ".join(
+        lines.append(f"sweep {param} (seed 0, validation recall: in_matrix on the validation pairs, "
+                     f"cold_start on the validation items): " + "; ".join(
             f"{r['value']}: " + ", ".join(f"{p} R@{args.ks[1]} {r[p][f'recall@{args.ks[1]}']:.4f}"
                                           for p in ("in_matrix", "cold_start") if p in r) for r in rows))
     for sc in scaling:
