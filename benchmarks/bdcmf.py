@@ -1,9 +1,17 @@
 """BDCMF on planted data: recall@M of BDCMF (both estimators) and baselines, factor recovery,
 the λ_v / λ_q sweep, and epoch time / peak memory against the number of observed ratings.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bdcmf.py --out benchmarks/results/bdcmf
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bdcmf.py --seeds 3 --jobs 3 --no-scaling --out benchmarks/results/bdcmf
 
-writes ``results.json``, ``results.md`` and the report (``index.html`` with the recall curves and
+For each seed the hyperparameters are chosen on a validation split of that seed's *training*
+ratings (:func:`pyrobnn.apps.bdcmf.tuning.select_by_validation`, recall@100, coordinate search
+of :data:`STAGES`, on 10% of the training pairs and 10% of the training items held out whole):
+BDCMF's λ_v then λ_q, once for in-matrix and once for cold-start recall; PMF's λ_v then λ_u; CTR
+(BDCMF without the graph) takes BDCMF's λ_v of each; the content-only model has no collaborative
+parameter and keeps the defaults.  A method's cold-start column comes from its cold-start choice
+(refitted when it differs); the full posterior starts from the in-matrix point fit.  The chosen settings are refitted on all training ratings and scored on the test
+pairs and the cold items, which the choice never sees.  The λ_v / λ_q sweep is seed 0's search.
+Writes ``results.json``, ``results.md`` and the report (``index.html`` with the recall curves and
 sweep figures) into ``--out``.  Every number is measured in this run; times are wall-clock on
 whatever machine runs it (report them with its load).
 """
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import resource
 import subprocess
 import sys
@@ -28,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyrobnn.apps.bdcmf import BDCMFSettings, evaluate, fit_full, fit_point, procrustes_correlation  # noqa: E402
 from pyrobnn.apps.bdcmf.report import write_json, write_report  # noqa: E402
+from pyrobnn.apps.bdcmf.tuning import select_by_validation  # noqa: E402
 from pyrobnn.data import recsys_synthetic, split_ratings  # noqa: E402
 
 
@@ -43,18 +53,51 @@ def mean_se(values):
     return float(t.mean()), float(t.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
+STAGES = {  # coordinate search on the validation split (pyrobnn.apps.bdcmf.tuning)
+    "bdcmf": [("lambda_v", [0.1, 1.0, 10.0, 100.0]), ("lambda_q", [0.0, 0.1, 1.0, 10.0])],
+    "pmf": [("lambda_v", [0.1, 1.0, 10.0, 100.0]), ("lambda_u", [0.1, 1.0, 10.0])],
+}
+
+
+def tune(args, seed, base, split):
+    """Hyperparameters chosen on a validation split of the training ratings (pairs and whole
+    items): BDCMF's for in-matrix and for cold-start recommendation, PMF's for in-matrix; CTR
+    (BDCMF without the graph) takes BDCMF's λ_v of each."""
+    if args.no_tuning:
+        return {m: {c: replace(base, method=m) for c in ("in_matrix", "cold_start")} for m in STAGES}, {}
+    chosen, tables = {}, {}
+    for method, stages in STAGES.items():
+        criteria = ("in_matrix", "cold_start") if method == "bdcmf" else ("in_matrix",)
+        best, trials = select_by_validation(split.train, replace(base, method=method), stages,
+                                            val_fraction=args.val_fraction, k=args.ks[1], seed=seed,
+                                            fit=lambda d, s: fit(d, s)[0], cold_fraction=args.val_cold_fraction,
+                                            criteria=criteria)
+        chosen[method] = best
+        tables[method] = [{key: t[key] for key in ("settings", "in_matrix", "cold_start") if key in t} for t in trials]
+        for c, b in best.items():
+            print(f"seed {seed} tuned {method} for {c}: " + ", ".join(f"{p}={getattr(b, p)}" for p, _ in stages),
+                  flush=True)
+    chosen["ctr"] = {c: replace(b, method="ctr", lambda_q=base.lambda_q) for c, b in chosen["bdcmf"].items()}
+    return chosen, tables
+
+
 def one_seed(args, seed, base):
+    torch.set_num_threads(1)
     data = recsys_synthetic(args.users, args.items, args.words, args.K, seed=seed, density=args.density,
                             social_density=args.social_density, doc_length=args.doc_length)
     split = split_ratings(data, 0.2, 0.1, seed)
     train = split.train
     truth_u = data.truth["u"]
     truth_v = data.truth["v"][split.warm_items]
+    t_tune = time.perf_counter()
+    chosen, tables = tune(args, seed, base, split)
+    t_tune = time.perf_counter() - t_tune
+    bd = chosen["bdcmf"]["in_matrix"]
     out = {}
     point = None
-    for name, s in [("bdcmf point", base), ("bdcmf full cavi", replace(base, estimator="full", full_updates="cavi")),
-                    ("bdcmf full svi", replace(base, estimator="full", full_updates="svi")),
-                    ("pmf", replace(base, method="pmf")), ("ctr", replace(base, method="ctr")),
+    for name, s in [("bdcmf point", bd), ("bdcmf full cavi", replace(bd, estimator="full", full_updates="cavi")),
+                    ("bdcmf full svi", replace(bd, estimator="full", full_updates="svi")),
+                    ("pmf", chosen["pmf"]["in_matrix"]), ("ctr", chosen["ctr"]["in_matrix"]),
                     ("content", replace(base, method="content"))]:
         f, secs = fit(train, s, start=point if name.startswith("bdcmf full") else None)
         if name == "bdcmf point":
@@ -62,6 +105,13 @@ def one_seed(args, seed, base):
             secs_point = secs
         res = evaluate(f, split, args.ks)
         res["fit_seconds"] = secs + (secs_point if name.startswith("bdcmf full") else 0.0)
+        res["settings"] = {p: getattr(s, p) for p in ("lambda_u", "lambda_v", "lambda_q")}
+        cold = chosen.get(s.method, {}).get("cold_start")
+        if s.estimator == "point" and cold is not None and cold != s:  # cold start by the model chosen for it
+            f_cold, secs_cold = fit(train, cold)
+            res["cold_start"] = evaluate(f_cold, split, args.ks)["cold_start"]
+            res["cold_start_settings"] = {p: getattr(cold, p) for p in ("lambda_u", "lambda_v", "lambda_q")}
+            res["fit_seconds_cold_start"] = secs_cold
         gen = torch.Generator().manual_seed(seed)
         perm = torch.randperm(f.u.shape[0], generator=gen)
         res["procrustes_u"] = procrustes_correlation(f.u, truth_u)
@@ -73,7 +123,7 @@ def one_seed(args, seed, base):
             for k in args.ks) + f" corr_u={res['procrustes_u']:.3f} (null {res['procrustes_u_null']:.3f})",
             flush=True)
     oracle = {"in_matrix": evaluate_factors(truth_u, truth_v, split, args.ks)}
-    return out, oracle, (data, split)
+    return out, oracle, {"tuning": tables, "tuning_seconds": t_tune}
 
 
 def evaluate_factors(u, v, split, ks):
@@ -82,19 +132,19 @@ def evaluate_factors(u, v, split, ks):
     return ranking_metrics(u, v, split.test, split.train.ratings, ks)
 
 
-def sweep(args, base, split):
-    res = {}
-    for param, values in (("lambda_v", args.sweep_lambda_v), ("lambda_q", args.sweep_lambda_q)):
-        rows = []
-        for value in values:
-            f, _ = fit(split.train, replace(base, **{param: value}))
-            r = evaluate(f, split, args.ks)
-            r["value"] = value
-            rows.append(r)
-            print(f"sweep {param}={value}: " + " ".join(f"{p}@{args.ks[1]}={r[p][f'recall@{args.ks[1]}']:.3f}"
-                                                       for p in ("in_matrix", "cold_start") if p in r), flush=True)
-        res[param] = rows
-    return res
+def sweeps_from_tuning(tables, base):
+    """The paper's λ_v and λ_q sweeps, read off one seed's BDCMF validation search (the in-matrix
+    one): recall on the validation pairs (in-matrix) and on the validation items (cold start), of
+    fits to the rest of the training ratings.  λ_v at ``base.lambda_q``; λ_q at the chosen λ_v."""
+    trials = tables["bdcmf"]
+    stage1 = [t for t in trials if "lambda_q" not in t["settings"]]
+    best_v = max(stage1, key=lambda t: list(t["in_matrix"].values())[1])["settings"]["lambda_v"]
+    row = lambda t, value: {"value": value, **{p: t[p] for p in ("in_matrix", "cold_start") if p in t}}  # noqa: E731
+    lam_v = [row(t, t["settings"]["lambda_v"]) for t in stage1]
+    lam_q = [row(t, t["settings"]["lambda_q"]) for t in trials
+             if "lambda_q" in t["settings"] and t["settings"]["lambda_v"] == best_v]
+    lam_q += [row(t, base.lambda_q) for t in stage1 if t["settings"]["lambda_v"] == best_v]
+    return {"lambda_v": sorted(lam_v, key=lambda r: r["value"]), "lambda_q": sorted(lam_q, key=lambda r: r["value"])}
 
 
 def peak_rss_kb() -> int:
@@ -145,14 +195,19 @@ def main():
     p.add_argument("--social-density", type=float, default=0.005)
     p.add_argument("--doc-length", type=int, default=100)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--m-steps", type=int, default=10)
     p.add_argument("--pretrain-steps", type=int, default=100)
     p.add_argument("--full-steps", type=int, default=100)
     p.add_argument("--hidden", type=int, default=50)
     p.add_argument("--ks", type=int, nargs="+", default=[50, 100, 200])
-    p.add_argument("--sweep-lambda-v", type=float, nargs="*", default=[0.1, 1.0, 10.0, 100.0])
-    p.add_argument("--sweep-lambda-q", type=float, nargs="*", default=[0.0, 0.1, 1.0, 10.0])
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of the training ratings held out to choose the hyperparameters")
+    p.add_argument("--val-cold-fraction", type=float, default=0.1,
+                   help="fraction of the training items held out whole to choose the cold-start hyperparameters")
+    p.add_argument("--no-tuning", action="store_true", help="use the default hyperparameters (no validation search)")
+    p.add_argument("--no-scaling", action="store_true", help="skip the epoch time / memory measurements")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes (one thread each)")
     p.add_argument("--scaling-densities", type=float, nargs="*", default=[0.0025, 0.005, 0.01])
     p.add_argument("--scaling-one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -171,12 +226,13 @@ def main():
                                                      "command": " ".join(sys.argv)})
         return
     t_start = time.perf_counter()
-    per_seed, oracles, first = [], [], None
-    for seed in range(args.seeds):
-        res, oracle, ds = one_seed(args, seed, replace(base, seed=seed))
-        per_seed.append(res)
-        oracles.append(oracle)
-        first = first or ds
+    jobs = [(args, seed, replace(base, seed=seed)) for seed in range(args.seeds)]
+    if args.jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(min(args.jobs, args.seeds)) as pool:
+            runs = pool.starmap(one_seed, jobs)
+    else:
+        runs = [one_seed(*job) for job in jobs]
+    per_seed, oracles, extras = (list(x) for x in zip(*runs))
     summary = {}
     for name in per_seed[0]:
         entry = {}
@@ -190,13 +246,15 @@ def main():
             entry[key] = mean_se([r[name][key] for r in per_seed])
         summary[name] = entry
     oracle_in = {k: mean_se([o["in_matrix"][f"recall@{k}"] for o in oracles]) for k in args.ks}
-    sweeps = sweep(args, base, first[1]) if args.sweep_lambda_v or args.sweep_lambda_q else {}
-    scaling = run_scaling(args)
+    sweeps = sweeps_from_tuning(extras[0]["tuning"], base) if extras[0]["tuning"] else {}
+    scaling = [] if args.no_scaling else run_scaling(args)
+    n_cold = int(round(0.1 * args.items))
     out = Path(args.out)
     results = {"args": vars(args), "per_seed": per_seed, "summary": summary, "oracle_in_matrix": oracle_in,
                "sweeps": sweeps, "scaling": scaling, "total_seconds": time.perf_counter() - t_start,
-               "random_recall_in_matrix": {k: k / first[1].train.n_items for k in args.ks},
-               "random_recall_cold_start": {k: min(1.0, k / first[1].cold_items.numel()) for k in args.ks}}
+               "tuning": [e["tuning"] for e in extras], "tuning_seconds": [e["tuning_seconds"] for e in extras],
+               "random_recall_in_matrix": {k: k / (args.items - n_cold) for k in args.ks},
+               "random_recall_cold_start": {k: min(1.0, k / n_cold) for k in args.ks}}
     write_json(out / "results.json", results)
     mean_results = {}
     for name in per_seed[0]:
@@ -226,8 +284,16 @@ def main():
                                                           results["random_recall_in_matrix"].items())
                  + "; cold start " + ", ".join(f"R@{k} {v:.4f}" for k, v in
                                                results["random_recall_cold_start"].items()))
+    for seed, res in enumerate(per_seed):
+        lines.append(f"hyperparameters chosen on the validation split, seed {seed}: " + "; ".join(
+            f"{name} " + ", ".join(f"{k}={v:g}" for k, v in res[name]["settings"].items())
+            + ("" if "cold_start_settings" not in res[name] else " (cold start: " + ", ".join(
+                f"{k}={v:g}" for k, v in res[name]["cold_start_settings"].items()) + ")")
+            for name in ("bdcmf point", "ctr", "pmf", "content")))
+    lines.append(f"tuning time per seed: {', '.join(f'{t:.0f}s' for t in results['tuning_seconds'])}")
     for param, rows in sweeps.items():
-        lines.append(f"sweep {param}: " + "; ".join(
+        lines.append(f"sweep {param} (seed 0, validation recall: in_matrix on the validation pairs, "
+                     f"cold_start on the validation items): " + "; ".join(
             f"{r['value']}: " + ", ".join(f"{p} R@{args.ks[1]} {r[p][f'recall@{args.ks[1]}']:.4f}"
                                           for p in ("in_matrix", "cold_start") if p in r) for r in rows))
     for sc in scaling:

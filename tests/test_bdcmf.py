@@ -368,3 +368,62 @@ baselines = ["pmf"]
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "user,rank,item,score,score_sd" and len(lines) == 5
     assert main(["recommend", "fit", str(spec), "--out", str(out), "--set", "model.method=svd"]) == 2
+
+
+# ----------------------------------------------------------------------------- hyperparameters by validation
+def test_select_by_validation_is_a_coordinate_search_on_training_pairs_only(tiny):
+    from pyrobnn.apps.bdcmf.tuning import select_by_validation
+
+    base = BDCMFSettings(**TINY, method="pmf")
+    seen = []
+
+    def fit(data, s):
+        seen.append((data.ratings.clone(), s))
+        return fit_bdcmf(data, s)
+
+    stages = [("lambda_v", [0.1, 10.0, 1000.0]), ("lambda_u", [0.1, 100.0]), ("lambda_v", [10.0, 0.1])]
+    best, trials = select_by_validation(tiny, base, stages, val_fraction=0.25, k=5, seed=3, fit=fit)
+    best = best["in_matrix"]
+    # the candidates, each fitted once: 3 values of λ_v, one new λ_u, λ_v revisited at the chosen λ_u
+    assert len(trials) == len(seen) == 3 + 1 + (1 if best.lambda_u != base.lambda_u else 0)
+    # every fit saw the same 75% of the training pairs and never the validation pairs
+    split = split_ratings(tiny, 0.25, 0.0, 3)
+    key = lambda p: set((p[:, 0] * 40 + p[:, 1]).tolist())  # noqa: E731
+    for ratings, _ in seen:
+        assert key(ratings) == key(split.train.ratings) and not key(ratings) & key(split.test)
+    # each trial's score is the validation recall of its fit, and the choice is the best of each stage
+    for t in trials:
+        direct = ranking_metrics(t["fit"].u, t["fit"].v, split.test, split.train.ratings, (5,))
+        assert t["in_matrix"]["recall@5"] == pytest.approx(direct["recall@5"], abs=1e-12)
+    score = {(t["settings"].get("lambda_v", base.lambda_v), t["settings"].get("lambda_u", base.lambda_u)):
+             t["in_matrix"]["recall@5"] for t in trials}
+    stage1 = {lv: score[(lv, base.lambda_u)] for lv in (0.1, 10.0, 1000.0)}
+    lv1 = max(stage1, key=lambda lv: (stage1[lv], -[0.1, 10.0, 1000.0].index(lv)))
+    stage2 = {lu: score[(lv1, lu)] for lu in (0.1, 100.0)}
+    lu = max(stage2, key=lambda x: (stage2[x], -[0.1, 100.0].index(x)))
+    stage3 = {lv: score[(lv, lu)] for lv in (10.0, 0.1)}
+    assert best.lambda_u == lu and best.lambda_v == max(stage3, key=lambda x: (stage3[x], -[10.0, 0.1].index(x)))
+    with pytest.raises(ValueError, match="lambda_x"):
+        select_by_validation(tiny, base, [("lambda_x", [1.0])])
+    with pytest.raises(ValueError, match="val_fraction"):
+        select_by_validation(tiny, base, [("lambda_v", [1.0])], val_fraction=1.0)
+    with pytest.raises(ValueError, match="cold_fraction > 0"):
+        select_by_validation(tiny, base, [("lambda_v", [1.0])], criteria=("cold_start",))
+
+
+def test_select_by_validation_cold_start_scores_held_out_items_from_content(tiny):
+    from pyrobnn.apps.bdcmf.tuning import select_by_validation
+
+    base = BDCMFSettings(**{**TINY, "epochs": 2, "pretrain_steps": 2, "m_steps": 1}, method="ctr")
+    best, trials = select_by_validation(tiny, base, [("lambda_v", [0.1, 100.0])], val_fraction=0.2, k=5, seed=2,
+                                        cold_fraction=0.2, criteria=("in_matrix", "cold_start"))
+    assert len(trials) == 2  # both searches share the two fits
+    split = split_ratings(tiny, 0.2, 0.2, 2)
+    for t in trials:
+        assert t["fit"].v.shape[0] == split.train.n_items  # fitted without the held-out items
+        mu, _ = t["fit"].content_codes(split.cold_content)
+        direct = ranking_metrics(t["fit"].u, mu, split.cold_test, None, (5,))
+        assert t["cold_start"]["recall@5"] == pytest.approx(direct["recall@5"], abs=1e-12)
+    for criterion in ("in_matrix", "cold_start"):
+        r = [t[criterion]["recall@5"] for t in trials]
+        assert best[criterion].lambda_v == (0.1 if r[0] >= r[1] else 100.0)

@@ -31,11 +31,19 @@ The networks' part of ``L`` given q(v) is the point estimator's M-step with ``v 
 ``"svi"`` (default): ``full_steps`` steps of Pyro's ``Trace_ELBO`` (one reparametrised draw) with Adam
 (``full_lr``) on all variational parameters and the networks together.
 
-Coordinate ascent run to convergence exposes a property of this model: the optimum of the
-mean-field bound shrinks the user factors towards zero — ``E[g gᵀ]``'s variance part, summed
-over all N non-edges with weight ``λ_q ψ_4``, and likewise ``E[v vᵀ]``'s over all items, raise
-every ``Λ_i`` — so the ELBO rises while recall falls (``benchmarks/results/bdcmf``).  SVI
-started from the point estimate stays near it for ``full_steps`` steps; it is the default.
+Coordinate ascent run to convergence exposes a property of this model's mean-field optimum
+(checked exact against a dense computation in ``tests/test_bdcmf.py``): it prunes latent
+dimensions.  The variance of q(v) enters every ``Λ_i`` as an extra ridge
+``Σ_j C_ij s_{v_j}²`` — summed over *all* M items, the ψ2-weighted zeros included — and the
+variance of q(u) enters every ``Λ_j`` alike; a dimension whose signal is below that ridge
+shrinks, which lowers the other block's precision, raises its variance and shrinks the
+dimension further.  This is the automatic rank selection of variational Bayesian matrix
+factorisation (Nakajima & Sugiyama 2011) with a noise variance of ``1/ψ2 = 100`` on 99% of the
+entries, so the threshold is high.  On the planted data of ``benchmarks/results/bdcmf``
+(2000 × 4500, K = 10) recall@100 falls from 0.64 after one sweep to 0.18 after 15 while the
+ELBO rises, all but one of the ten columns of ``m_u`` collapsing (norms ~1 against ~20), and
+it does so with λ_q = 0, λ_g = 1 or 10, λ_v = 1 or 100, ψ2 = 0.1 alike.  SVI from the point
+estimate moves towards the same optimum and is stopped after ``full_steps`` steps.
 
 The history records a one-draw ``Trace_ELBO`` estimate of ``L``.  The fit's ``u``, ``v``, ``g``
 are posterior means and ``u_scale`` etc. posterior standard deviations, from which

@@ -36,9 +36,10 @@ class BDCMFSettings:
     ``full_steps`` joint SVI steps of all variational parameters and the networks (learning rate
     ``full_lr``) — or ``"cavi"`` — ``epochs`` rounds of exact coordinate ascent on q(u), q(g),
     q(v) plus ``m_steps`` SGVB steps of the networks.  Run to convergence, coordinate ascent
-    shows that this model's mean-field optimum shrinks the user factors towards zero (the ELBO
-    rises while recall falls; ``benchmarks/results/bdcmf``), which SVI from the point estimate
-    does not reach in ``full_steps``.
+    shows that this model's mean-field optimum prunes latent dimensions (recall falls while the
+    ELBO rises; :mod:`.full`), an optimum that SVI from the point estimate approaches but does
+    not reach in ``full_steps``.  λ_v, λ_q (and PMF's λ_u, λ_v) are best chosen on a validation
+    split of the training ratings (:mod:`.tuning`).
     ``method`` picks BDCMF or a baseline of :data:`METHODS`.
     """
 
