@@ -127,7 +127,11 @@ def _compile_direct(fn: Callable, example_args: tuple) -> Callable:
         return call([*consts, *args])
 
     out, ref = run(*example_args), gm(*consts, *example_args)
-    if len(out) != len(ref) or not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+    # rounding, not a miscompile: an output that is a sum of terms as large as the potential
+    # (e.g. a gradient that cancels to 0 at the all-zero example) differs by float32 rounding of
+    # those terms, so the absolute tolerance scales with the largest output
+    scale = max([1.0] + [float(b.abs().max()) for b in ref if b.numel()])
+    if len(out) != len(ref) or not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-5 * scale)
                                        for a, b in zip(out, ref)):
         raise RuntimeError("the directly compiled step disagrees with its traced graph")
     return run
