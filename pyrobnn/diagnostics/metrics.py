@@ -275,15 +275,17 @@ def loo(tree, pointwise: bool = True):
         try:
             return az.loo(tree, pointwise=pointwise, reff=reff)
         except ValueError as exc:
-            if not any(m in str(exc) for m in _PSIS_DEGENERATE):
+            if not _psis_degenerate(exc):
                 raise
             reff = reff if reff is not None else _likelihood_reff(tree, always=True)
             log_weights, k = _psis_weights_degenerate(tree, reff)
             return az.loo(tree, pointwise=pointwise, reff=reff, log_weights=log_weights, pareto_k=k)
 
 
-# ArviZ's psislw refuses an observation whose largest importance ratios are all equal
-_PSIS_DEGENERATE = ("All tail values are the same", "n_draws_tail must be at least 5")
+def _psis_degenerate(exc: ValueError) -> bool:
+    """Whether ArviZ's psislw refused an observation because its largest importance ratios are
+    all equal (or too few to fit a tail)."""
+    return any(m in str(exc) for m in ("All tail values are the same", "n_draws_tail must be at least 5"))
 
 
 def _psis_weights_degenerate(tree, reff: float):
@@ -314,13 +316,13 @@ def _psis_weights_degenerate(tree, reff: float):
         w, kk = flat.isel(__obs__=todo).azstats.psislw(r_eff=reff, dim=list(sample))
         lw[..., todo], k[todo] = w.transpose(*sample, "__obs__").values, kk.values
     except ValueError as exc:
-        if not any(m in str(exc) for m in _PSIS_DEGENERATE):
+        if not _psis_degenerate(exc):
             raise
         for i in todo:  # one at a time: the flat-tailed ones keep the raw ratios and k̂ = ∞
             try:
                 w, kk = flat.isel(__obs__=i).azstats.psislw(r_eff=reff, dim=list(sample))
             except ValueError as exc_i:
-                if not any(m in str(exc_i) for m in _PSIS_DEGENERATE):
+                if not _psis_degenerate(exc_i):
                     raise
                 continue
             lw[..., i], k[i] = w.transpose(*sample).values, float(kk)

@@ -338,12 +338,10 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                 if eb:
                     model.update_priors(guide.loc_scale)
                 w = 1.0 if uniform_kl else kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
-                if validate:  # Pyro's argument checks on the first step only (the loop runs without them)
-                    with pyro.validation_enabled(True):
-                        terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
-                    validate = False
-                else:
+                # Pyro's argument checks on the first step only (the loop runs without them)
+                with pyro.validation_enabled(True) if validate else nullcontext():
                     terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
+                validate = False
                 kl_part = terms.kl if torch.is_tensor(terms.kl) else zero + terms.kl
                 if group is None:
                     loss, nll = terms.loss, terms.nll
@@ -458,6 +456,11 @@ def _non_finite_error(stats, where: str, kept: str, rows: str) -> NonFiniteLossE
         f"extreme values (this minibatch: rows {rows}) or lower the learning rate.")
 
 
+def _copy_state(state: dict) -> dict:
+    """A copy of one parameter's optimizer state (tensors cloned on their device)."""
+    return {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state.items()}
+
+
 class _Snapshot:
     """The training state at the start of a window of unchecked steps — module states, optimizer
     state, torch's generators (the step's only source of randomness; the window's minibatch order
@@ -468,8 +471,7 @@ class _Snapshot:
         self.batch, self.step, self.sums = batch, step, sums.clone()
         self.modules = [(m, {k: v.clone() for k, v in m.state_dict().items()}) for m in (model, guide)]
         self.opt = opt
-        self.opt_state = {p: {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
-                          for p, st in opt.state.items()}
+        self.opt_state = {p: _copy_state(st) for p, st in opt.state.items()}
         self.rng = torch.random.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
@@ -478,7 +480,7 @@ class _Snapshot:
             m.load_state_dict(state)
         self.opt.state.clear()
         for p, st in self.opt_state.items():
-            self.opt.state[p] = {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
+            self.opt.state[p] = _copy_state(st)
         torch.random.set_rng_state(self.rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)

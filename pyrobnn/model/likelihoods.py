@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils.config import Configurable
-from .priors import normal_log_prob_sum
 from ..utils.validation import check_bool, check_int, check_number
+from .priors import normal_log_prob_sum
 
 __all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical"]
 
