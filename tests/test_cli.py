@@ -73,8 +73,14 @@ def test_console_script_help():
     exe = shutil.which("pyrobnn") or str(Path(sys.executable).parent / "pyrobnn")
     if not Path(exe).exists():
         pytest.skip("the pyrobnn console script is not installed")
-    res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    # -X importtime lists every module the command imports: the help needs the parser only, not the
+    # plotting and diagnostics stack (about a second of every call)
+    res = subprocess.run([sys.executable, "-X", "importtime", exe, "--help"], capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 0 and "fit" in res.stdout and "compare" in res.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" in imported  # the listing works
+    assert not imported & {"matplotlib", "arviz", "arviz_plots", "pyrobnn.diagnostics"}, sorted(imported)
 
 
 @pytest.mark.parametrize("argv", [["fit", "--bogus"], ["frobnicate"], ["predict", "somewhere"],

@@ -3,6 +3,7 @@ result, reproducibility and argument checks.  Convergence on the shipped toy spe
 in tests/test_toy_quality.py."""
 
 
+import os
 from functools import partial
 
 import arviz_stats as azs
@@ -238,10 +239,14 @@ def test_potential_is_pyros_potential():
 def test_compiled_potential_matches_eager(caplog):
     """The compiled sampler draws what the eager one draws, through the direct compile path
     (Inductor's private ``compile_fx_inner``, pinned here: its self-check against the traced
-    graph must pass, not fall back to ``torch._inductor.compile``)."""
+    graph must pass, not fall back to ``torch._inductor.compile``), and that path goes through
+    Inductor's FX-graph cache (a hit or a miss, never a bypass), so that a later fit of the same
+    graph skips code generation."""
     import logging
 
     pytest.importorskip("torch._inductor")
+    from torch._dynamo.utils import counters
+
     # 40 points on [-1, 1] and a tight likelihood: gradient terms of order 10^3 cancel in the self-check's
     # all-zero example, where an absolute tolerance of 1e-4 once failed the direct path on rounding
     x = torch.linspace(-1, 1, 40).unsqueeze(-1)
@@ -249,11 +254,16 @@ def test_compiled_potential_matches_eager(caplog):
     net = pb.BNN([pb.Linear(1, 5), "tanh", pb.Linear(5, 1)], pb.Gaussian(0.1))
     common = dict(num_samples=5, warmup=0, chains=2, step_size=0.002, adapt_step_size=False, max_tree_depth=5,
                   progress=False, seed=4)
+    before = dict(counters["inductor"])
     with caplog.at_level(logging.INFO, logger="pyrobnn.infer.mcmc.compile"):
         a = fit_nuts(net, x, y, jit=True, **common)
     if not a.info["compiled"]:
         pytest.skip(f"compilation unavailable: {a.info['compile_fallback']}")
     assert not [r.getMessage() for r in caplog.records if "compile_fx_inner failed" in r.getMessage()]
+    seen = {k: counters["inductor"][k] - before.get(k, 0) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss",
+                                                                  "fxgraph_cache_bypass")}
+    if os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "1":
+        assert seen["fxgraph_cache_hit"] + seen["fxgraph_cache_miss"] == 1 and seen["fxgraph_cache_bypass"] == 0, seen
     b = fit_nuts(net, x, y, jit=False, **common)
     assert torch.allclose(a.samples["weights"], b.samples["weights"], atol=1e-4)
 

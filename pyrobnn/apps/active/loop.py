@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
-from ...diagnostics.calibration import classification_calibration
 from ...infer.svi import fit_svi
 from ...spec import build_data, build_guide, build_model, load_inference_spec, load_model_spec, svi_kwargs
 from ...utils.rng import seeded
@@ -166,6 +165,10 @@ def _fit(mspec, ispec, settings, x, y, net_guide, seed):
 
 
 def _evaluate(post, x, y, settings, seed) -> dict:
+    # imported here: the diagnostics package brings matplotlib, which the command line's parser
+    # (it imports this module for the active-learning settings) should not pay for on every call
+    from ...diagnostics.calibration import classification_calibration
+
     pred = post.predict(x, num_samples=settings.num_samples, seed=seed)
     m = classification_calibration(pred.probs, y)
     return {k: m[k] for k in ("accuracy", "nll", "brier", "ece")}

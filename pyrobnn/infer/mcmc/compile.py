@@ -112,16 +112,33 @@ def _quiet_cpp_extension_import() -> None:
 def _compile_direct(fn: Callable, example_args: tuple) -> Callable:
     """Compile straight to Inductor's generated code, skipping the AOT-autograd and dispatch
     wrappers around it (about a quarter of the cost of one small leapfrog step).  Relies on
-    Inductor internals; the result is checked against the traced graph once."""
+    Inductor internals; the result is checked against the traced graph once.
+
+    Inductor's FX-graph cache (on disk, shared by processes) serves a graph it compiled before:
+    the data and prior buffers are inputs, not constants, so a second fit of the same network on
+    data of the same shape skips code generation and the C++ compiler (about 1 s instead of 5-8 s
+    for a small net).  The cache needs what AOT autograd would give it: a tracing context whose
+    fake-tensor mode has a shape environment, and fake example inputs of that mode (static
+    shapes); without them it bypasses itself ("No shape env")."""
     _quiet_cpp_extension_import()
+    # private Inductor/FX entry points, pinned by tests/test_mcmc.py::test_compiled_potential_matches_eager
+    # (the direct path is taken and a second compile of the same graph is a cache hit)
+    from torch._guards import TracingContext, tracing
     from torch._inductor.compile_fx import compile_fx_inner
     from torch._inductor.decomposition import select_decomp_table
+    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     with pyro.validation_enabled(False):
         gm = make_fx(fn, decomposition_table={**select_decomp_table(), **_decompositions()})(*example_args)
     consts = _lift_constants(gm)
-    call = compile_fx_inner(gm, [*consts, *example_args]).current_callable
+    fake_mode = FakeTensorMode(shape_env=ShapeEnv(), static_shapes=True)
+    fake = [fake_mode.from_tensor(t, static_shapes=True) for t in [*consts, *example_args]]
+    for node, f in zip((n for n in gm.graph.nodes if n.op == "placeholder"), fake, strict=True):
+        node.meta["val"] = f
+    with tracing(TracingContext(fake_mode)):
+        call = compile_fx_inner(gm, fake).current_callable
 
     def run(*args):
         return call([*consts, *args])
