@@ -10,11 +10,18 @@ not per split).  The published columns are from REFERENCE section 6.
 
     python benchmarks/uci.py --data ../shared/data/uci [--datasets boston concrete ...] [--splits 20]
     python benchmarks/uci.py --method laplace [--laplace-subset all] [--laplace-structure kron]
+    python benchmarks/uci.py --method laplace --ensemble 5
 
 ``--method laplace``: the same network and prior, a MAP fit with the same optimiser and steps,
 then :func:`pyrobnn.fit_laplace` (K-FAC GGN of the whole network by default, prior precision
 tuned by the marginal likelihood, linearised predictive); the table then also shows pyrobnn's
 SVI on the same splits from benchmarks/results/uci.json.
+
+``--ensemble K``: K fits per split from K initialisations (member k: torch seed and fit seed
+split + 1000·k, so member 0 is the single fit), evaluated as their equally weighted mixture
+(:class:`pyrobnn.Ensemble`), as deep ensembles (Lakshminarayanan et al. 2017, K = 5) are; each
+member's own test log-likelihood is kept too.  Written to ``uci_<method>_ensemble<K>.json`` and
+``.md``, next to the published deep-ensemble numbers.
 
 Writes benchmarks/results/uci.json (``uci_laplace.json`` and the markdown table ``uci_laplace.md``
 for Laplace; atomically) and prints the table; ``--report-only`` rebuilds the tables from the
@@ -63,6 +70,10 @@ PUBLISHED_RMSE = {
     "kin8nm": (0.10, 0.10, 0.10), "naval": (0.01, 0.01, 0.01), "power": (4.33, 4.12, 4.02),
     "protein": (4.84, 4.73, 4.36), "wine": (0.65, 0.64, 0.62), "yacht": (6.89, 1.02, 1.11),
 }
+# deep ensembles (Lakshminarayanan, Pritzel & Blundell 2017, table 1; 5 networks, 20 splits):
+# test log-likelihood mean, RMSE mean
+DEEP_ENSEMBLES = {"boston": (-2.41, 3.28), "concrete": (-3.06, 6.03), "energy": (-1.38, 2.09),
+                  "wine": (-0.94, 0.64), "yacht": (-1.18, 1.58)}
 
 
 def default_data_root() -> Path:
@@ -72,35 +83,46 @@ def default_data_root() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uci"
 
 
-def run_split(root, name, split, args):
-    ds = pb.data.uci(root, DATASETS[name], split=split)
+def _fit_one(ds, seed, epochs, args):
+    """One fit of the benchmark's network on ``ds``; ``seed`` sets the initialisation (torch's
+    global generator, which this script owns) and the fit's own seed."""
     hidden = int(ds.meta.get("n_hidden", 50))
-    torch.manual_seed(split)
+    torch.manual_seed(seed)
     net = pb.BNN([pb.Linear(ds.x_train.shape[1], hidden), "relu", pb.Linear(hidden, 1)],
                  pb.Gaussian(scale=args.noise_init, learned=True, noise_prior_scale=1.0),
                  prior=pb.priors.Normal(0.0, 1.0))
     guide = pb.guides.MeanField(net, init_scale=args.init_scale)
+    if args.method == "laplace":
+        return pb.fit_laplace(net, ds.x_train, ds.y_train, subset=args.laplace_subset,
+                              structure=args.laplace_structure, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                              seed=seed, progress=False, device="cpu")
+    return pb.fit_svi(net, guide, ds.x_train, ds.y_train, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                      num_particles=args.particles, seed=seed, progress=False, device="cpu")
+
+
+def run_split(root, name, split, args):
+    ds = pb.data.uci(root, DATASETS[name], split=split)
     steps_per_epoch = math.ceil(ds.n_train / args.batch_size)
     epochs = max(1, round(args.steps / steps_per_epoch))
     t0 = time.perf_counter()
-    if args.method == "laplace":
-        post = pb.fit_laplace(net, ds.x_train, ds.y_train, subset=args.laplace_subset,
-                              structure=args.laplace_structure, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                              seed=split, progress=False, device="cpu")
-    else:
-        post = pb.fit_svi(net, guide, ds.x_train, ds.y_train, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                          num_particles=args.particles, seed=split, progress=False, device="cpu")
+    members = [_fit_one(ds, split + 1000 * k, epochs, args) for k in range(args.ensemble)]
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
+    post = members[0] if args.ensemble == 1 else pb.Ensemble(members)
     lpd = post.log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
     ll = float(ds.log_lik_to_original(lpd).mean())
     pred = post.predict(ds.x_test, num_samples=args.samples)
     rmse = float(ds.scale_to_original(((pred.mean - ds.y_test) ** 2).mean().sqrt()))
     out = {"split": split, "test_ll": ll, "test_rmse": rmse, "epochs": epochs, "seconds": seconds,
            "predict_seconds": time.perf_counter() - t0}
-    if args.method == "laplace":  # seconds = map_seconds (the MAP fit) + laplace_seconds (GGN and δ)
-        out.update(prior_precision=post.prior_precision, map_seconds=post.info["map_seconds"],
-                   laplace_seconds=post.info["laplace_seconds"])
+    if args.ensemble > 1:  # each member alone, from the same draws
+        own = post.member_log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
+        out["member_test_ll"] = [float(ds.log_lik_to_original(m).mean()) for m in own]
+    if args.method == "laplace":  # seconds = map_seconds (the MAP fits) + laplace_seconds (GGN and δ)
+        out.update(prior_precision=[m.prior_precision for m in members] if args.ensemble > 1
+                   else members[0].prior_precision,
+                   map_seconds=sum(m.info["map_seconds"] for m in members),
+                   laplace_seconds=sum(m.info["laplace_seconds"] for m in members))
     return out
 
 
@@ -127,13 +149,20 @@ def main(argv=None):
     ap.add_argument("--method", choices=("svi", "laplace"), default="svi")
     ap.add_argument("--laplace-subset", choices=("all", "last_layer"), default="all")
     ap.add_argument("--laplace-structure", choices=("diag", "kron", "full"), default="kron")
+    ap.add_argument("--ensemble", type=int, default=1, metavar="K",
+                    help="fits per split from K initialisations, evaluated as their mixture (default 1: one fit)")
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: print (and for laplace write) the tables of the results in --out")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/uci.json "
                                                            "(uci_laplace.json for --method laplace)")
     args = ap.parse_args(argv)
+    if args.ensemble < 1:
+        ap.error(f"--ensemble must be a positive number of fits, got {args.ensemble}")
     if args.out is None:
-        args.out = Path(__file__).parent / "results" / ("uci.json" if args.method == "svi" else "uci_laplace.json")
+        stem = "uci" if args.method == "svi" else "uci_laplace"
+        if args.ensemble > 1:
+            stem = f"uci_{args.method}_ensemble{args.ensemble}"
+        args.out = Path(__file__).parent / "results" / f"{stem}.json"
     torch.set_num_threads(args.threads)
     if not args.data.is_dir():
         ap.error(f"--data {args.data} is not a directory (expected the uci/ folder of the shared data)")
@@ -162,7 +191,9 @@ def main(argv=None):
         payload = {"settings": {k: str(v) for k, v in vars(args).items()}, "datasets": results}
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
 
-    if args.method == "laplace":
+    if args.ensemble > 1:
+        _ensemble_table(args, results)
+    elif args.method == "laplace":
         _laplace_table(args, results)
     print("\nTest log-likelihood (original units), mean ± s.e. over splits; higher is better")
     print(f"{'dataset':<10}{'pyrobnn ' + args.method.upper():>16}{'VI':>14}{'PBP':>14}{'dropout':>14}  beats VI")
@@ -184,9 +215,55 @@ def main(argv=None):
 def _command(args) -> str:
     """The command line that runs these settings (defaults left out)."""
     return (f"python benchmarks/uci.py --data {args.data} --method {args.method} --splits {args.splits} "
-            f"--datasets {' '.join(args.datasets)}"
+            f"--datasets {' '.join(args.datasets)}" + (f" --ensemble {args.ensemble}" if args.ensemble > 1 else "")
             + (f" --laplace-subset {args.laplace_subset}" if args.laplace_subset != "all" else "")
             + (f" --laplace-structure {args.laplace_structure}" if args.laplace_structure != "kron" else ""))
+
+
+def _ensemble_table(args, results):
+    """The mixture of K fits next to its first member alone (the single fit), the mean member, and
+    the published deep ensembles and MC dropout: printed, and written next to ``--out`` (``.md``)."""
+
+    def cell(values):
+        m, se = mean_se(values)
+        return f"{m:.2f} ± {se:.2f}"
+
+    what = {"laplace": f"MAP + Laplace ({args.laplace_subset} layers, {args.laplace_structure} GGN, linearised "
+                       "predictive)", "svi": "mean-field SVI"}[args.method]
+    md = [f"# UCI regression: ensembles of {args.ensemble} fits ({what})", "",
+          "Command (from the repository root; one torch thread):", "", f"    {_command(args)}", "",
+          f"Each split: {args.ensemble} fits of the same network from {args.ensemble} initialisations (member k seeded "
+          "split + 1000·k; member 0 is the single fit of the other tables), each "
+          f"{args.steps} Adam steps (lr {args.lr}, batch {args.batch_size}), evaluated as their equally weighted "
+          f"mixture (`pyrobnn.Ensemble`) from {args.samples} draws per member. Test log-likelihood and RMSE in "
+          "original units, mean ± standard error over splits. 'first member' is member 0 alone, 'mean member' the "
+          "average over members of each one's own test log-likelihood (same draws). Deep ensembles: "
+          "Lakshminarayanan, Pritzel & Blundell (2017), 5 networks with a learned heteroscedastic variance, "
+          "adversarial training; MC dropout: Gal & Ghahramani (2016).", "",
+          "| dataset | splits | ensemble LL | first member LL | mean member LL | deep ensembles LL | dropout LL "
+          "| at or above deep ensembles | ensemble RMSE | deep ensembles RMSE | dropout RMSE | s/split (all fits) |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(f"\nEnsembles of {args.ensemble} fits: test LL (original units), mean ± s.e. over splits")
+    above = 0
+    for name in args.datasets:
+        runs = results[name]["splits"]
+        ens = [r["test_ll"] for r in runs]
+        first = [r["member_test_ll"][0] for r in runs]
+        mean_member = [statistics.fmean(r["member_test_ll"]) for r in runs]
+        de_ll, de_rmse = DEEP_ENSEMBLES.get(name, (float("nan"), float("nan")))
+        ok = statistics.fmean(ens) >= de_ll
+        above += ok
+        do_ll = PUBLISHED_LL[name][2][0]
+        t = statistics.fmean(r["seconds"] for r in runs)
+        print(f"{name:<10}{len(runs):>4}  ensemble {cell(ens)}  first member {cell(first)}  "
+              f"deep ensembles {de_ll:.2f}  {'at or above' if ok else 'below'}")
+        md.append(f"| {name} | {len(runs)} | {cell(ens)} | {cell(first)} | {cell(mean_member)} | {de_ll:.2f} | "
+                  f"{do_ll:.2f} | {'yes' if ok else 'no'} | {cell([r['test_rmse'] for r in runs])} | {de_rmse:.2f} | "
+                  f"{PUBLISHED_RMSE[name][2]:.2f} | {t:.1f} |")
+    md += ["", f"At or above the deep-ensemble test log-likelihood on {above} of {len(args.datasets)} data sets."]
+    path = args.out.with_suffix(".md")
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(md) + "\n"))
+    print(f"written {path}")
 
 
 def _laplace_table(args, results):

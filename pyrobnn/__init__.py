@@ -3,7 +3,8 @@
 Networks are Pyro models whose weights carry priors (:mod:`pyrobnn.priors`); hand-written
 guides (:mod:`pyrobnn.guides`) are fitted by SVI (:func:`fit_svi`), the model is sampled by
 NUTS (:func:`fit_nuts`) or approximated by a Gaussian around its MAP (:func:`fit_laplace`); each
-result is a :class:`Posterior` that predicts, exports an ArviZ ``DataTree`` and makes reports.
+result is a :class:`Posterior` that predicts, exports an ArviZ ``DataTree`` and makes reports;
+an :class:`Ensemble` mixes several fits of one network.
 
 Layers
 ------
@@ -31,8 +32,8 @@ enforces the picture.
 """
 
 from . import data, spec
-from .infer import (GuidePosterior, LaplacePosterior, Posterior, Prediction, SamplePosterior, fit_hmc, fit_laplace,
-                    fit_nuts, fit_svi, guides)
+from .infer import (Ensemble, GuidePosterior, LaplacePosterior, Posterior, Prediction, SamplePosterior, fit_hmc,
+                    fit_laplace, fit_nuts, fit_svi, guides)
 from .infer.conversion import datatree_converter
 from .infer.saving import load_posterior as load
 from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linear, likelihoods, priors
@@ -65,6 +66,6 @@ def __getattr__(name):
 __all__ = [
     "report", "compare", "to_datatree", "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
     "guides", "fit_svi", "fit_nuts", "fit_hmc", "fit_laplace", "Posterior", "GuidePosterior", "SamplePosterior",
-    "LaplacePosterior", "Prediction", "load",
+    "LaplacePosterior", "Prediction", "Ensemble", "load",
     "data", "spec", "load_model", "__version__",
 ]

@@ -248,11 +248,12 @@ def test_compiled_potential_matches_eager(caplog):
     from torch._dynamo.utils import counters
 
     # 40 points on [-1, 1] and a tight likelihood: gradient terms of order 10^3 cancel in the self-check's
-    # all-zero example, where an absolute tolerance of 1e-4 once failed the direct path on rounding
+    # all-zero example, where an absolute tolerance of 1e-4 once failed the direct path on rounding.
+    # 4 chains: the graph of test_toy_quality's small toy fit, which then comes from the cache
     x = torch.linspace(-1, 1, 40).unsqueeze(-1)
     y = torch.sin(3 * x).squeeze(-1)
     net = pb.BNN([pb.Linear(1, 5), "tanh", pb.Linear(5, 1)], pb.Gaussian(0.1))
-    common = dict(num_samples=5, warmup=0, chains=2, step_size=0.002, adapt_step_size=False, max_tree_depth=5,
+    common = dict(num_samples=5, warmup=0, chains=4, step_size=0.002, adapt_step_size=False, max_tree_depth=5,
                   progress=False, seed=4)
     before = dict(counters["inductor"])
     with caplog.at_level(logging.INFO, logger="pyrobnn.infer.mcmc.compile"):
@@ -266,6 +267,17 @@ def test_compiled_potential_matches_eager(caplog):
         assert seen["fxgraph_cache_hit"] + seen["fxgraph_cache_miss"] == 1 and seen["fxgraph_cache_bypass"] == 0, seen
     b = fit_nuts(net, x, y, jit=False, **common)
     assert torch.allclose(a.samples["weights"], b.samples["weights"], atol=1e-4)
+    # other data of the same shape: the same graph, served by the cache, computes with the new data
+    y2 = torch.cos(2 * x).squeeze(-1)
+    before = dict(counters["inductor"])
+    with caplog.at_level(logging.INFO, logger="pyrobnn.infer.mcmc.compile"):
+        a2 = fit_nuts(net, x, y2, jit=True, **common)
+    assert a2.info["compiled"] and not [r for r in caplog.records if "compile_fx_inner failed" in r.getMessage()]
+    if os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "1":
+        assert counters["inductor"]["fxgraph_cache_hit"] - before.get("fxgraph_cache_hit", 0) == 1
+    b2 = fit_nuts(net, x, y2, jit=False, **common)
+    assert torch.allclose(a2.samples["weights"], b2.samples["weights"], atol=1e-4)
+    assert not torch.allclose(a2.samples["weights"], a.samples["weights"], atol=1e-2)  # the data did change them
 
 
 def test_tanh_rewrite_matches_torch_tanh():

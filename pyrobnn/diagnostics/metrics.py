@@ -28,6 +28,7 @@ are then reported as notes when the function-space diagnostics pass.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ import numpy as np
 from .calibration import (  # noqa: F401 - re-exported: one implementation, in calibration
     _arr, _top_label, brier_score, expected_calibration_error, maximum_calibration_error, reliability_diagram,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "rmse", "mean_nll", "coverage", "reliability_diagram", "expected_calibration_error", "brier_score",
@@ -269,8 +272,9 @@ def loo(tree, pointwise: bool = True):
                 ss = tree["sample_stats"].to_dataset()
                 try:
                     return az.loo_approximate_posterior(tree, ss["log_p"], ss["log_q"], pointwise=pointwise)
-                except Exception:  # noqa: BLE001 - fall back to plain PSIS-LOO, noted by diagnose()
-                    pass
+                except Exception as exc:  # noqa: BLE001 - plain PSIS-LOO instead; diagnose() reports which kind it got
+                    log.info("the importance-corrected LOO failed (%s: %s); using plain PSIS-LOO",
+                             type(exc).__name__, exc)
         reff = _likelihood_reff(tree)
         try:
             return az.loo(tree, pointwise=pointwise, reff=reff)

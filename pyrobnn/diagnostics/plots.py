@@ -9,6 +9,7 @@ on the Agg backend; figures are closed after saving.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -473,6 +474,6 @@ def plot_forest(trees: dict, path, items) -> Path | None:
         if len(subs) > 1:
             try:
                 pc.add_legend("model")
-            except Exception:  # noqa: BLE001 - a legend is a nicety
-                pass
+            except Exception as exc:  # noqa: BLE001 - a legend is a nicety: the plot goes out without one
+                logging.getLogger(__name__).info("no legend on the weight-marginal plot (%s: %s)", type(exc).__name__, exc)
     return _save_pc(pc, path, "Weight marginals")

@@ -1,8 +1,9 @@
 """Inference: hand-written guides, SVI with KL reweighting, MCMC, the Laplace approximation, and the
-common posterior."""
+common posterior; ensembles of fits."""
 
 from . import guides
 from .elbo import ElboTerms, elbo_terms, make_elbo
+from .ensemble import Ensemble
 from .guides import ARD, Delta, MeanField, SiteGuide, WeightNoise
 from .mcmc import NUTSConfig, fit_hmc, fit_nuts
 from .kl_schedule import SCHEDULES, blundell_pi, kl_weight
@@ -14,5 +15,5 @@ from .svi import NonFiniteLossError, fit_svi
 __all__ = [
     "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NUTSConfig",
     "fit_laplace", "LaplacePosterior", "LaplaceSettings", "NonFiniteLossError",
-    "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
+    "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "Ensemble", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
 ]

@@ -78,14 +78,19 @@ def _lift_constants(gm) -> list:
     that the compiler neither folds nor copies them; returns their values."""
     graph = gm.graph
     first = next(n for n in graph.nodes if n.op == "placeholder")
-    consts = []
+    consts, targets = [], set()
     for node in list(graph.nodes):
         if node.op == "get_attr":
             with graph.inserting_before(first):
                 ph = graph.placeholder(f"_constant_{len(consts)}")
             consts.append(getattr(gm, node.target))
+            targets.add(node.target)
             node.replace_all_uses_with(ph)
             graph.erase_node(node)
+    # the module keeps no copy: Inductor's FX-graph cache key hashes a module's tensor attributes by
+    # value, and other data of the same shape must not make the graph look new
+    for target in targets:
+        delattr(gm, target)
     graph.lint()
     gm.recompile()
     return consts
