@@ -3,6 +3,7 @@ naming the file, the column (or array key), the row and the value."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from pyrobnn.data import DataError, csv_dataset, make_dataset, mushroom, npz_dataset, uci
 from pyrobnn.data.csvtable import cell_kind
+from pyrobnn.data.paths import DATA_ROOT_ENV
 
 N = 30
 
@@ -195,7 +197,8 @@ def test_cell_kinds():
 
 
 def test_mushroom_csv_unchanged_and_empty_cell_error(tmp_path):
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mushroom" / "mushroom.csv"
+    root = Path(os.environ.get(DATA_ROOT_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")
+    path = root / "mushroom" / "mushroom.csv"
     if not path.is_file():
         pytest.skip(f"{path} not found")
     ds = csv_dataset(path, "class", test_fraction=0.0, standardize=False)
