@@ -139,6 +139,8 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
             if it == warmup:
                 t_warm = time.perf_counter() - t0
                 calls_warm = sampler.calls
+                if sampler.chees is not None and warmup:
+                    sampler.chees.finish_warmup()
                 bar.set_description("Sample" + label)
                 mean_acc = None
             eps = state.step_size
