@@ -314,6 +314,9 @@ def main(argv=None):
     ap.add_argument("--many-chains", type=str, default="",
                     help="comma-separated chain counts for the many-chain curve on the toy problem (pyrobnn only)")
     ap.add_argument("--many-warmup", type=int, default=100)
+    ap.add_argument("--many-kernels", type=str, default="nuts",
+                    help="comma-separated kernels for the many-chain curve: nuts, chees (ChEES-HMC adapts its "
+                         "trajectory length during warm-up: give it --many-warmup 300 or more)")
     ap.add_argument("--many-samples", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny nets: 1 is fastest)")
     ap.add_argument("--numpyro-chain-method", default="sequential", choices=["sequential", "vectorized"])
@@ -324,7 +327,7 @@ def main(argv=None):
     if args.quick:
         args.repeats, args.warmup, args.samples = 1, 150, 150
     torch.set_num_threads(args.threads)
-    chain_counts = [int(c) for c in args.chains.split(",")]
+    chain_counts = [int(c) for c in args.chains.split(",") if c]
     problems = [p for p in args.problems.split(",") if p]
     for p in problems:
         if p not in PROBLEMS:
@@ -392,12 +395,14 @@ def main(argv=None):
 
     if args.many_chains:  # total ESS/s against the number of chains in lock step (toy problem, pyrobnn)
         net, x, y, grid, widths = make_problem("toy", args.noise)
-        for chains in (int(c) for c in args.many_chains.split(",")):
-            r = run_pyrobnn(net, x, y, grid, chains, args.many_warmup, args.many_samples, 0)
-            results["many_chains"][str(chains)] = r
-            print(f"  many chains={chains}: wall {r['wall_total']:.1f}s ESS min {r['ess_min']:.0f} -> "
-                  f"{r['ess_min_per_s_steady_run']:.1f} ESS/s", flush=True)
-            save()
+        for kernel in args.many_kernels.split(","):
+            for chains in (int(c) for c in args.many_chains.split(",")):
+                r = run_pyrobnn(net, x, y, grid, chains, args.many_warmup, args.many_samples, 0, kernel=kernel)
+                r["kernel"] = kernel
+                results["many_chains"][str(chains) if kernel == "nuts" else f"{kernel}/{chains}"] = r
+                print(f"  many chains={chains} ({kernel}): wall {r['wall_total']:.1f}s ESS min {r['ess_min']:.0f} -> "
+                      f"{r['ess_min_per_s_steady_run']:.1f} ESS/s", flush=True)
+                save()
 
     if args.pyro:  # Pyro's kernel is ~100x slower: short runs, shallow trees, per-leapfrog cost only
         net, x, y, grid, widths = make_problem("toy", args.noise)
@@ -443,7 +448,7 @@ def main(argv=None):
     if results["many_chains"]:
         print(f"\nmany chains in lock step (toy, warmup {args.many_warmup} + {args.many_samples}, one run each):")
         for c, r in results["many_chains"].items():
-            print(f"  chains {c:>4}: wall {r['wall_steady']:.1f}s, ESS min {r['ess_min']:.0f}, "
+            print(f"  {r.get('kernel', 'nuts'):<5} chains {c.split('/')[-1]:>4}: wall {r['wall_steady']:.1f}s, ESS min {r['ess_min']:.0f}, "
                   f"ESS/s min {r['ess_min_per_s_steady_run']:.1f}, tree depth {fmt(r['mean_tree_depth'])}, "
                   f"µs/leapfrog/chain {r['us_per_leapfrog_per_chain']:.2f}")
     print("\nwhere the time goes (sampling phase):")
