@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 
 import pyrobnn as pb
+from pyrobnn.infer.predictive import predictive_log_likelihood
 from pyrobnn.utils.files import atomic_write
 
 DATASETS = {
@@ -109,14 +110,18 @@ def run_split(root, name, split, args):
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     post = members[0] if args.ensemble == 1 else pb.Ensemble(members)
-    lpd = post.log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
+    if args.ensemble == 1:
+        lpd = post.log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
+    else:  # one pass over every member's draws gives the mixture's density and each member's
+        draws_ll = post.log_likelihood(ds.x_test, ds.y_test, num_samples=args.samples)  # (members, draws, N)
+        lpd = predictive_log_likelihood(draws_ll.reshape(-1, draws_ll.shape[-1]))
+        own = [predictive_log_likelihood(m) for m in draws_ll]
     ll = float(ds.log_lik_to_original(lpd).mean())
     pred = post.predict(ds.x_test, num_samples=args.samples)
     rmse = float(ds.scale_to_original(((pred.mean - ds.y_test) ** 2).mean().sqrt()))
     out = {"split": split, "test_ll": ll, "test_rmse": rmse, "epochs": epochs, "seconds": seconds,
            "predict_seconds": time.perf_counter() - t0}
     if args.ensemble > 1:  # each member alone, from the same draws
-        own = post.member_log_predictive_density(ds.x_test, ds.y_test, num_samples=args.samples)
         out["member_test_ll"] = [float(ds.log_lik_to_original(m).mean()) for m in own]
     if args.method == "laplace":  # seconds = map_seconds (the MAP fits) + laplace_seconds (GGN and δ)
         out.update(prior_precision=[m.prior_precision for m in members] if args.ensemble > 1

@@ -85,3 +85,13 @@ def test_bad_members_are_named():
     x = torch.randn(20, 1)
     with pytest.raises(ValueError, match="members must share one task"):
         pb.Ensemble([_fit(0), _fit(1, pb.Categorical(3), x, torch.zeros(20, dtype=torch.long))])
+
+
+def test_members_with_different_draw_counts_are_refused(members):
+    import copy
+
+    short = copy.copy(members[1])  # a member that gives one draw fewer than asked, as thinned MCMC draws can
+    short.log_likelihood = lambda x, y, **kw: members[1].log_likelihood(x, y, **kw)[:, :-1]
+    x = torch.linspace(-1, 1, 5).unsqueeze(-1)
+    with pytest.raises(ValueError, match=r"different numbers of draws \[10, 9\]"):
+        pb.Ensemble([members[0], short]).log_predictive_density(x, torch.zeros(5), num_samples=10)

@@ -116,20 +116,26 @@ def test_chees_needs_vectorised_chains(kwargs):
         fit_nuts(net, x, y, kernel="chees", progress=False, **{"chains": 2, **kwargs})
 
 
+def _closed_form_check():
+    """tests/test_mcmc.py's closed-form problem and moment check."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_mcmc import check_gaussian_moments, linear_regression_problem
+
+    return check_gaussian_moments, linear_regression_problem
+
+
 def test_chees_adapts_a_long_trajectory_and_mixes():
     """The fast version of the check below (16 chains of 300 + 50, eager, about 4 s): the adapted
     trajectory spans many step sizes and the draws are nearly independent.  Over seeds 0-3 the
     trajectory was 36-53 mean step sizes and the smallest bulk ESS of the four weights 612-1187 of
     800 draws; an adaptation that collapses to about one step (as a momentum-based Adam step once
     did here: ESS 87 of 19 200) fails both bounds."""
-    import sys
-    from pathlib import Path
-
     import arviz_stats as azs
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_mcmc import check_gaussian_moments, linear_regression_problem
-
+    check_gaussian_moments, linear_regression_problem = _closed_form_check()
     net, x, y, mean, cov = linear_regression_problem()
     post = fit_nuts(net, x, y, num_samples=50, warmup=300, chains=16, kernel="chees", seed=0, jit=False,
                     progress=False)
@@ -142,12 +148,7 @@ def test_chees_adapts_a_long_trajectory_and_mixes():
 
 @pytest.mark.slow
 def test_chees_matches_closed_form_linear_regression():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_mcmc import check_gaussian_moments, linear_regression_problem
-
+    check_gaussian_moments, linear_regression_problem = _closed_form_check()
     net, x, y, mean, cov = linear_regression_problem()
     post = fit_nuts(net, x, y, num_samples=300, warmup=300, chains=64, kernel="chees", seed=3, progress=False)
     check_gaussian_moments(post.samples["weights"].numpy(), mean, cov)

@@ -29,7 +29,6 @@ member's draws are the ones it would give alone with that seed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -97,7 +96,12 @@ class Ensemble:
         check_int("num_samples", num_samples, minimum=1)
         parts = [m.log_likelihood(x, y, num_samples=num_samples, seed=s, batch_size=batch_size)
                  for m, s in zip(self.members, self._seeds(seed))]
-        return torch.stack([p.reshape(-1, p.shape[-1]) for p in parts], 0)
+        parts = [p.reshape(-1, p.shape[-1]) for p in parts]
+        counts = [p.shape[0] for p in parts]
+        if len(set(counts)) > 1:  # equal weights need equal draws (stored MCMC draws are thinned to about num_samples)
+            raise ValueError(f"members gave different numbers of draws {counts} for num_samples={num_samples}; "
+                             "pass a num_samples that every member can give exactly")
+        return torch.stack(parts, 0)
 
     def log_predictive_density(self, x: torch.Tensor, y: torch.Tensor, **kw) -> torch.Tensor:
         """Pointwise log predictive density of the mixture, (N,): the log of the mean of
@@ -109,5 +113,4 @@ class Ensemble:
     def member_log_predictive_density(self, x: torch.Tensor, y: torch.Tensor, **kw) -> torch.Tensor:
         """Each member's own pointwise log predictive density, (members, N) (the same draws as
         :meth:`log_predictive_density`)."""
-        ll = self.log_likelihood(x, y, **kw)
-        return torch.logsumexp(ll, 1) - math.log(ll.shape[1])
+        return torch.stack([predictive_log_likelihood(ll) for ll in self.log_likelihood(x, y, **kw)])

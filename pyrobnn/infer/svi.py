@@ -261,7 +261,7 @@ def fit_svi(
 
 def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optimizer_kwargs, kl, anneal_epochs,
            elbo, num_particles, vectorize_particles, empirical_bayes, device, dtype, seed, shuffle, progress, ckpt,
-           checkpoint_every, resume, callback, max_plate_nesting, group=None, check_finite_every=100) -> Posterior:
+           checkpoint_every, resume, callback, max_plate_nesting, check_finite_every, group=None) -> Posterior:
     x, y, dev, float_dtype = place(model, x, y, device, dtype)
     n = x.shape[0]
     world = 1 if group is None else group.world_size

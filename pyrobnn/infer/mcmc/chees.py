@@ -66,7 +66,7 @@ class ChEES:
         steps = torch.ceil(t / state.step_size).long().clamp(1, self.max_steps)
         out = hmc_move(sampler, state, steps)
         z0, z1, p1, alpha = out.pop("proposal")
-        self._last = (z0, z1, p1, alpha, state.inv_mass, steps * state.step_size, float(state.step_size.mean()))
+        self._last = (z0, z1, p1, alpha, state.inv_mass, steps * state.step_size, state.step_size)
         return out
 
     def gradient(self) -> float:
@@ -93,7 +93,7 @@ class ChEES:
         self.sq = (1 - self.sq_rate) * self.sq + self.sq_rate * g * g
         sq_hat = self.sq / (1 - (1 - self.sq_rate) ** self.n_sq)
         step = max(-self.clip, min(self.clip, self.rate * g / math.sqrt(sq_hat + 1e-20)))
-        longest = math.log(self.max_steps * self._last[-1])  # the step budget at the mean step size
+        longest = math.log(self.max_steps * float(self._last[-1].mean()))  # the step budget at the mean step size
         self.log_t = min(self.log_t + step, longest)
         self.n += 1
         w = self.n ** -0.5
