@@ -32,8 +32,8 @@ enforces the picture.
 """
 
 from . import data, spec
-from .infer import (Ensemble, GuidePosterior, LaplacePosterior, Posterior, Prediction, SamplePosterior, fit_hmc,
-                    fit_laplace, fit_nuts, fit_svi, guides)
+from .infer import (Ensemble, GuidePosterior, LaplacePosterior, NUTSConfig, Posterior, Prediction, SamplePosterior,
+                    SVIConfig, fit_hmc, fit_laplace, fit_nuts, fit_svi, guides)
 from .infer.conversion import datatree_converter
 from .infer.saving import load_posterior as load
 from .model import BNN, Bernoulli, Categorical, Conv2d, Flatten, Gaussian, Linear, likelihoods, priors
@@ -65,7 +65,7 @@ def __getattr__(name):
 
 __all__ = [
     "report", "compare", "to_datatree", "BNN", "Linear", "Conv2d", "Flatten", "Gaussian", "Bernoulli", "Categorical", "priors", "likelihoods",
-    "guides", "fit_svi", "fit_nuts", "fit_hmc", "fit_laplace", "Posterior", "GuidePosterior", "SamplePosterior",
+    "guides", "fit_svi", "SVIConfig", "fit_nuts", "NUTSConfig", "fit_hmc", "fit_laplace", "Posterior", "GuidePosterior", "SamplePosterior",
     "LaplacePosterior", "Prediction", "Ensemble", "load",
     "data", "spec", "load_model", "__version__",
 ]

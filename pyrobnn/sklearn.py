@@ -45,6 +45,7 @@ from .infer import fit_laplace, fit_nuts, fit_svi
 from .infer.guides import GUIDES, make_autoguide
 from .model import BNN, Categorical, Gaussian, Linear, priors
 from .utils.rng import seeded
+from .utils.validation import check_choice
 
 __all__ = ["BNNRegressor", "BNNClassifier", "METHODS", "PRIORS", "GUIDE_NAMES"]
 
@@ -102,12 +103,9 @@ class _BNNEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ building
     def _check_settings(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {tuple(PRIORS)}, got {self.prior!r}")
-        if self.guide not in GUIDE_NAMES:
-            raise ValueError(f"guide must be one of {GUIDE_NAMES}, got {self.guide!r}")
+        check_choice("method", self.method, METHODS)
+        check_choice("prior", self.prior, PRIORS)
+        check_choice("guide", self.guide, GUIDE_NAMES)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         sizes = (self.hidden_sizes,) if isinstance(self.hidden_sizes, (int, np.integer)) else self.hidden_sizes

@@ -106,20 +106,6 @@ def test_inference_file_loads_builds_and_fits(path):
     assert len(post.history) == 1 and math.isfinite(post.history[0]["loss"])
 
 
-def test_svi_spec_defaults_are_fit_svi_defaults():
-    """Every [svi] field that is an argument of fit_svi has fit_svi's default: a spec that leaves a
-    field out fits what a call that leaves the argument out fits."""
-    import dataclasses
-
-    from pyrobnn.spec.schema import SVISpec
-
-    params = inspect.signature(pb.fit_svi).parameters
-    shared = [f for f in dataclasses.fields(SVISpec) if f.name in params]
-    assert len(shared) >= 10 and "check_finite_every" in {f.name for f in shared}
-    for f in shared:
-        assert f.default == params[f.name].default, f.name
-
-
 def test_round_trip_toy_fit_two_epochs():
     spec = load_model_spec("models/toy_regression.toml")
     net = build_model(spec)

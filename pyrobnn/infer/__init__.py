@@ -11,9 +11,10 @@ from .laplace import LaplacePosterior, LaplaceSettings, fit_laplace
 from .posterior import GuidePosterior, Posterior, SamplePosterior
 from .predictive import Prediction
 from .svi import NonFiniteLossError, fit_svi
+from .svi_config import SVIConfig
 
 __all__ = [
-    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "fit_nuts", "fit_hmc", "NUTSConfig",
+    "guides", "SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "fit_svi", "SVIConfig", "fit_nuts", "fit_hmc", "NUTSConfig",
     "fit_laplace", "LaplacePosterior", "LaplaceSettings", "NonFiniteLossError",
     "Posterior", "GuidePosterior", "SamplePosterior", "Prediction", "Ensemble", "elbo_terms", "ElboTerms", "make_elbo", "kl_weight", "blundell_pi", "SCHEDULES",
 ]

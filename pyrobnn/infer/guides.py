@@ -38,7 +38,7 @@ from torch.distributions.transforms import IndependentTransform, identity_transf
 from ..model.priors import standard_normal_log_prob
 from ..utils.config import Configurable
 from ..utils.traces import latent_nodes
-from ..utils.validation import check_positive
+from ..utils.validation import check_choice, check_positive
 
 __all__ = ["SiteGuide", "MeanField", "ARD", "Delta", "WeightNoise", "softplus_inverse", "init_to_model",
            "make_autoguide", "name_autoguide", "laplace_autoguide", "empty_laplace_autoguide", "GUIDES", "AUTOGUIDES"]
@@ -386,8 +386,7 @@ def make_autoguide(kind: str, model, init_scale: float = 0.01, rank: int | None 
     ``tests/test_svi.py`` pins that two guides made here keep separate parameters."""
     from pyro.infer import autoguide
 
-    if kind not in AUTOGUIDES:
-        raise ValueError(f"kind must be one of {sorted(AUTOGUIDES)}, got {kind!r}")
+    check_choice("kind", kind, AUTOGUIDES)
     if kind == "AutoNormal":
         guide = autoguide.AutoNormal(model, init_loc_fn=init_to_model, init_scale=init_scale)
     elif kind == "AutoLowRankMultivariateNormal":

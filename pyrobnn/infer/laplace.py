@@ -53,7 +53,7 @@ import torch
 
 from ..model.likelihoods import Bernoulli, Categorical, Gaussian
 from ..utils.rng import seeded
-from ..utils.validation import check_int, check_number
+from ..utils.validation import check_choice, check_int, check_number
 from .arguments import check_seed, prepare_data
 from .guides import Delta
 from .posterior import Posterior, chunk_bounds, draw_index
@@ -87,14 +87,10 @@ class LaplaceSettings:
     lr: float | None = 0.01
 
     def __post_init__(self):
-        if self.subset not in SUBSETS:
-            raise ValueError(f"subset must be one of {SUBSETS}, got {self.subset!r}")
-        if self.structure not in STRUCTURES:
-            raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
-        if self.predictive not in PREDICTIVES:
-            raise ValueError(f"predictive must be one of {PREDICTIVES}, got {self.predictive!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        check_choice("subset", self.subset, SUBSETS)
+        check_choice("structure", self.structure, STRUCTURES)
+        check_choice("predictive", self.predictive, PREDICTIVES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.prior_precision is not None:
             check_number("prior_precision", self.prior_precision, lo=0, lo_open=True)
         if self.lr is not None:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ..model.memory import estimate_svi
 from ..utils.rng import preserve_rng, seeded
-from ..utils.validation import ArgumentTypeError, check_bool, check_int, check_positive
+from ..utils.validation import ArgumentTypeError, check_bool, check_config
 from .arguments import (
     check_dtype,
     check_fit_memory,
@@ -51,20 +51,15 @@ from .arguments import (
 )
 from . import distributed as D
 from .checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
-from .elbo import ELBOS, elbo_terms, make_elbo
+from .elbo import elbo_terms, make_elbo
 from .guides import laplace_autoguide
 from .torch_elbo import LOCAL_ESTIMATORS, TorchEstimator, check_local_estimator, supports
 from .interrupt import FitInterrupted, StopOnInterrupt
-from .kl_schedule import SCHEDULES, kl_weight
+from .kl_schedule import kl_weight
 from .posterior import GuidePosterior, Posterior
+from .svi_config import OPTIMIZERS, SVI_DEFAULTS, SVIConfig
 
-__all__ = ["fit_svi", "NonFiniteLossError", "FitInterrupted", "resolve_device", "OPTIMIZERS"]
-
-OPTIMIZERS = {
-    "adam": (torch.optim.Adam, 1e-3),
-    "adadelta": (torch.optim.Adadelta, 1.0),
-    "sgd": (torch.optim.SGD, 1e-2),
-}
+__all__ = ["fit_svi", "SVIConfig", "NonFiniteLossError", "FitInterrupted", "resolve_device", "OPTIMIZERS"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -107,31 +102,32 @@ def fit_svi(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    epochs: int = 100,
-    batch_size: int = 128,
-    optimizer: str = "adam",
-    lr: float | None = None,
-    optimizer_kwargs: dict | None = None,
-    kl: str = "uniform",
-    anneal_epochs: int = 10,
-    elbo: str = "trace",
-    num_particles: int = 1,
-    vectorize_particles: bool = True,
-    empirical_bayes: bool = True,
+    config: SVIConfig | None = None,
+    epochs: int = SVI_DEFAULTS.epochs,
+    batch_size: int = SVI_DEFAULTS.batch_size,
+    optimizer: str = SVI_DEFAULTS.optimizer,
+    lr: float | None = SVI_DEFAULTS.lr,
+    optimizer_kwargs: dict | None = SVI_DEFAULTS.optimizer_kwargs,
+    kl: str = SVI_DEFAULTS.kl,
+    anneal_epochs: int = SVI_DEFAULTS.anneal_epochs,
+    elbo: str = SVI_DEFAULTS.elbo,
+    num_particles: int = SVI_DEFAULTS.num_particles,
+    vectorize_particles: bool = SVI_DEFAULTS.vectorize_particles,
+    empirical_bayes: bool = SVI_DEFAULTS.empirical_bayes,
     device: str | torch.device | None = "auto",
     dtype: torch.dtype | None = None,
     seed: int | None = 0,
-    shuffle: bool = True,
+    shuffle: bool = SVI_DEFAULTS.shuffle,
     progress: bool = True,
     checkpoint: str | Path | None = None,
-    checkpoint_every: int = 10,
+    checkpoint_every: int = SVI_DEFAULTS.checkpoint_every,
     resume: bool = False,
     callback=None,
-    max_plate_nesting: int = 1,
+    max_plate_nesting: int = SVI_DEFAULTS.max_plate_nesting,
     check_memory: bool | None = None,
     handle_interrupt: bool = True,
     distributed: bool = False,
-    check_finite_every: int = 100,
+    check_finite_every: int = SVI_DEFAULTS.check_finite_every,
 ) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` given (x, y) by minibatch SVI.
 
@@ -145,8 +141,11 @@ def fit_svi(
     the particles run as one vectorised pass.  Adaptive (empirical-Bayes) priors are set to
     their closed-form optimum given the guide before every step.
 
-    ``optimizer`` is "adam", "adadelta" (Graves 2011) or "sgd"; ``lr`` defaults to 1e-3,
-    1.0 and 1e-2 respectively.  ``device="auto"`` follows the data (CUDA when the data is
+    The settings of the method are those of :class:`~pyrobnn.infer.svi_config.SVIConfig`, whose
+    defaults the keyword arguments take; ``config=SVIConfig(...)`` gives them all at once instead
+    (a setting given both ways is refused), and the posterior records them in
+    ``info["config"]``.  ``optimizer`` is "adam", "adadelta" (Graves 2011) or "sgd"; ``lr``
+    defaults to 1e-3, 1.0 and 1e-2 respectively.  ``device="auto"`` follows the data (CUDA when the data is
     there, or when available).  Checkpoints (``checkpoint=path``) are written atomically every
     ``checkpoint_every`` epochs and at the end; ``resume=True`` continues from one.
 
@@ -186,29 +185,13 @@ def fit_svi(
     ``history`` has one entry per epoch (loss, nll, kl, seconds).
     """
     # ---- every argument checked before any work (no guide parameter created, no step taken)
-    epochs = check_int("epochs", epochs)
-    batch_size = check_int("batch_size", batch_size)
-    num_particles = check_int("num_particles", num_particles)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
-    check_finite_every = check_int("check_finite_every", check_finite_every)
-    anneal_epochs = check_int("anneal_epochs", anneal_epochs)
-    max_plate_nesting = check_int("max_plate_nesting", max_plate_nesting)
-    if kl not in SCHEDULES:
-        raise ValueError(f"kl must be one of {SCHEDULES}, got {kl!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if elbo not in ELBOS:
-        raise ValueError(f"elbo must be one of {ELBOS}, got {elbo!r}")
-    if elbo in LOCAL_ESTIMATORS and num_particles != 1:
-        raise ValueError(f"elbo={elbo!r} gives every example its own noise already; it takes num_particles=1, "
-                         f"got {num_particles}")
-    if lr is not None:
-        lr = check_positive("lr", lr)
-    if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
-        raise ArgumentTypeError(f"optimizer_kwargs must be a dict or None, got {type(optimizer_kwargs).__name__}")
-    for name, flag in (("vectorize_particles", vectorize_particles), ("empirical_bayes", empirical_bayes),
-                       ("shuffle", shuffle), ("progress", progress), ("resume", resume),
-                       ("handle_interrupt", handle_interrupt)):
+    given = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
+                 kl=kl, anneal_epochs=anneal_epochs, elbo=elbo, num_particles=num_particles,
+                 vectorize_particles=vectorize_particles, empirical_bayes=empirical_bayes, shuffle=shuffle,
+                 checkpoint_every=checkpoint_every, check_finite_every=check_finite_every,
+                 max_plate_nesting=max_plate_nesting)
+    config = check_config(config, SVIConfig, given)
+    for name, flag in (("progress", progress), ("resume", resume), ("handle_interrupt", handle_interrupt)):
         check_bool(name, flag)
     check_bool("distributed", distributed)
     check_memory = check_optional_bool("check_memory", check_memory)
@@ -227,15 +210,15 @@ def fit_svi(
     x, y = prepare_data(model, x, y)
     if hasattr(guide, "check_model"):
         guide.check_model(model)
-    if elbo in LOCAL_ESTIMATORS:
-        check_local_estimator(elbo, model, guide)
+    if config.elbo in LOCAL_ESTIMATORS:
+        check_local_estimator(config.elbo, model, guide)
     dev = resolve_device(device, x)
     if hasattr(model, "memory_facts"):
         fdt = float_dtype_of(x, dtype)
         family = _GUIDE_FAMILIES.get(type(guide).__name__, "meanfield")
-        est = estimate_svi(**model.memory_facts(x.shape[1:]), n_data=x.shape[0], batch_size=batch_size,
-                           num_particles=num_particles, guide=family, rank=int(getattr(guide, "rank", 0) or 0),
-                           optimizer=optimizer, data_bytes=data_bytes(x, y, fdt), dtype=fdt, device=dev)
+        est = estimate_svi(**model.memory_facts(x.shape[1:]), n_data=x.shape[0],
+                           batch_size=config.batch_size, num_particles=config.num_particles, guide=family,
+                           rank=int(getattr(guide, "rank", 0) or 0), optimizer=config.optimizer, data_bytes=data_bytes(x, y, fdt), dtype=fdt, device=dev)
         check_fit_memory(model, check_memory, est)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     group = D.join(dev) if distributed else None
@@ -247,13 +230,10 @@ def fit_svi(
         # run restores the checkpoint's
         scope = seeded(seed) if seed is not None else preserve_rng() if resume else nullcontext()
         with scope, StopOnInterrupt(handle_interrupt) as stop:
-            return _train(model, guide, x, y, stop=stop, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                          lr=lr, optimizer_kwargs=optimizer_kwargs, kl=kl, anneal_epochs=anneal_epochs, elbo=elbo,
-                          num_particles=num_particles, vectorize_particles=vectorize_particles,
-                          empirical_bayes=empirical_bayes, device=device, dtype=dtype, seed=seed, shuffle=shuffle,
-                          progress=progress, ckpt=ckpt, checkpoint_every=checkpoint_every, resume=resume,
-                          callback=callback, max_plate_nesting=max_plate_nesting, group=group,
-                          check_finite_every=check_finite_every)
+            post = _train(model, guide, x, y, stop=stop, **config.kwargs(), device=device, dtype=dtype, seed=seed,
+                          progress=progress, ckpt=ckpt, resume=resume, callback=callback, group=group)
+        post.info["config"] = config.record()
+        return post
     finally:
         if group is not None:
             D.leave(group)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..utils.config import ConfigError, Configurable, build
 from ..utils.hooks import Hook
-from ..utils.validation import as_tensor, check_bool, count_nonfinite
+from ..utils.validation import as_tensor, check_bool, check_choice, count_nonfinite
 from . import layers as _layers
 from . import likelihoods as _likelihoods
 from . import priors as _priors
@@ -80,8 +80,7 @@ class BNN(PyroModule):
     def __init__(self, layers: Sequence, likelihood: Likelihood, prior: Prior | None = None,
                  site_layout: str = "packed", check_memory: bool = True):
         super().__init__()
-        if site_layout not in LAYOUTS:
-            raise ValueError(f"site_layout must be one of {LAYOUTS}, got {site_layout!r}")
+        check_choice("site_layout", site_layout, LAYOUTS)
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"likelihood must be a pyrobnn Likelihood, got {type(likelihood).__name__}")
         if prior is not None and not isinstance(prior, Prior):

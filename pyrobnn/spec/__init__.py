@@ -35,12 +35,11 @@ from .schema import (
     MCMCSpec,
     ModelSpec,
     PriorSpec,
-    SVISpec,
 )
 
 __all__ = [
     "SpecError", "ModelSpec", "InferenceSpec", "LayerSpec", "PriorSpec", "LikelihoodSpec", "DataSpec",
-    "GuideSpec", "SVISpec", "MCMCSpec",
+    "GuideSpec", "MCMCSpec",
     "load_model_spec", "load_inference_spec", "parse_override", "parse_value", "apply_overrides", "to_toml",
     "load_model", "build_model", "build_layer", "build_prior", "build_likelihood", "build_guide", "build_data",
     "svi_kwargs", "mcmc_kwargs", "laplace_kwargs", "PRIOR_CLASSES",

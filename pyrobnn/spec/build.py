@@ -166,14 +166,8 @@ def svi_kwargs(spec) -> dict:
     ``checkpoint`` and ``callback`` are left to the caller)."""
     if not isinstance(spec, InferenceSpec):
         spec = load_inference_spec(spec)
-    s = spec.svi
-    return {
-        "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": s.optimizer, "lr": s.lr, "kl": s.kl,
-        "anneal_epochs": s.anneal_epochs, "elbo": s.elbo, "num_particles": s.num_particles,
-        "vectorize_particles": s.vectorize_particles, "empirical_bayes": s.empirical_bayes,
-        "checkpoint_every": s.checkpoint_every, "shuffle": s.shuffle, "check_finite_every": s.check_finite_every,
-        "device": spec.device, "dtype": None if spec.dtype is None else getattr(torch, spec.dtype), "seed": spec.seed,
-    }
+    return {**spec.svi.kwargs(), "device": spec.device,
+            "dtype": None if spec.dtype is None else getattr(torch, spec.dtype), "seed": spec.seed}
 
 
 def laplace_kwargs(spec) -> dict:

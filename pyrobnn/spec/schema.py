@@ -30,7 +30,8 @@ from ..infer.laplace import PREDICTIVES, STRUCTURES, SUBSETS, LaplaceSettings
 from ..infer.arguments import MAX_SEED
 from ..infer.mcmc import BACKENDS, CHAIN_METHODS, HYPER_PARAMETERS, HYPERPRIOR_FAMILIES, MAX_TREE_DEPTH
 from ..infer.mcmc import NUTS_DEFAULTS as _NUTS
-from ..infer.svi import OPTIMIZERS
+from ..infer.svi_config import OPTIMIZERS, SVIConfig
+from ..infer.svi_config import SVI_DEFAULTS as _SVI
 from ..model.layers import ACTIVATIONS, MAX_SIZE, Conv2d, Linear
 from ..model.memory import InsufficientMemoryError, check_fits, estimate_model
 from ..model.sites import LAYOUTS
@@ -52,7 +53,7 @@ from .fields import (
 
 __all__ = [
     "LayerSpec", "PriorSpec", "LikelihoodSpec", "DataSpec", "ModelSpec",
-    "GuideSpec", "SVISpec", "MCMCSpec", "BanditSpec", "InferenceSpec",
+    "GuideSpec", "MCMCSpec", "BanditSpec", "InferenceSpec",
     "validate_model", "validate_inference", "check_data_fits",
     "PRIOR_FAMILIES", "LIKELIHOOD_FAMILIES", "GUIDE_FAMILIES", "METHODS", "MCMC_TABLES",
 ]
@@ -130,20 +131,23 @@ GUIDE_FAMILIES: dict[str, tuple[Field, ...]] = {
 """Guide family → its keys (see :mod:`pyrobnn.infer.guides`; ``auto_*`` are Pyro autoguides)."""
 
 SVI_FIELDS = (
-    integer("epochs", 100, lo=1),
-    integer("batch_size", 128, lo=1),
-    choice("optimizer", tuple(OPTIMIZERS), "adam"),
-    number("lr", None, lo=0, doc="default: the optimizer's"),
-    choice("kl", SCHEDULES, "uniform"),
-    integer("anneal_epochs", 10, lo=1),
-    choice("elbo", ELBOS, "trace"),
-    integer("num_particles", 1, lo=1),
-    flag("vectorize_particles", True),
-    flag("empirical_bayes", True),
-    integer("checkpoint_every", 10, lo=1),
-    flag("shuffle", True),
-    integer("check_finite_every", 100, lo=1, doc="steps between reads of the loss's finiteness flag"),
+    integer("epochs", _SVI.epochs, lo=1),
+    integer("batch_size", _SVI.batch_size, lo=1),
+    choice("optimizer", tuple(OPTIMIZERS), _SVI.optimizer),
+    number("lr", _SVI.lr, lo=0, doc="default: the optimizer's"),
+    choice("kl", SCHEDULES, _SVI.kl),
+    integer("anneal_epochs", _SVI.anneal_epochs, lo=1),
+    choice("elbo", ELBOS, _SVI.elbo),
+    integer("num_particles", _SVI.num_particles, lo=1),
+    flag("vectorize_particles", _SVI.vectorize_particles),
+    flag("empirical_bayes", _SVI.empirical_bayes),
+    integer("checkpoint_every", _SVI.checkpoint_every, lo=1),
+    flag("shuffle", _SVI.shuffle),
+    integer("check_finite_every", _SVI.check_finite_every, lo=1, doc="steps between reads of the loss's finiteness flag"),
 )
+"""The ``[svi]`` table: the fields of :class:`pyrobnn.infer.svi_config.SVIConfig` (its defaults), but for
+``optimizer_kwargs`` and ``max_plate_nesting``, which only a call of ``fit_svi`` sets."""
+SVI_CALL_ONLY = ("optimizer_kwargs", "max_plate_nesting")
 
 _LAPLACE = LaplaceSettings()
 LAPLACE_FIELDS = (
@@ -326,25 +330,6 @@ class GuideSpec:
 
 
 @dataclass(frozen=True)
-class SVISpec:
-    """Arguments of :func:`pyrobnn.fit_svi` (see :data:`SVI_FIELDS` for defaults)."""
-
-    epochs: int = 100
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float | None = None
-    kl: str = "uniform"
-    anneal_epochs: int = 10
-    elbo: str = "trace"
-    num_particles: int = 1
-    vectorize_particles: bool = True
-    empirical_bayes: bool = True
-    checkpoint_every: int = 10
-    shuffle: bool = True
-    check_finite_every: int = 100
-
-
-@dataclass(frozen=True)
 class MCMCSpec:
     """NUTS/HMC settings (arguments of :func:`pyrobnn.infer.mcmc.fit_nuts`, defaults from
     :class:`pyrobnn.infer.mcmc.NUTSConfig`; ``None``: its default).  ``frozen`` sets
@@ -382,7 +367,7 @@ class InferenceSpec:
     dtype: str | None = None
     description: str = ""
     guide: GuideSpec = GuideSpec()
-    svi: SVISpec = SVISpec()
+    svi: SVIConfig = SVIConfig()
     mcmc: MCMCSpec = MCMCSpec()
     laplace: LaplaceSettings = LaplaceSettings()
     bandit: BanditSpec = BanditSpec()
@@ -782,8 +767,12 @@ def validate_inference(raw: Mapping, ctx: Context | None = None, default_name: s
     g = _read_family(ctx, "guide", _family_table(ctx, "guide", raw.get("guide", {}), "the guide"), GUIDE_FAMILIES,
                      "guide", "meanfield")
     guide = GuideSpec(g["family"], g.get("init_scale"), g.get("rank"))
-    svi = SVISpec(**read_table(ctx, "svi", check_table(ctx, "svi", raw.get("svi", {}), "fit_svi settings"),
-                               SVI_FIELDS, "[svi]"))
+    svi_table = read_table(ctx, "svi", check_table(ctx, "svi", raw.get("svi", {}), "fit_svi settings"), SVI_FIELDS,
+                           "[svi]")
+    try:  # settings that are valid one by one but not together (e.g. a local estimator with particles)
+        svi = SVIConfig(**svi_table)
+    except ValueError as e:
+        ctx.fail("svi", str(e))
     mraw = check_table(ctx, mname, raw.get(mname, {}), "NUTS/HMC settings")
     mc = read_table(ctx, mname, mraw, MCMC_FIELDS, f"[{mname}]", extra=("frozen", "hyperpriors"))
     frozen = _read_frozen(ctx, join(mname, "frozen"), mraw["frozen"]) if "frozen" in mraw else {}

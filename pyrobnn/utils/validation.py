@@ -18,7 +18,7 @@ import torch
 
 __all__ = [
     "ArgumentTypeError", "MAX_INT64", "check_int", "check_number", "check_positive", "check_probability", "check_bool",
-    "as_tensor", "count_nonfinite", "describe_range",
+    "as_tensor", "count_nonfinite", "describe_range", "check_config", "check_choice",
 ]
 
 #: largest integer a torch index or counter can hold
@@ -105,6 +105,31 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ArgumentTypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
     return bool(value)
+
+
+def check_choice(name: str, value, choices):
+    """``value`` if it is one of ``choices`` (a tuple, or a dict's keys); else a ValueError naming
+    ``name`` and listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_config(config, config_class: type, given: dict):
+    """The settings of a run: ``config`` (an instance of the frozen dataclass ``config_class``),
+    or, when it is None, ``config_class(**given)`` from a function's keyword arguments, whose
+    defaults are the dataclass's.  Settings given in both places are refused, naming them, so a
+    keyword argument is never silently overridden."""
+    if config is None:
+        return config_class(**given)
+    if not isinstance(config, config_class):
+        raise ArgumentTypeError(f"config must be a {config_class.__name__} or None, got {type(config).__name__}")
+    defaults = config_class()
+    both = [k for k, v in given.items() if v is not getattr(defaults, k) and v != getattr(defaults, k)]
+    if both:
+        raise ValueError(f"{', '.join(both)} given both as keyword argument(s) and in config=; "
+                         f"give the settings in one place (dataclasses.replace(config, ...))")
+    return config
 
 
 def as_tensor(name: str, value) -> torch.Tensor:

@@ -37,10 +37,9 @@ import torch
 
 from ...infer.elbo import elbo_terms, make_elbo
 from ...infer.kl_schedule import kl_weight
-from ...infer.svi import OPTIMIZERS, NonFiniteLossError
-from ...spec import SVISpec
+from ...infer.svi import OPTIMIZERS, NonFiniteLossError, SVIConfig
 from ...utils.rng import seeded
-from ...utils.validation import check_int, check_probability
+from ...utils.validation import ArgumentTypeError, check_int, check_probability
 from .linear import BayesianLinearRegression
 
 __all__ = ["Agent", "UniformAgent", "NetworkAgent", "LinFullPostAgent", "NeuralLinearAgent", "step_seed"]
@@ -131,7 +130,7 @@ class _Buffer:
 class NetworkAgent(Agent):
     """Thompson sampling (``thompson=True``) or ε-greedy (``epsilon``) with a BNN on context ⊕
     one-hot(action); see the module docstring.  ``svi`` are the SVI settings of the inference
-    spec (:class:`pyrobnn.spec.SVISpec`: optimiser, learning rate, batch size, epochs per
+    spec (:class:`pyrobnn.SVIConfig`: optimiser, learning rate, batch size, epochs per
     training, ELBO, KL schedule, particles, empirical Bayes); ``device`` where the network, the
     guide and the buffer live.
 
@@ -152,9 +151,9 @@ class NetworkAgent(Agent):
         self.epsilon = check_probability("epsilon", epsilon)
         self.train_every = check_int("train_every", train_every)
         self.context_dim = check_int("context_dim", context_dim)
-        self.svi = svi if svi is not None else SVISpec()
-        if self.svi.optimizer not in OPTIMIZERS:
-            raise ValueError(f"svi.optimizer must be one of {sorted(OPTIMIZERS)}, got {self.svi.optimizer!r}")
+        self.svi = svi if svi is not None else SVIConfig()
+        if not isinstance(self.svi, SVIConfig):
+            raise ArgumentTypeError(f"svi must be a pyrobnn.SVIConfig or None, got {type(self.svi).__name__}")
         self.device = torch.device("cpu") if device is None else torch.device(device)
         dim = self.context_dim + self.num_actions
         self.buffer = _Buffer(check_int("buffer_size", buffer_size), dim, self.device)
@@ -168,9 +167,10 @@ class NetworkAgent(Agent):
         model.to(self.device)
         guide.to(self.device)
         params = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
-        cls, default_lr = OPTIMIZERS[self.svi.optimizer]
-        self.optimizer = cls(params, lr=default_lr if self.svi.lr is None else self.svi.lr)
-        self.elbo = make_elbo(self.svi.elbo, self.svi.num_particles, self.svi.vectorize_particles, 1)
+        self.optimizer = OPTIMIZERS[self.svi.optimizer][0](params, lr=self.svi.learning_rate,
+                                                           **(self.svi.optimizer_kwargs or {}))
+        self.elbo = make_elbo(self.svi.elbo, self.svi.num_particles, self.svi.vectorize_particles,
+                              self.svi.max_plate_nesting)
         self._eb = self.svi.empirical_bayes and getattr(model, "has_adaptive_prior", False)
 
     def inputs(self, context: torch.Tensor) -> torch.Tensor:

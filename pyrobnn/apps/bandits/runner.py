@@ -211,7 +211,7 @@ def run_bandit(env, agents, *, steps: int, seeds=1, model_spec=None, inference_s
     settings = {"environment": env.settings(), "steps": steps, "seeds": seeds, "agents": list(agents),
                 "checkpoint_every": checkpoint_every, "bandit": asdict(ispec.bandit),
                 "model_spec": mspec.name if mspec else None, "inference_spec": ispec.name,
-                "guide": asdict(ispec.guide), "svi": asdict(ispec.svi)}
+                "guide": asdict(ispec.guide), "svi": ispec.svi.record()}
     return BanditRun(records, uniform, seeds, settings)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ...utils.validation import check_int, check_number
+from ...utils.validation import check_choice, check_int, check_number
 
 __all__ = ["BDCMFSettings", "METHODS", "ESTIMATORS"]
 
@@ -67,8 +67,7 @@ class BDCMFSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        check_choice("method", self.method, METHODS)
         if self.full_updates not in ("cavi", "svi"):
             raise ValueError(f"full_updates must be 'cavi' or 'svi', got {self.full_updates!r}")
         if self.estimator not in ESTIMATORS:

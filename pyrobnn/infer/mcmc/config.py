@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, fields
 from functools import partial
 
-from ...utils.validation import ArgumentTypeError, check_bool, check_int, check_number
+from ...utils.validation import ArgumentTypeError, check_bool, check_choice, check_int, check_number
 
 
 KERNELS = ("nuts", "hmc", "chees")
@@ -63,8 +63,7 @@ class NUTSConfig:
         put("max_tree_depth", check_int("max_tree_depth", self.max_tree_depth, 1, MAX_TREE_DEPTH))
         put("target_accept", check_number("target_accept", self.target_accept, 0.0, 1.0, lo_open=True, hi_open=True,
                                           expected="a number that lies in (0, 1)"))
-        if self.kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        check_choice("kernel", self.kernel, KERNELS)
         if self.step_size is not None:
             put("step_size", check_number("step_size", self.step_size, 0.0, lo_open=True,
                                           expected="a positive number or None"))

@@ -11,7 +11,7 @@ import torch
 
 from ...model.memory import estimate_nuts
 from ...utils.rng import fresh_seed
-from ...utils.validation import ArgumentTypeError, check_bool
+from ...utils.validation import ArgumentTypeError, check_bool, check_config
 from ..arguments import check_dtype, check_fit_memory, check_optional_bool, check_seed, data_bytes, float_dtype_of, \
     prepare_data
 from .. import distributed as D
@@ -143,15 +143,7 @@ def fit_nuts(
                  max_tree_depth=max_tree_depth, jit=jit, kernel=kernel, step_size=step_size, num_steps=num_steps,
                  adapt_step_size=adapt_step_size, adapt_mass_matrix=adapt_mass_matrix, init=init, backend=backend,
                  chain_method=chain_method, checkpoint_every=checkpoint_every)
-    if config is None:
-        config = NUTSConfig(**given)
-    elif not isinstance(config, NUTSConfig):
-        raise ArgumentTypeError(f"config must be a NUTSConfig or None, got {type(config).__name__}")
-    else:
-        both = [k for k, v in given.items() if v is not getattr(NUTS_DEFAULTS, k) and v != getattr(NUTS_DEFAULTS, k)]
-        if both:
-            raise ValueError(f"{', '.join(both)} given both as keyword argument(s) and in config=; "
-                             f"give the settings in one place (dataclasses.replace(config, ...))")
+    config = check_config(config, NUTSConfig, given)
     (num_samples, warmup, chains, target_accept, max_tree_depth, jit, kernel, step_size, num_steps, adapt_step_size,
      adapt_mass_matrix, init, backend, chain_method, checkpoint_every) = (getattr(config, k) for k in given)
     check_bool("progress", progress)
