@@ -128,7 +128,7 @@ class TorchEstimator:
         locs, scales, samples, kl = {}, {}, {}, None
         for site in plan.sites:  # the guide's order: the order Pyro's guide draws in
             loc, sd = guide.loc_scale(site)
-            eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
+            eps = torch.randn_like(loc)  # torch.randn(loc.shape, dtype=, device=): the same draws, parsed faster
             w = loc + eps * sd
             samples[site] = w
             if local:
