@@ -102,7 +102,9 @@ class TorchEstimator:
     weights, the likelihood) is looked up once, on the first call with a (model, guide) pair,
     and kept while the estimator is called with that pair: a step runs the tensor operations
     and little else.  A step calls each Bayesian layer's ``functional(x, weight, bias)`` —
-    what the layer's ``forward`` calls — directly, and every other layer as a module."""
+    what the layer's ``forward`` calls — directly, and every other layer as a module, so hooks
+    registered on a Bayesian layer do not run during training (``model.network`` runs them); on
+    the 1-20-1 net this saves about a tenth of the network's time per step."""
 
     num_particles = 1
 
