@@ -24,7 +24,16 @@ number of steps and loss value (the negative ELBO with its normalising constants
 (1-20-1, N = 10 000) and ``large`` (784-400-400-10, N = 2048); peers interleaved, wall-clock and
 CPU-time medians, the machine's load average recorded:
 python benchmarks/svi_step.py --whole-fit [--epochs 3] [--repeats 5] [--threads 1]; results in
-benchmarks/results/svi_whole_fit.json.
+benchmarks/results/svi_whole_fit.json.  With ``--epochs`` of 10 or more each peer is also timed
+on one-epoch fits (interleaved with the others), which splits its time into a cost per step,
+(t_E − t_1) / (steps_E − steps_1), and a fixed cost per fit, t_1 − steps_1 · (cost per step)
+(with fewer epochs the difference is too small for the split to stand out of the noise of a
+shared machine).
+
+``--breakdown`` times the parts of the tiny fit one by one (medians of many calls; the fixed
+costs of a fit once each, the parts of a step next to the hand-written step's): where the time
+of ``fit_svi`` goes beyond the hand-written loop's, in µs; results in
+benchmarks/results/svi_fit_breakdown.json.
 """
 
 from __future__ import annotations
@@ -289,46 +298,239 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def whole_fit(args):
-    # the first optimiser of a process imports torch._dynamo (torch.optim's own one-time cost, many
-    # seconds): pay it once, untimed, before any peer is timed
+def warm_up():
+    """The first optimiser of a process imports torch._dynamo (torch.optim's own one-time cost, many
+    seconds): pay it once, untimed, before any peer is timed."""
     xw, yw = make_data([1, 20, 1], n=256)
     pyrobnn_fit([1, 20, 1], xw, yw, 1)
     bbb_fit([1, 20, 1], xw, yw, 1)
+
+
+def whole_fit(args):
+    warm_up()
     peers = {"pyrobnn": pyrobnn_fit, "bbb": bbb_fit, "bbb_flat": functools.partial(bbb_fit, flat=True)}
+    split = args.epochs >= 10
     results = {"command": "python benchmarks/svi_step.py --whole-fit " + " ".join(argv_of(args)),
                "threads": torch.get_num_threads(), "load_average_before": load_average()}
     for name, (sizes, n) in WHOLE_FIT.items():
         x, y = make_data(sizes, n=n)
         wall = {k: [] for k in peers}
         cpu = {k: [] for k in peers}
+        wall1 = {k: [] for k in peers}
         for _ in range(args.repeats):
             for k, fn in peers.items():  # interleaved, so the machine's load hits every peer alike
                 t0, c0 = time.perf_counter(), time.process_time()
                 fn(sizes, x, y, args.epochs)
                 wall[k].append(time.perf_counter() - t0)
                 cpu[k].append(time.process_time() - c0)
+                if split:  # a one-epoch fit: splits the time into fixed and per-step costs
+                    t0 = time.perf_counter()
+                    fn(sizes, x, y, 1)
+                    wall1[k].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in wall.items()}
         med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-        steps = args.epochs * -(-n // 128)
+        per_epoch = -(-n // 128)
+        steps = args.epochs * per_epoch
         results[name] = {"sizes": sizes, "n": n, "epochs": args.epochs, "steps": steps, "median_s": med,
                          "median_cpu_s": med_cpu, "all_s": wall, "all_cpu_s": cpu,
                          "ratio_to_bbb": med["pyrobnn"] / med["bbb"], "ratio_to_bbb_flat": med["pyrobnn"] / med["bbb_flat"],
-                         "cpu_ratio_to_bbb_flat": med_cpu["pyrobnn"] / med_cpu["bbb_flat"],
-                         "load_average_after": load_average()}
+                         "cpu_ratio_to_bbb_flat": med_cpu["pyrobnn"] / med_cpu["bbb_flat"]}
+        if split:
+            med1 = {k: statistics.median(v) for k, v in wall1.items()}
+            step_us = {k: (med[k] - med1[k]) / (steps - per_epoch) * 1e6 for k in peers}
+            fixed_us = {k: med1[k] * 1e6 - per_epoch * step_us[k] for k in peers}
+            results[name].update(one_epoch_median_s=med1, all_one_epoch_s=wall1, per_step_us=step_us,
+                                 fixed_us=fixed_us, per_step_ratio_to_bbb_flat=step_us["pyrobnn"] / step_us["bbb_flat"])
+        results[name]["load_average_after"] = load_average()
         print(f"{'-'.join(map(str, sizes))}, N={n}, batch 128, {steps} steps (median of {args.repeats}, "
               f"threads={torch.get_num_threads()}, load {results[name]['load_average_after']})")
-        print(f"  {'peer':<10}{'wall s':>9}{'CPU s':>9}{'x bbb_flat':>12}{'CPU x':>8}")
+        print(f"  {'peer':<10}{'wall s':>9}{'CPU s':>9}{'x bbb_flat':>12}{'CPU x':>8}"
+              + (f"{'us/step':>9}{'fixed us':>10}" if split else ""))
         for k in peers:
+            cols = f"{step_us[k]:>9.1f}{fixed_us[k]:>10.0f}" if split else ""
             print(f"  {k:<10}{med[k]:>9.3f}{med_cpu[k]:>9.3f}{med[k] / med['bbb_flat']:>12.3f}"
-                  f"{med_cpu[k] / med_cpu['bbb_flat']:>8.3f}")
+                  f"{med_cpu[k] / med_cpu['bbb_flat']:>8.3f}{cols}")
     out = Path(args.out if args.out != DEFAULT_OUT else Path(DEFAULT_OUT).with_name("svi_whole_fit.json"))
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
     print(f"written {out}")
 
 
+def per_call_us(*fns, calls=2000, repeats=7, warmup=200) -> list[float]:
+    """For each of ``fns``: the median over ``repeats`` of the mean time of ``calls`` calls, in µs
+    (the functions take turns within each repeat, so the machine's load hits them alike)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            t.append((time.perf_counter() - t0) / calls * 1e6)
+    return [statistics.median(t) for t in times]
+
+
+def breakdown(args):
+    """Where a tiny fit's time goes, part by part, next to the hand-written flat BBB loop's parts.
+    Uses fit_svi's own helpers (pyrobnn.infer.svi's place and _Snapshot, the arguments module) so
+    that each fixed cost is the one the fit pays."""
+    from pyro import poutine
+    from tqdm.auto import tqdm
+
+    from pyrobnn.infer import arguments, svi
+    from pyrobnn.infer.interrupt import StopOnInterrupt
+    from pyrobnn.infer.posterior import GuidePosterior
+    from pyrobnn.infer.torch_elbo import supports
+    from pyrobnn.model.memory import estimate_svi
+    from pyrobnn.model.priors import standard_normal_log_prob_sum
+    from pyrobnn.utils.rng import seeded
+
+    warm_up()
+    sizes, n = WHOLE_FIT["tiny"]
+    x, y = make_data(sizes, n=n)
+    xb, yb, fixed_calls = x[:128], y[:128], 200
+
+    def new_net():
+        return pb.BNN(layers_for(sizes), likelihood_for(sizes), prior=pb.priors.Normal(0.0, 1.0))
+
+    net = new_net()
+    guide = pb.guides.MeanField(net)
+    params = []
+
+    def setup():
+        with poutine.block():
+            guide.setup(xb, yb, n_data=n)
+
+    def scopes():
+        with seeded(0), StopOnInterrupt(True):
+            pass
+
+    setup()
+    params = [p for p in list(net.parameters()) + list(guide.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    sums = torch.zeros(3)
+    fixed = {
+        "BNN(...)": lambda: new_net(),
+        "MeanField(net)": lambda: pb.guides.MeanField(net),
+        "argument checks: prepare_data": lambda: arguments.prepare_data(net, xb, yb),
+        "memory estimate": lambda: estimate_svi(**net.memory_facts(x.shape[1:]), n_data=n, batch_size=128,
+                                                num_particles=1, guide="meanfield", optimizer="adam",
+                                                data_bytes=arguments.data_bytes(x, y, torch.float32),
+                                                dtype=torch.float32, device=torch.device("cpu")),
+        "RNG scope + interrupt handler": scopes,
+        "place (model and data on the device)": lambda: svi.place(net, x, y, "auto", None),
+        "guide setup (Pyro trace of the model)": setup,
+        "guide.to(device)": lambda: guide.to(device=torch.device("cpu")),
+        "optimizer": lambda: torch.optim.Adam(params, lr=1e-3),
+        "estimator choice (supports)": lambda: supports(net, guide),
+        "progress bar (disabled)": lambda: tqdm(range(3), disable=True, total=3, mininterval=0.5),
+        "posterior": lambda: GuidePosterior(model=net, method="svi", guide=guide, history=[], info={},
+                                            example_args=((xb[:1], yb[:1]), {"n_data": n})),
+        "per epoch: permutation + split": lambda: torch.randperm(n).split(128),
+        "per epoch: window snapshot + finiteness read": lambda: (svi._Snapshot(net, guide, opt, 0, 0, sums),
+                                                                  svi._all_finite([sums] + params)),
+        "hand-written: HandBBBFlat + Adam": lambda: torch.optim.Adam(HandBBBFlat(sizes).parameters(), lr=1e-3),
+        "hand-written per epoch: permutation": lambda: torch.randperm(n),
+    }
+    fixed_us = dict(zip(fixed, per_call_us(*fixed.values(), calls=fixed_calls, repeats=5, warmup=20)))
+
+    # the parts of one step, each next to the hand-written flat step's counterpart
+    from pyrobnn.infer.torch_elbo import TorchEstimator
+
+    net = new_net()  # fresh ones: the set-up timed above replaced the guide's parameters
+    guide = pb.guides.MeanField(net)
+    setup()
+    params = [p for p in list(net.parameters()) + list(guide.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    est = TorchEstimator("trace")
+    kw = {"n_data": n}
+    est.terms(net, guide, (xb, yb), kw)
+    plan = est._plan
+    m = HandBBBFlat(sizes)
+    opt_flat = torch.optim.Adam(m.parameters(), lr=1e-3)
+    est.terms(net, guide, (xb, yb), kw).loss.backward()  # gradients for the optimizers' steps
+    m.loss(xb, yb, n, True).backward()
+    perm = torch.randperm(n)
+    batches = perm.split(128)
+    site = plan.sites[0]
+    loc, sd = guide.loc_scale(site)
+    eps = torch.randn_like(loc)
+    w = loc + eps * sd
+    prior = net.site_prior(site)
+    out = plan.network(xb, {site: w})
+    sigma = F.softplus(m.rho)
+    wf = m.mu + sigma * eps
+    h = mlp(xb, [piece.view(shape) for piece, shape in zip(torch.split(wf, m.splits), m.shapes)])
+
+    def pb_fb():
+        est.terms(net, guide, (xb, yb), kw).loss.backward()
+
+    def flat_fb():
+        m.loss(xb, yb, n, True).backward()
+
+    acc = torch.zeros(3).unbind()
+    one = torch.ones(())
+
+    def pb_sums():
+        for a, v in zip(acc, (one.detach(), one.detach(), one.detach())):
+            a += v
+
+    def flat_sum():
+        acc[0].add_(one.detach())
+
+    eb_net = pb.BNN(layers_for(sizes), likelihood_for(sizes), prior=pb.priors.AdaptiveNormal())
+    eb_guide = pb.guides.MeanField(eb_net)
+    eb_guide.setup(xb, yb, n_data=n)
+    pairs = {
+        "minibatch (gather of 128 rows)": (lambda: (x.index_select(0, batches[3]), y.index_select(0, batches[3])),
+                                           lambda: (x[perm[384:512]], y[perm[384:512]])),
+        "guide (loc, scale) vs softplus": (lambda: guide.loc_scale(site), lambda: F.softplus(m.rho)),
+        "draw w = loc + eps * scale": (lambda: loc + torch.randn_like(loc) * sd,
+                                       lambda: m.mu + sigma * torch.randn_like(m.mu)),
+        "log q(w)": (lambda: standard_normal_log_prob_sum(eps, sd), lambda: (-0.5 * eps**2 - torch.log(sigma)).sum()),
+        "log p(w)": (lambda: prior.log_prob(w), lambda: (-0.5 * wf**2).sum()),
+        "network": (lambda: plan.network(xb, {site: w}),
+                    lambda: mlp(xb, [p.view(s) for p, s in zip(torch.split(wf, m.splits), m.shapes)])),
+        "log-likelihood": (lambda: plan.likelihood.log_prob_sum(out, {}, yb), lambda: log_likelihood(h, yb, True)),
+        "estimator forward (all of the above but the minibatch)": (
+            lambda: est.terms(net, guide, (xb, yb), kw), lambda: m.loss(xb, yb, n, True)),
+        "estimator forward + backward": (pb_fb, flat_fb),
+        "optimizer step (Adam)": (opt.step, opt_flat.step),
+        "gradients cleared": (lambda: [setattr(p, "grad", None) for p in params],
+                              lambda: opt_flat.zero_grad(set_to_none=True)),
+        "running sums (3 in place) vs 1": (pb_sums, flat_sum),
+        "KL weight (Blundell, per step before; listed per epoch now)": (
+            lambda: pb.infer.kl_weight("blundell", 3, 79), lambda: None),
+        "empirical-Bayes update (adaptive prior only; not in the timed fit)": (
+            lambda: eb_net.update_priors(eb_guide.loc_scale), lambda: None),
+    }
+    step_us = {}
+    for k, (a, b) in pairs.items():
+        step_us[k] = dict(zip(("pyrobnn", "bbb_flat"), per_call_us(a, b)))
+    fwd = step_us["estimator forward (all of the above but the minibatch)"]
+    fb = step_us.pop("estimator forward + backward")
+    step_us["backward (forward + backward − forward)"] = {k: fb[k] - fwd[k] for k in fb}
+
+    print(f"fixed costs of one tiny fit (µs, median per call; threads={torch.get_num_threads()})")
+    for k, v in fixed_us.items():
+        print(f"  {k:<52}{v:>9.1f}")
+    print("per-step parts (µs)")
+    print(f"  {'part':<66}{'pyrobnn':>9}{'bbb_flat':>10}{'gap':>8}")
+    for k, v in step_us.items():
+        print(f"  {k:<66}{v['pyrobnn']:>9.1f}{v['bbb_flat']:>10.1f}{v['pyrobnn'] - v['bbb_flat']:>8.1f}")
+    results = {"command": "python benchmarks/svi_step.py --breakdown" + (f" --threads {args.threads}" if args.threads else ""),
+               "threads": torch.get_num_threads(), "load_average_before": load_average(),
+               "net": {"sizes": sizes, "n": n, "batch": 128}, "fixed_us": fixed_us, "per_step_us": step_us,
+               "load_average_after": load_average()}
+    out = Path(args.out if args.out != DEFAULT_OUT else Path(DEFAULT_OUT).with_name("svi_fit_breakdown.json"))
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    print(f"written {out}")
+
+
 def argv_of(args) -> list[str]:
-    return [f"--epochs {args.epochs}", f"--repeats {args.repeats}"] + ([f"--threads {args.threads}"] if args.threads else [])
+    return ([f"--epochs {args.epochs}", f"--repeats {args.repeats}"] + ([f"--threads {args.threads}"] if args.threads else [])
+            + ([f"--out {args.out}"] if args.out != DEFAULT_OUT else []))
 
 
 DEFAULT_OUT = str(Path(__file__).parent / "results" / "svi_step.json")
@@ -337,6 +539,7 @@ DEFAULT_OUT = str(Path(__file__).parent / "results" / "svi_step.json")
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--whole-fit", action="store_true", help="time whole fits against a hand-written loop")
+    ap.add_argument("--breakdown", action="store_true", help="time the parts of a tiny fit against the hand-written loop's")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of each whole fit (default 3)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
@@ -349,6 +552,8 @@ def main(argv=None):
     torch.manual_seed(0)
     if args.whole_fit:
         return whole_fit(args)
+    if args.breakdown:
+        return breakdown(args)
     results = {}
     nets = ["small", "large"] if args.net == "both" else [args.net]
     for name in nets:

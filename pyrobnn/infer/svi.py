@@ -264,9 +264,10 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     params = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
     opt_cls, default_lr = OPTIMIZERS[optimizer]
     opt = opt_cls(params, lr=default_lr if lr is None else lr, **(optimizer_kwargs or {}))
-    elbo_obj = make_elbo(elbo, num_particles, vectorize_particles, max_plate_nesting)
     if elbo in ("trace", "meanfield") and num_particles == 1 and supports(model, guide):
         elbo_obj = TorchEstimator(elbo)  # the same numbers from the same draws, without Pyro's tracing
+    else:
+        elbo_obj = make_elbo(elbo, num_particles, vectorize_particles, max_plate_nesting)
 
     start_epoch, history, start_batch, saved_perm, saved_sums = 0, [], 0, None, None
     state = read_checkpoint(ckpt) if main and resume and ckpt.exists() else None
@@ -291,7 +292,9 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
     step = start_epoch * num_batches + start_batch
     validate = True
     reduce = None if group is None else D.GradientReducer(params)
-    uniform_kl = kl == "uniform"
+    # the KL weight of minibatch i: Blundell's depends on i alone (listed once), the others on the epoch alone
+    blundell = [kl_weight(kl, i + 1, num_batches) for i in range(num_batches)] if kl == "blundell" else None
+    elbo_kwargs = {"n_data": n}
     # steps between two finiteness checks (a check reads a number back, which waits for an accelerator's queued
     # work); the ranks of a distributed fit exchange their stop flags every step, which waits anyway
     every = 1 if group is not None else check_finite_every
@@ -307,21 +310,30 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                 perm = torch.randperm(n, generator=shuffle_gen).to(dev) if shuffle else None
                 sums = torch.zeros(3, device=dev, dtype=float_dtype)
             accs = sums.unbind()
+            # the epoch's minibatches of row numbers, as views of the permutation (one split per epoch)
+            batches = perm.split(bsz) if shuffle else None
+            w_epoch = 1.0 if blundell is not None else kl_weight(kl, 1, num_batches, epoch, anneal_epochs)
             i, replay_to = first, None
             if every > 1:
                 window = _Snapshot(model, guide, opt, i, step, sums)
             while i < num_batches:
                 checked = every == 1 or replay_to is not None
-                idx = perm[i * bsz:(i + 1) * bsz] if shuffle else slice(i * bsz, (i + 1) * bsz)
+                idx = batches[i] if shuffle else slice(i * bsz, (i + 1) * bsz)
                 mine, share = (idx, 1.0) if group is None else D.shard(_row_numbers(idx, n, dev), group)
-                xb, yb = x[mine], y[mine]  # on the data's device: an index, no host copy
+                # on the data's device: a gather of the rows (a view without shuffling), no host copy
+                if torch.is_tensor(mine):
+                    xb, yb = x.index_select(0, mine), y.index_select(0, mine)
+                else:
+                    xb, yb = x[mine], y[mine]
                 if eb:
                     model.update_priors(guide.loc_scale)
-                w = 1.0 if uniform_kl else kl_weight(kl, i + 1, num_batches, epoch, anneal_epochs)
-                # Pyro's argument checks on the first step only (the loop runs without them)
-                with pyro.validation_enabled(True) if validate else nullcontext():
-                    terms = elbo_terms(elbo_obj, model, guide, (xb, yb), {"n_data": n}, kl_weight=w)
-                validate = False
+                w = w_epoch if blundell is None else blundell[i]
+                if validate:  # Pyro's argument checks on the first step only (the loop runs without them)
+                    with pyro.validation_enabled(True):
+                        terms = elbo_terms(elbo_obj, model, guide, (xb, yb), elbo_kwargs, kl_weight=w)
+                    validate = False
+                else:
+                    terms = elbo_terms(elbo_obj, model, guide, (xb, yb), elbo_kwargs, kl_weight=w)
                 kl_part = terms.kl if torch.is_tensor(terms.kl) else zero + terms.kl
                 if group is None:
                     loss, nll = terms.loss, terms.nll
@@ -329,7 +341,8 @@ def _train(model, guide, x, y, *, stop, epochs, batch_size, optimizer, lr, optim
                     nll = terms.nll * share if share != 1.0 else terms.nll
                     kl_part = kl_part if main else zero
                     loss = nll + w * kl_part
-                opt.zero_grad(set_to_none=True)
+                for p in params:  # opt.zero_grad(set_to_none=True), without its per-call profiling scope
+                    p.grad = None
                 loss.backward()
                 stats = (loss.detach(), nll.detach(), kl_part.detach())
                 if reduce is not None:  # one all_reduce: every gradient, the step's terms and the stop flags

@@ -95,7 +95,16 @@ def check_local_estimator(kind: str, model, guide) -> None:
 class TorchEstimator:
     """The estimator ``kind`` ("trace", "meanfield", "local_reparam" or "flipout"; see the
     module docstring) of one minibatch's ELBO terms; :func:`pyrobnn.infer.elbo.elbo_terms`
-    dispatches to :meth:`terms`."""
+    dispatches to :meth:`terms`.
+
+    What a step needs of the model and guide that does not change from step to step (the
+    guide's sites in its drawing order, each layer's functional form and the names of its
+    weights, the likelihood) is looked up once, on the first call with a (model, guide) pair,
+    and kept while the estimator is called with that pair: a step runs the tensor operations
+    and little else.  A step calls each Bayesian layer's ``functional(x, weight, bias)`` —
+    what the layer's ``forward`` calls — directly, and every other layer as a module, so hooks
+    registered on a Bayesian layer do not run during training (``model.network`` runs them); on
+    the 1-20-1 net this saves about a tenth of the network's time per step."""
 
     num_particles = 1
 
@@ -104,27 +113,37 @@ class TorchEstimator:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
         self.kind = kind
         self.analytic_kl = kind in ("meanfield", "local_reparam")
+        self._plan = None
+
+    def _plan_for(self, model, guide) -> "_Plan":
+        plan = self._plan
+        if plan is None or plan.model is not model or plan.guide is not guide:
+            plan = self._plan = _Plan(model, guide)
+        return plan
 
     def terms(self, model, guide, args, kwargs, kl_weight: float = 1.0) -> ElboTerms:
+        plan = self._plan_for(model, guide)
         x, y = args[0], args[1]
-        n = x.shape[0]
         n_data = kwargs.get("n_data")
-        scale = 1.0 if n_data is None else int(n_data) / n
+        scale = 1.0 if n_data is None else int(n_data) / x.shape[0]
+        local = self.kind in LOCAL_ESTIMATORS
         locs, scales, samples, kl = {}, {}, {}, None
-        for site in guide.site_names:  # the guide's order: the order Pyro's guide draws in
+        for site in plan.sites:  # the guide's order: the order Pyro's guide draws in
             loc, sd = guide.loc_scale(site)
-            eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
+            eps = torch.randn_like(loc)  # torch.randn(loc.shape, dtype=, device=): the same draws, parsed faster
             w = loc + eps * sd
-            locs[site], scales[site], samples[site] = loc, sd, w
+            samples[site] = w
+            if local:
+                locs[site], scales[site] = loc, sd
             site_kl = self._site_kl(model, site, loc, sd, w, eps)
             kl = site_kl if kl is None else kl + site_kl
-        if self.kind in LOCAL_ESTIMATORS:
-            out = self._network(model, x, model.unpack(locs), model.unpack({s: v.square() for s, v in scales.items()}),
+        if local:
+            out = self._network(plan, x, model.unpack(locs), model.unpack({s: v.square() for s, v in scales.items()}),
                                 model.unpack({s: samples[s] - locs[s] for s in samples}))
         else:
-            out = model.network(x, samples)
+            out = plan.network(x, samples)
         # the data plate's N/B on the minibatch's summed log-likelihood
-        log_lik = model.likelihood.log_prob_sum(out, {}, y)
+        log_lik = plan.likelihood.log_prob_sum(out, {}, y)
         nll = -log_lik if scale == 1.0 else log_lik * -scale
         if kl is None:
             kl = torch.zeros((), dtype=nll.dtype, device=nll.device)
@@ -141,15 +160,12 @@ class TorchEstimator:
         log_q = standard_normal_log_prob_sum(eps, scale)
         return log_q - prior.log_prob(w)
 
-    def _network(self, model, x, mu, var, delta):
-        from ..model.layers import BayesianLayer
-
+    def _network(self, plan, x, mu, var, delta):
         h = x
-        for i, layer in enumerate(model.layers):
-            if not (isinstance(layer, BayesianLayer) and layer.bayesian):
+        for layer, w, b in plan.layers:
+            if w is None:
                 h = layer(h)
                 continue
-            w, b = f"layers.{i}.weight", f"layers.{i}.bias"
             mean = F.linear(h, mu[w], mu.get(b))
             if self.kind == "local_reparam":
                 v = F.linear(h.square(), var[w], var.get(b))
@@ -159,4 +175,31 @@ class TorchEstimator:
                 s = torch.randint(0, 2, mean.shape, device=h.device).to(h.dtype).mul_(2).sub_(1)
                 pert = F.linear(h * r, delta[w]) * s
                 h = mean + pert + (delta[b] if b in delta else 0.0)
+        return h
+
+
+class _Plan:
+    """The parts of a (model, guide) pair that a step reads and that stay fixed during a fit:
+    the guide's site names, the likelihood, and the network as a list of (callable, weight
+    name, bias name) — a Bayesian layer's ``functional`` with the names of its weights in
+    ``model.unpack``'s output, or another layer (an activation, a deterministic layer) with
+    ``None``."""
+
+    def __init__(self, model, guide):
+        from ..model.layers import BayesianLayer
+
+        self.model, self.guide = model, guide
+        self.sites = tuple(guide.site_names)
+        self.likelihood = model.likelihood
+        self.layers = tuple(
+            (layer.functional, f"layers.{i}.weight", f"layers.{i}.bias")
+            if isinstance(layer, BayesianLayer) and layer.bayesian else (layer, None, None)
+            for i, layer in enumerate(model.layers))
+
+    def network(self, x, values):
+        """The network's output at the flat site values ``values`` (``model.network``'s numbers)."""
+        weights = self.model.unpack(values)
+        h = x
+        for layer, w, b in self.layers:
+            h = layer(h) if w is None else layer(h, weights[w], weights.get(b))
         return h
