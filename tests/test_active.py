@@ -131,3 +131,31 @@ def test_scores_and_batch_on_cuda():
     s = max_entropy(p)
     pick = select_batch(s, torch.zeros(3, dtype=torch.bool, device="cuda"), 2)
     assert sorted(pick.tolist()) == [0, 1]
+
+
+def test_laplace_inference_fits_each_round_by_fit_laplace():
+    """With a Laplace inference spec a round's posterior is fit_laplace's on the labelled points
+    (the MAP fit taking steps_per_round steps), and the loop acquires from its predictive."""
+    import pyrobnn as pb
+    from pyrobnn.apps.active.loop import _fit
+    from pyrobnn.spec import build_model, laplace_kwargs, load_inference_spec, load_model_spec
+    from pyrobnn.utils.rng import seeded
+
+    settings = ActiveLearningSettings(inference="laplace", steps_per_round=6, num_samples=4, initial_labels=10,
+                                      max_labels=20, pool_size=40, test_size=20, seeds=(0,),
+                                      full_data_reference=False)
+    mspec, ispec = load_model_spec(settings.model), load_inference_spec("laplace")
+    data = pb.data.load("sklearn", name="digits", test_fraction=0.2, seed=0)
+    x, y = data.x_train[:12], data.y_train[:12]
+    post, _ = _fit(mspec, ispec, settings, x, y, None, seed=5)
+    with seeded(5):
+        net = build_model(mspec)
+    direct = pb.fit_laplace(net, x, y, **{**laplace_kwargs(ispec), "epochs": 6, "batch_size": 12, "seed": 5,
+                                          "progress": False})
+    assert isinstance(post, pb.LaplacePosterior) and post.info["prior_precision"] == direct.info["prior_precision"]
+    a, b = post.predict(x, num_samples=4, seed=1).probs, direct.predict(x, num_samples=4, seed=1).probs
+    assert torch.equal(a, b)
+    rounds = active_learning_run("bald", 0, settings, mspec, ispec, data)
+    assert [r["labels"] for r in rounds] == [10, 20] and len(set(rounds[0]["acquired"])) == 10
+    with pytest.raises(ValueError, match="SVI or a Laplace approximation.*'nuts'"):
+        run_active_learning(ActiveLearningSettings(inference="nuts", seeds=(0,)))

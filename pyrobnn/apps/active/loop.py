@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
+from ...infer.laplace import fit_laplace
 from ...infer.svi import fit_svi
-from ...spec import build_data, build_guide, build_model, load_inference_spec, load_model_spec, svi_kwargs
+from ...spec import (build_data, build_guide, build_model, laplace_kwargs, load_inference_spec, load_model_spec,
+                     svi_kwargs)
 from ...utils.rng import seeded
 from ...utils.validation import check_bool, check_int, check_number
 from .acquisition import ACQUISITIONS, BATCH_MODES, score, select_batch
@@ -40,8 +42,10 @@ class ActiveLearningSettings:
     ``seeds``: one loop per seed and acquisition; ``initial_labels`` points balanced over the
     classes, then ``per_round`` per round up to ``max_labels``; ``batch_mode`` "topk" or
     "power" (stochastic batch, exponent ``beta``); ``warm_start``: continue the previous
-    round's guide instead of refitting from the initialisation; ``steps_per_round``: SVI steps
-    of each fit (epochs follow from the labelled-set size and the spec's batch size);
+    round's guide (or, for a Laplace approximation, network) instead of refitting from the
+    initialisation; ``steps_per_round``: optimisation steps of each fit — SVI's, or the MAP fit's
+    of a Laplace approximation — (epochs follow from the labelled-set size and the spec's batch
+    size);
     ``num_samples``: posterior draws for scoring and evaluation; ``full_data_reference``: also
     fit once per seed on the whole pool (the "full-data accuracy"); ``pool_size`` /
     ``test_size``: use only the first points of the pool / test split (after a seeded shuffle).
@@ -148,7 +152,10 @@ def _subset(x, y, n, generator):
 
 
 def _fit(mspec, ispec, settings, x, y, net_guide, seed):
-    kw = svi_kwargs(ispec)
+    """A fit on the labelled points by the inference spec's method: SVI, or a Laplace
+    approximation (its MAP fit taking ``steps_per_round`` steps)."""
+    laplace = ispec.method == "laplace"
+    kw = laplace_kwargs(ispec) if laplace else svi_kwargs(ispec)
     # even minibatches: 130 points with the spec's 128 would leave a minibatch of 2 whose gradient,
     # scaled by N/B = 65, upsets the fit every epoch
     steps_per_epoch = math.ceil(x.shape[0] / kw["batch_size"])
@@ -158,10 +165,11 @@ def _fit(mspec, ispec, settings, x, y, net_guide, seed):
     if net_guide is None:
         with seeded(seed):  # the layers' initialisation draws from torch's generator
             net = build_model(mspec)
-            guide = build_guide(ispec, net)
+            guide = None if laplace else build_guide(ispec, net)
     else:
         net, guide = net_guide
-    return fit_svi(net, guide, x, y, **kw), (net, guide)
+    post = fit_laplace(net, x, y, **kw) if laplace else fit_svi(net, guide, x, y, **kw)
+    return post, (net, guide)
 
 
 def _evaluate(post, x, y, settings, seed) -> dict:
@@ -229,9 +237,9 @@ def run_active_learning(settings: ActiveLearningSettings | None = None, data=Non
     settings = settings or ActiveLearningSettings()
     mspec = load_model_spec(settings.model, list(settings.model_set))
     ispec = load_inference_spec(settings.inference, list(settings.inference_set))
-    if ispec.method != "svi":
-        raise ValueError(f"active learning fits by SVI; the inference spec {settings.inference!r} is "
-                         f"{ispec.method!r}")
+    if ispec.method not in ("svi", "laplace"):
+        raise ValueError(f"active learning fits by SVI or a Laplace approximation; the inference spec "
+                         f"{settings.inference!r} is {ispec.method!r}")
     data = build_data(mspec) if data is None else data
     if data.task == "regression" or data.x_test is None:
         raise ValueError("active learning needs a classification data set with a test split")
