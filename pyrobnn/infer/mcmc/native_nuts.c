@@ -1,0 +1,438 @@
+/* The native backend of pyrobnn's NUTS: the potential energy of a small MLP BNN with its
+ * closed-form gradient, the leapfrog step, and the whole multinomial NUTS transition, for C
+ * independent chains in one call.  Plain C99 and libm; compiled at first use by
+ * pyrobnn/infer/mcmc/native.py (cc -O3 -shared -fPIC) and called through ctypes on the raw
+ * pointers of contiguous float64 CPU tensors.
+ *
+ * Potential (weights w packed into one vector, the layout given by the caller):
+ *
+ *     U(w) = Σ_k ½ (w_k − μ_k)² / s_k²  +  Σ_n ℓ(f(x_n; w), y_n)  +  const,
+ *
+ * ℓ = ½ (f − y)²/σ² (Gaussian, fixed σ) or softplus(f) − y f (Bernoulli on the logit f);
+ * const holds the normalising terms (computed by the caller).  The network is a chain of
+ * fully connected layers h_{l+1} = φ_l(h_l W_lᵀ + b_l), φ ∈ {identity, tanh, relu, sigmoid};
+ * the gradient is back-propagation written out: with δ_L = ∂ℓ/∂f · φ'_L,
+ * ∂U/∂W_l = δ_lᵀ h_l, ∂U/∂b_l = Σ_n δ_l, δ_{l−1} = (δ_l W_l) ⊙ φ'_{l−1}(h_l) (φ' from φ's value:
+ * 1 − h², h(1 − h), [h > 0], 1).
+ *
+ * NUTS: the multinomial variant with the generalised no-U-turn criterion, as
+ * pyrobnn/infer/mcmc/tree.py documents it: the trajectory doubles in a random direction; a
+ * sub-tree of 2^j steps is built recursively, a state in it drawn with probability ∝ exp(−H)
+ * (progressive sampling of the two halves), and it is invalid when a state diverged
+ * (H − H_0 > 1000 or NaN) or one of its binary sub-trees turned (ρ·M⁻¹r⁻ ≤ 0 or ρ·M⁻¹r⁺ ≤ 0,
+ * ρ the sum of its momenta); an invalid sub-tree ends the doubling unused, a valid one replaces
+ * the proposal with probability min(1, W_sub / W_old) (biased progressive sampling); the
+ * doubling stops when the whole trajectory turns or at max_tree_depth.
+ *
+ * Randomness: one 64-bit seed per chain and transition (drawn by the caller from its torch
+ * generator), expanded by splitmix64 into a xoshiro256** state; normals by Box–Muller.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LAYERS 64
+#define MAX_ENERGY_ERROR 1000.0
+
+enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2, ACT_SIGMOID = 3 };
+enum { LIK_GAUSSIAN = 0, LIK_BERNOULLI = 1 };
+
+typedef struct {
+    int64_t n_data, dim, n_layers, likelihood;
+    const int64_t *width;     /* n_layers + 1 */
+    const int64_t *act;       /* n_layers: activation after each layer */
+    const int64_t *w_off;     /* offset of layer l's weight (out, in), row-major, in w */
+    const int64_t *b_off;     /* offset of its bias (out,), −1 without */
+    const double *x;          /* (n_data, width[0]) */
+    const double *y;          /* (n_data,) */
+    const double *prior_loc;  /* (dim,) */
+    const double *prior_prec; /* (dim,) 1 / s² */
+    double noise_prec;        /* 1 / σ² (Gaussian) */
+    double constant;          /* the normalising terms of U */
+} Model;
+
+/* ------------------------------------------------------------------ potential and gradient */
+
+int64_t pyrobnn_work_size(const Model *m) {
+    int64_t acts = 0, maxw = 0, maxp = 0;
+    for (int64_t l = 0; l < m->n_layers; l++) {
+        acts += m->n_data * m->width[l + 1];
+        if (m->width[l + 1] > maxw) maxw = m->width[l + 1];
+        if (m->width[l] > maxw) maxw = m->width[l];
+        if (m->width[l] * m->width[l + 1] > maxp) maxp = m->width[l] * m->width[l + 1];
+    }
+    return acts + 2 * m->n_data * maxw + maxp;
+}
+
+static inline double activate(int64_t act, double v) {
+    switch (act) {
+    case ACT_TANH: return tanh(v);
+    case ACT_RELU: return v > 0.0 ? v : 0.0;
+    case ACT_SIGMOID: return v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
+    default: return v;
+    }
+}
+
+/* δ ← δ ⊙ φ'(pre-activation), from the activation's value h */
+static inline void times_derivative(int64_t act, double *d, const double *h, int64_t n) {
+    switch (act) {
+    case ACT_TANH: for (int64_t k = 0; k < n; k++) d[k] *= 1.0 - h[k] * h[k]; break;
+    case ACT_RELU: for (int64_t k = 0; k < n; k++) d[k] = h[k] > 0.0 ? d[k] : 0.0; break;
+    case ACT_SIGMOID: for (int64_t k = 0; k < n; k++) d[k] *= h[k] * (1.0 - h[k]); break;
+    default: break;
+    }
+}
+
+static inline double softplus(double v) { return v > 0.0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
+
+/* U(w) and g = ∇U(w); ws holds pyrobnn_work_size(m) doubles */
+static double pot_grad(const Model *m, const double *w, double *g, double *ws) {
+    const int64_t N = m->n_data, L = m->n_layers;
+    int64_t maxw = 0;
+    for (int64_t l = 0; l <= L; l++) if (m->width[l] > maxw) maxw = m->width[l];
+    double *h[MAX_LAYERS + 1];
+    h[0] = (double *)m->x;
+    double *p = ws;
+    for (int64_t l = 0; l < L; l++) { h[l + 1] = p; p += N * m->width[l + 1]; }
+    double *delta = p, *delta2 = p + N * maxw, *tmp = p + 2 * N * maxw;
+
+    /* forward: h_{l+1}[n] = φ(b + W h_l[n]), with Wᵀ (in, out) so that the inner loop runs over outputs */
+    for (int64_t l = 0; l < L; l++) {
+        const int64_t a = m->width[l], b = m->width[l + 1];
+        const double *W = w + m->w_off[l];
+        for (int64_t o = 0; o < b; o++)
+            for (int64_t i = 0; i < a; i++) tmp[i * b + o] = W[o * a + i];
+        const double *bias = m->b_off[l] >= 0 ? w + m->b_off[l] : NULL;
+        const double *hin = h[l];
+        double *hout = h[l + 1];
+        for (int64_t n = 0; n < N; n++) {
+            double *row = hout + n * b;
+            const double *xin = hin + n * a;
+            if (bias) memcpy(row, bias, (size_t)b * sizeof(double));
+            else memset(row, 0, (size_t)b * sizeof(double));
+            for (int64_t i = 0; i < a; i++) {
+                const double xi = xin[i];
+                const double *wr = tmp + i * b;
+                for (int64_t o = 0; o < b; o++) row[o] += wr[o] * xi;
+            }
+            const int64_t act = m->act[l];
+            if (act != ACT_IDENTITY)
+                for (int64_t o = 0; o < b; o++) row[o] = activate(act, row[o]);
+        }
+    }
+
+    /* likelihood: U and δ = ∂U/∂f (one output per example) */
+    double u = m->constant, ul = 0.0, up = 0.0;
+    const double *f = h[L];
+    if (m->likelihood == LIK_GAUSSIAN) {
+        for (int64_t n = 0; n < N; n++) {
+            const double e = f[n] - m->y[n];
+            ul += e * e;
+            delta[n] = m->noise_prec * e;
+        }
+        ul *= 0.5 * m->noise_prec;
+    } else {
+        for (int64_t n = 0; n < N; n++) {
+            const double v = f[n], t = m->y[n];
+            ul += softplus(v) - t * v;
+            delta[n] = (v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v))) - t;
+        }
+    }
+    times_derivative(m->act[L - 1], delta, f, N);
+
+    /* prior */
+    for (int64_t k = 0; k < m->dim; k++) {
+        const double d = w[k] - m->prior_loc[k];
+        up += m->prior_prec[k] * d * d;
+        g[k] = m->prior_prec[k] * d;
+    }
+    u += 0.5 * up + ul;
+
+    /* backward */
+    for (int64_t l = L - 1; l >= 0; l--) {
+        const int64_t a = m->width[l], b = m->width[l + 1];
+        const double *W = w + m->w_off[l];
+        const double *hin = h[l];
+        memset(tmp, 0, (size_t)(a * b) * sizeof(double));
+        for (int64_t n = 0; n < N; n++) {
+            const double *d = delta + n * b, *xin = hin + n * a;
+            for (int64_t i = 0; i < a; i++) {
+                const double xi = xin[i];
+                double *gr = tmp + i * b;
+                for (int64_t o = 0; o < b; o++) gr[o] += xi * d[o];
+            }
+        }
+        double *gW = g + m->w_off[l];
+        for (int64_t o = 0; o < b; o++)
+            for (int64_t i = 0; i < a; i++) gW[o * a + i] += tmp[i * b + o];
+        if (m->b_off[l] >= 0) {
+            double *gb = g + m->b_off[l];
+            for (int64_t n = 0; n < N; n++) {
+                const double *d = delta + n * b;
+                for (int64_t o = 0; o < b; o++) gb[o] += d[o];
+            }
+        }
+        if (l > 0) {
+            for (int64_t n = 0; n < N; n++) {
+                double *nd = delta2 + n * a;
+                const double *d = delta + n * b;
+                memset(nd, 0, (size_t)a * sizeof(double));
+                for (int64_t o = 0; o < b; o++) {
+                    const double dv = d[o];
+                    const double *wr = W + o * a;
+                    for (int64_t i = 0; i < a; i++) nd[i] += wr[i] * dv;
+                }
+            }
+            times_derivative(m->act[l - 1], delta2, hin, N * a);
+            double *s = delta; delta = delta2; delta2 = s;
+        }
+    }
+    return u;
+}
+
+/* U and ∇U for C rows of z (C, D) */
+int pyrobnn_potential(const Model *m, int64_t chains, const double *z, double *u, double *g) {
+    double *ws = malloc((size_t)pyrobnn_work_size(m) * sizeof(double));
+    if (!ws) return 1;
+    for (int64_t c = 0; c < chains; c++) u[c] = pot_grad(m, z + c * m->dim, g + c * m->dim, ws);
+    free(ws);
+    return 0;
+}
+
+/* one velocity-Verlet step: r ← r − ε/2 g; z ← z + ε M⁻¹ r; (u, g) ← (U, ∇U)(z); r ← r − ε/2 g */
+static double leapfrog(const Model *m, double *z, double *r, double *g, double eps, const double *inv_mass,
+                       double *ws) {
+    const int64_t D = m->dim;
+    const double half = 0.5 * eps;
+    for (int64_t k = 0; k < D; k++) {
+        r[k] -= half * g[k];
+        z[k] += eps * (inv_mass[k] * r[k]);
+    }
+    const double u = pot_grad(m, z, g, ws);
+    for (int64_t k = 0; k < D; k++) r[k] -= half * g[k];
+    return u;
+}
+
+/* a leapfrog step of every chain on the packed state (C, 3, D) = [z, r, ∇U(z)], with signed
+ * step sizes step (C,) and inverse masses (C, D); writes the new packed state and U (C,) */
+int pyrobnn_leapfrog(const Model *m, int64_t chains, const double *state, const double *step,
+                     const double *inv_mass, double *out, double *u) {
+    const int64_t D = m->dim;
+    double *ws = malloc((size_t)pyrobnn_work_size(m) * sizeof(double));
+    if (!ws) return 1;
+    if (out != state) memcpy(out, state, (size_t)(chains * 3 * D) * sizeof(double));
+    for (int64_t c = 0; c < chains; c++) {
+        double *s = out + c * 3 * D;
+        u[c] = leapfrog(m, s, s + D, s + 2 * D, step[c], inv_mass + c * D, ws);
+    }
+    free(ws);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ random numbers */
+
+typedef struct { uint64_t s[4]; int has_spare; double spare; } Rng;
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(Rng *r, uint64_t seed) {
+    for (int k = 0; k < 4; k++) r->s[k] = splitmix64(&seed);
+    r->has_spare = 0;
+}
+
+static inline uint64_t rng_next(Rng *r) { /* xoshiro256** (Blackman & Vigna 2018) */
+    uint64_t *s = r->s;
+    const uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t; s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* uniform on [0, 1) with 53 random bits */
+static inline double rng_uniform(Rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+
+static double rng_normal(Rng *r) { /* Box–Muller */
+    if (r->has_spare) { r->has_spare = 0; return r->spare; }
+    const double u1 = 1.0 - rng_uniform(r), u2 = rng_uniform(r);
+    const double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+    r->spare = rad * sin(th);
+    r->has_spare = 1;
+    return rad * cos(th);
+}
+
+/* ------------------------------------------------------------------ NUTS */
+
+typedef struct { double *z, *r, *g; double u; } Point;
+
+typedef struct {
+    const Model *m;
+    int64_t D;
+    const double *inv_mass;
+    double eps, h0;
+    double *ws;
+    Point *edge;                    /* the end of the trajectory being extended */
+    double *rho, *sz, *sg, *rfirst; /* per level j: momentum sum, sample (z, ∇U), first momentum */
+    double *su, *sh, *logw;         /* per level: sample's U and H, log Σ exp(−H) */
+    Rng rng;
+    int64_t n_steps;
+    double sum_accept;
+    int diverging;
+} Tree;
+
+static inline double kinetic(const double *r, const double *inv_mass, int64_t D) {
+    double k = 0.0;
+    for (int64_t i = 0; i < D; i++) k += r[i] * r[i] * inv_mass[i];
+    return 0.5 * k;
+}
+
+static inline int turning(const double *rho, const double *r_a, const double *r_b, const double *inv_mass,
+                          int64_t D) {
+    double da = 0.0, db = 0.0;
+    for (int64_t i = 0; i < D; i++) {
+        const double v = rho[i] * inv_mass[i];
+        da += v * r_a[i];
+        db += v * r_b[i];
+    }
+    return !(da > 0.0) || !(db > 0.0);
+}
+
+static inline double logaddexp(double a, double b) {
+    if (a == -INFINITY) return b;
+    if (b == -INFINITY) return a;
+    return a > b ? a + log1p(exp(b - a)) : b + log1p(exp(a - b));
+}
+
+/* a sub-tree of 2^j leapfrog steps from t->edge; its summaries in level j's buffers.
+ * Returns 1 when valid (no divergence, no binary sub-tree turned). */
+static int build(Tree *t, int j) {
+    const int64_t D = t->D;
+    double *rho = t->rho + j * D, *sz = t->sz + j * D, *sg = t->sg + j * D, *rf = t->rfirst + j * D;
+    Point *e = t->edge;
+    if (j == 0) {
+        e->u = leapfrog(t->m, e->z, e->r, e->g, t->eps, t->inv_mass, t->ws);
+        const double H = e->u + kinetic(e->r, t->inv_mass, D);
+        const double dH = H - t->h0;
+        t->n_steps++;
+        t->sum_accept += isnan(dH) ? 0.0 : (dH > 0.0 ? exp(-dH) : 1.0);
+        if (!(dH <= MAX_ENERGY_ERROR)) { t->diverging = 1; return 0; }
+        memcpy(rho, e->r, (size_t)D * sizeof(double));
+        memcpy(rf, e->r, (size_t)D * sizeof(double));
+        memcpy(sz, e->z, (size_t)D * sizeof(double));
+        memcpy(sg, e->g, (size_t)D * sizeof(double));
+        t->su[j] = e->u;
+        t->sh[j] = H;
+        t->logw[j] = -H;
+        return 1;
+    }
+    if (!build(t, j - 1)) return 0;
+    const double *rho1 = t->rho + (j - 1) * D, *sz1 = t->sz + (j - 1) * D, *sg1 = t->sg + (j - 1) * D;
+    memcpy(rho, rho1, (size_t)D * sizeof(double));
+    memcpy(rf, t->rfirst + (j - 1) * D, (size_t)D * sizeof(double));
+    memcpy(sz, sz1, (size_t)D * sizeof(double));
+    memcpy(sg, sg1, (size_t)D * sizeof(double));
+    t->su[j] = t->su[j - 1];
+    t->sh[j] = t->sh[j - 1];
+    t->logw[j] = t->logw[j - 1];
+    if (!build(t, j - 1)) return 0;
+    /* the second half's state replaces the first's with probability W_2 / (W_1 + W_2) */
+    const double lw = logaddexp(t->logw[j], t->logw[j - 1]);
+    if (rng_uniform(&t->rng) < exp(t->logw[j - 1] - lw)) {
+        memcpy(sz, sz1, (size_t)D * sizeof(double));
+        memcpy(sg, sg1, (size_t)D * sizeof(double));
+        t->su[j] = t->su[j - 1];
+        t->sh[j] = t->sh[j - 1];
+    }
+    t->logw[j] = lw;
+    for (int64_t i = 0; i < D; i++) rho[i] += rho1[i];
+    return !turning(rho, rf, e->r, t->inv_mass, D);
+}
+
+/* One NUTS transition of every chain.  zg (C, 3, D) packed [z, r (unused), ∇U(z)] and u (C,)
+ * are read and overwritten with the chosen state; step_size (C,), inv_mass (C, D), seeds (C,).
+ * Statistics out: accept_prob (mean min(1, exp(H_0 − H_k)) over the steps taken), diverging,
+ * tree_depth (doublings merged), num_steps (leapfrog steps taken), energy (H of the chosen
+ * state).  Returns 0, or 1 when memory ran out. */
+int pyrobnn_nuts(const Model *m, int64_t chains, double *zg, double *u, const double *step_size,
+                 const double *inv_mass, const uint64_t *seeds, int64_t max_depth, double *accept_prob,
+                 uint8_t *diverging, int64_t *tree_depth, int64_t *num_steps, double *energy) {
+    const int64_t D = m->dim;
+    const int64_t levels = max_depth > 0 ? max_depth : 1;
+    const size_t nws = (size_t)pyrobnn_work_size(m);
+    const size_t nbuf = nws + (size_t)(4 * levels * D + 3 * levels) + (size_t)(7 * D);
+    double *buf = malloc(nbuf * sizeof(double));
+    if (!buf) return 1;
+    Tree t;
+    t.m = m;
+    t.D = D;
+    t.ws = buf;
+    double *p = buf + nws;
+    t.rho = p; p += levels * D;
+    t.sz = p; p += levels * D;
+    t.sg = p; p += levels * D;
+    t.rfirst = p; p += levels * D;
+    t.su = p; p += levels;
+    t.sh = p; p += levels;
+    t.logw = p; p += levels;
+    Point left = {p, p + D, p + 2 * D, 0.0};
+    p += 3 * D;
+    Point right = {p, p + D, p + 2 * D, 0.0};
+    p += 3 * D;
+    double *rho = p;
+
+    for (int64_t c = 0; c < chains; c++) {
+        double *z = zg + c * 3 * D, *g = z + 2 * D;
+        const double *im = inv_mass + c * D;
+        rng_seed(&t.rng, seeds[c]);
+        t.inv_mass = im;
+        t.n_steps = 0;
+        t.sum_accept = 0.0;
+        t.diverging = 0;
+        for (int64_t i = 0; i < D; i++) left.r[i] = rng_normal(&t.rng) / sqrt(im[i]);
+        memcpy(left.z, z, (size_t)D * sizeof(double));
+        memcpy(left.g, g, (size_t)D * sizeof(double));
+        left.u = u[c];
+        memcpy(right.z, z, (size_t)D * sizeof(double));
+        memcpy(right.r, left.r, (size_t)D * sizeof(double));
+        memcpy(right.g, g, (size_t)D * sizeof(double));
+        right.u = u[c];
+        memcpy(rho, left.r, (size_t)D * sizeof(double));
+        const double h0 = u[c] + kinetic(left.r, im, D);
+        t.h0 = h0;
+        double log_w = -h0, prop_u = u[c], prop_h = h0;
+        int64_t depth = 0;
+        for (int64_t j = 0; j < max_depth; j++) {
+            const int forward = rng_uniform(&t.rng) < 0.5;
+            t.edge = forward ? &right : &left;
+            t.eps = forward ? step_size[c] : -step_size[c];
+            if (!build(&t, (int)j)) break;
+            /* biased progressive sampling: move to the sub-tree with probability min(1, W_sub / W_old) */
+            const double lw_sub = t.logw[j];
+            if (log(rng_uniform(&t.rng)) < lw_sub - log_w) {
+                memcpy(z, t.sz + j * D, (size_t)D * sizeof(double));
+                memcpy(g, t.sg + j * D, (size_t)D * sizeof(double));
+                prop_u = t.su[j];
+                prop_h = t.sh[j];
+            }
+            log_w = logaddexp(log_w, lw_sub);
+            const double *rs = t.rho + j * D;
+            for (int64_t i = 0; i < D; i++) rho[i] += rs[i];
+            depth++;
+            if (turning(rho, left.r, right.r, im, D)) break;
+        }
+        u[c] = prop_u;
+        energy[c] = prop_h;
+        accept_prob[c] = t.sum_accept / (double)(t.n_steps > 0 ? t.n_steps : 1);
+        diverging[c] = (uint8_t)t.diverging;
+        tree_depth[c] = depth;
+        num_steps[c] = t.n_steps;
+    }
+    free(buf);
+    return 0;
+}
