@@ -76,6 +76,25 @@ def test_potential_and_gradient_equal_potential_energy(widths, act, bias, likeli
     assert library_path().exists()
 
 
+def test_instruction_set_variants_compute_the_same_numbers():
+    """The AVX2 build (chosen at load time where the CPU has it) and the baseline build give
+    bitwise equal potentials and gradients (-ffp-contract=off: no fused multiply-adds; the
+    vectorised loops do the same operations in the same order)."""
+    from pyrobnn.infer.mcmc.native import _library
+
+    lib, _ = _library("")
+    if not lib.pyrobnn_cpu_supports(b"avx2"):
+        pytest.skip("this CPU has no AVX2: only the baseline build runs here")
+    g = torch.Generator().manual_seed(1)
+    net = mlp([8, 50, 1], "tanh").double()
+    x = torch.randn(93, 8, generator=g, dtype=torch.float64)
+    y = torch.randn(93, generator=g, dtype=torch.float64)
+    pot, _ = potential_of(net, x, y)
+    z = 2 * torch.randn(20, pot.dim, generator=g, dtype=torch.float64)
+    base, avx2 = (NativeModel(net, x, y, pot, variant=v).value_and_grad(z) for v in ("", "avx2"))
+    assert torch.equal(base[0], avx2[0]) and torch.equal(base[1], avx2[1])
+
+
 def test_leapfrog_equals_torch_integrator():
     """The C leapfrog step on the packed (C, 3, D) state equals the torch integrator's."""
     from pyrobnn.infer.mcmc.integrator import _leapfrog_fn, _value_and_grad_eager

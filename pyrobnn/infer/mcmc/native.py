@@ -43,7 +43,9 @@ import hashlib
 import math
 import os
 import shutil
+import platform
 import subprocess
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -51,13 +53,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...utils.files import atomic_write
+from ...utils.files import usual_mode
 from .tree import _BatchedHMC
 
 __all__ = ["native_model", "NativeModel", "library_path"]
 
 _SOURCE = Path(__file__).with_name("native_nuts.c")
-_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99")
+#: -fno-trapping-math lets loops with selects (tanh's two branches) vectorise; -ffp-contract=off
+#: keeps a*b + c two roundings, so that every variant computes the same numbers
+_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99", "-fno-trapping-math", "-ffp-contract=off")
+#: builds for instruction sets beyond the baseline, chosen at load time on a CPU that has them
+_VARIANTS = {"avx2": ("-mavx2", "-mfma")}
 _ACTIVATIONS = {"tanh": 1, "relu": 2, "sigmoid": 3}
 _LIB = None
 _HINT = "; use backend='torch'"
@@ -78,36 +84,46 @@ def _cache_dir() -> Path:
     return Path(base) / "pyrobnn"
 
 
-def library_path() -> Path:
-    """Where the compiled library for this source and compiler command is cached."""
+def library_path(variant: str = "") -> Path:
+    """Where the compiled library for this source, compiler command and instruction-set
+    ``variant`` ("" for the baseline, or one of ``_VARIANTS``) is cached."""
     cc = os.environ.get("CC", "cc")
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join((cc, *_FLAGS)).encode()).hexdigest()[:20]
-    return _cache_dir() / f"native_nuts_{key}.so"
+    cmd = " ".join((cc, *_FLAGS, *_VARIANTS.get(variant, ())))
+    key = hashlib.sha256(_SOURCE.read_bytes() + cmd.encode()).hexdigest()[:20]
+    return _cache_dir() / f"native_nuts{'_' + variant if variant else ''}_{key}.so"
 
 
-def _compile(path: Path) -> None:
+def _compile(variants) -> None:
+    """Compile the missing libraries of ``variants`` (in parallel), each written atomically."""
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise RuntimeError(f"backend='native' compiles C code at first use but the C compiler {cc!r} was not found "
                            f"(set $CC){_HINT}")
+    jobs = []
+    for v in variants:
+        path = library_path(v)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        cmd = [cc, *_FLAGS, *_VARIANTS.get(v, ()), "-o", tmp, str(_SOURCE), "-lm"]
+        jobs.append((path, tmp, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    errors = []
+    for path, tmp, proc in jobs:  # each library is compiled beside its place and renamed into it
+        _, err = proc.communicate()
+        if proc.returncode == 0:
+            usual_mode(tmp)
+            os.replace(tmp, path)
+        else:
+            os.unlink(tmp)
+            errors.append(f"{path.name}: {err}")
+    if errors:
+        raise RuntimeError(f"backend='native': compiling {_SOURCE.name} with {cc} failed:\n" + "\n".join(errors)
+                           + _HINT)
 
-    def build(tmp):
-        done = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"backend='native': compiling {_SOURCE.name} with {cc} failed:\n{done.stderr}{_HINT}")
 
-    atomic_write(path, build)
-
-
-def _library():
-    """The loaded library (compiled and cached at first use) and the seconds it took."""
-    global _LIB
-    if _LIB is not None:
-        return _LIB, 0.0
-    t0 = time.perf_counter()
-    path = library_path()
-    if not path.exists():
-        _compile(path)
+def _load(path: Path):
     lib = ctypes.CDLL(str(path))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.pyrobnn_work_size.argtypes, lib.pyrobnn_work_size.restype = [p], i64
@@ -115,7 +131,29 @@ def _library():
     lib.pyrobnn_leapfrog.argtypes, lib.pyrobnn_leapfrog.restype = [p, i64, p, p, p, p, p], ctypes.c_int
     lib.pyrobnn_nuts.argtypes = [p, i64, p, p, p, p, p, i64, p, p, p, p, p]
     lib.pyrobnn_nuts.restype = ctypes.c_int
-    _LIB = lib
+    lib.pyrobnn_cpu_supports.argtypes, lib.pyrobnn_cpu_supports.restype = [ctypes.c_char_p], ctypes.c_int
+    lib.path = path
+    return lib
+
+
+def _library(variant: str | None = None):
+    """The loaded library (compiled and cached at first use) and the seconds that took: the
+    fastest variant this CPU runs (``variant`` forces one: "" for the baseline)."""
+    global _LIB
+    if variant is None and _LIB is not None:
+        return _LIB, 0.0
+    t0 = time.perf_counter()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    _compile([""] + (list(_VARIANTS) if x86 and variant is None else [variant] if variant else []))
+    lib = _load(library_path())
+    if variant is None:
+        for v in _VARIANTS if x86 else ():
+            if lib.pyrobnn_cpu_supports(v.encode()):
+                lib = _load(library_path(v))
+                break
+        _LIB = lib
+    elif variant:
+        lib = _load(library_path(variant))
     return lib, time.perf_counter() - t0
 
 
@@ -156,7 +194,7 @@ class NativeModel:
     and bias in the packed vector (read from the model's segments and the potential's sites),
     and calls of the library on float64 CPU tensors."""
 
-    def __init__(self, model, x, y, potential):
+    def __init__(self, model, x, y, potential, variant: str | None = None):
         from ...model.likelihoods import Bernoulli, Gaussian
         from ...model.priors import Normal
 
@@ -205,7 +243,7 @@ class NativeModel:
             "act": torch.tensor([a for _, _, a in layers]),
             "w_off": torch.tensor([offsets[f"layers.{i}.weight"] for i, _, _ in layers]),
             "b_off": torch.tensor([offsets.get(f"layers.{i}.bias", -1) for i, _, _ in layers]),
-            "x": x.detach().to(torch.float64).contiguous(),
+            "x": x.detach().to(torch.float64).T.contiguous(),  # feature-major: (in, N)
             "y": y.detach().to(torch.float64).contiguous(),
             "prior_loc": torch.from_numpy(loc), "prior_prec": torch.from_numpy(1.0 / scale**2),
         }
@@ -218,7 +256,7 @@ class NativeModel:
         self.struct = _Model(n, dim, len(layers), kind, *(_ptr(k[f]) for f in ("width", "act", "w_off", "b_off", "x",
                                                                                "y", "prior_loc", "prior_prec")),
                              0.0 if sigma is None else 1.0 / sigma**2, const)
-        self.lib, self.seconds_compile = _library()
+        self.lib, self.seconds_compile = _library(variant)
         self._ref = ctypes.byref(self.struct)
 
     def value_and_grad(self, z: torch.Tensor):
@@ -293,7 +331,7 @@ def _run_native(model, x, y, potential, z0, settings, seed, progress, checkpoint
     draws, stats, extra = _run_torch(model, x, y, potential, z0.to(torch.float64), settings, seed, progress,
                                      checkpointer, callback, stop, kernels=kernels,
                                      make_sampler=partial(_NativeSampler, native))
-    extra["native_library"] = str(library_path())
+    extra["native_library"] = str(native.lib.path)
     for k in ("step_size_adapted", "inverse_mass_matrix"):
         extra[k] = extra[k].to(z0.dtype)
     stats = {k: v.to(z0.dtype) if v.is_floating_point() else v for k, v in stats.items()}

@@ -44,7 +44,7 @@ typedef struct {
     const int64_t *act;       /* n_layers: activation after each layer */
     const int64_t *w_off;     /* offset of layer l's weight (out, in), row-major, in w */
     const int64_t *b_off;     /* offset of its bias (out,), −1 without */
-    const double *x;          /* (n_data, width[0]) */
+    const double *x;          /* xᵀ: (width[0], n_data) */
     const double *y;          /* (n_data,) */
     const double *prior_loc;  /* (dim,) */
     const double *prior_prec; /* (dim,) 1 / s² */
@@ -52,36 +52,130 @@ typedef struct {
     double constant;          /* the normalising terms of U */
 } Model;
 
+/* 1 when the CPU runs the instruction-set variant ``what`` ("avx2": AVX2 and FMA) */
+int pyrobnn_cpu_supports(const char *what) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (strcmp(what, "avx2") == 0) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+#else
+    (void)what;
+#endif
+    return 0;
+}
+
 /* ------------------------------------------------------------------ potential and gradient */
 
+/* Activations are stored feature-major, h_l as (width_l, N), so that every inner loop runs
+ * over the N examples: the forward pass and δ_{l−1} are sums of scaled rows (axpy), the
+ * weight gradient a dot product of two rows.  x is given as xᵀ (width_0, N). */
+
 int64_t pyrobnn_work_size(const Model *m) {
-    int64_t acts = 0, maxw = 0, maxp = 0;
+    int64_t acts = 0, maxw = 0;
     for (int64_t l = 0; l < m->n_layers; l++) {
         acts += m->n_data * m->width[l + 1];
         if (m->width[l + 1] > maxw) maxw = m->width[l + 1];
         if (m->width[l] > maxw) maxw = m->width[l];
-        if (m->width[l] * m->width[l + 1] > maxp) maxp = m->width[l] * m->width[l + 1];
     }
-    return acts + 2 * m->n_data * maxw + maxp;
+    return acts + 2 * m->n_data * maxw;
 }
 
-static inline double activate(int64_t act, double v) {
+/* e^z for |z| ≤ 708: z = k ln 2 + r with |r| ≤ ln 2 / 2 (Cody–Waite: ln 2 in two parts), e^r by
+ * its Taylor polynomial of degree 12 (truncation < 2e-16 relative; Estrin's scheme), 2^k from the exponent
+ * bits.  Branch-free, so that loops of it vectorise; within a few ulp of libm's exp. */
+static inline double exp_bounded(double z) {
+    const double shift = 0x1.8p52;
+    const double t = z * 1.4426950408889634 + shift;
+    const double k = t - shift; /* round(z / ln 2) */
+    int64_t ki, sb;
+    memcpy(&ki, &t, sizeof ki);
+    memcpy(&sb, &shift, sizeof sb);
+    ki -= sb;
+    const double r = (z - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    /* Σ_{j≤12} r^j / j! by Estrin's scheme (short dependency chains) */
+    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const double p01 = 1.0 + r, p23 = 0.5 + r * (1.0 / 6.0), p45 = 1.0 / 24.0 + r * (1.0 / 120.0),
+                 p67 = 1.0 / 720.0 + r * (1.0 / 5040.0), p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0),
+                 p1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
+    const double p03 = p01 + r2 * p23, p47 = p45 + r2 * p67, p811 = p89 + r2 * p1011;
+    const double p = p03 + r4 * p47 + r8 * (p811 + r4 * (1.0 / 479001600.0));
+    const uint64_t sbits = (uint64_t)(ki + 1023) << 52;
+    double scale;
+    memcpy(&scale, &sbits, sizeof scale);
+    return p * scale;
+}
+
+/* tanh, branch-free: |x| < 0.625: x + x s P(s)/Q(s), s = x² (the rational approximation of
+ * Cephes' tanh); else (e − 1)/(e + 1), e = e^{2|x|} (e^{40} beyond |x| = 20, where tanh is 1 in
+ * double).  Within 5e-16 relative of libm's tanh; NaN stays NaN. */
+static inline double tanh_fast(double x) {
+    /* every value is computed, then selected: no branch, so that loops of it vectorise */
+    const double a = fabs(x), s = x * x, a2 = 2.0 * a;
+    const double P = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
+    const double Q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
+    const double e = exp_bounded(a2 > 40.0 ? 40.0 : a2); /* NaN stays NaN */
+    const double num_small = a * Q + a * s * P, num_big = e - 1.0, den_big = e + 1.0;
+    const int small = a < 0.625;
+    const double t = (small ? num_small : num_big) / (small ? Q : den_big);
+    const double neg = -t;
+    return x < 0.0 ? neg : t;
+}
+
+static inline double sigmoid_fast(double v) {
+    const double c = v > 700.0 ? 700.0 : (v < -700.0 ? -700.0 : v);
+    const double mc = -c;
+    return 1.0 / (1.0 + exp_bounded(mc));
+}
+
+static void activate(int64_t act, double *v, int64_t n) {
     switch (act) {
-    case ACT_TANH: return tanh(v);
-    case ACT_RELU: return v > 0.0 ? v : 0.0;
-    case ACT_SIGMOID: return v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
-    default: return v;
+    case ACT_TANH: for (int64_t k = 0; k < n; k++) v[k] = tanh_fast(v[k]); break;
+    case ACT_RELU: for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0 ? v[k] : 0.0; break;
+    case ACT_SIGMOID: for (int64_t k = 0; k < n; k++) v[k] = sigmoid_fast(v[k]); break;
+    default: break;
     }
 }
 
 /* δ ← δ ⊙ φ'(pre-activation), from the activation's value h */
-static inline void times_derivative(int64_t act, double *d, const double *h, int64_t n) {
+static void times_derivative(int64_t act, double *restrict d, const double *restrict h, int64_t n) {
     switch (act) {
     case ACT_TANH: for (int64_t k = 0; k < n; k++) d[k] *= 1.0 - h[k] * h[k]; break;
     case ACT_RELU: for (int64_t k = 0; k < n; k++) d[k] = h[k] > 0.0 ? d[k] : 0.0; break;
     case ACT_SIGMOID: for (int64_t k = 0; k < n; k++) d[k] *= h[k] * (1.0 - h[k]); break;
     default: break;
     }
+}
+
+static inline void axpy(double *restrict y, const double *restrict x, double c, int64_t n) {
+    for (int64_t k = 0; k < n; k++) y[k] += c * x[k];
+}
+
+/* Σ_k a_k b_k in four interleaved partial sums */
+static inline double dot(const double *restrict a, const double *restrict b, int64_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += a[k] * b[k];
+        s1 += a[k + 1] * b[k + 1];
+        s2 += a[k + 2] * b[k + 2];
+        s3 += a[k + 3] * b[k + 3];
+    }
+    for (; k < n; k++) s0 += a[k] * b[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static inline double sum(const double *a, int64_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += a[k];
+        s1 += a[k + 1];
+        s2 += a[k + 2];
+        s3 += a[k + 3];
+    }
+    for (; k < n; k++) s0 += a[k];
+    return (s0 + s1) + (s2 + s3);
 }
 
 static inline double softplus(double v) { return v > 0.0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
@@ -91,52 +185,38 @@ static double pot_grad(const Model *m, const double *w, double *g, double *ws) {
     const int64_t N = m->n_data, L = m->n_layers;
     int64_t maxw = 0;
     for (int64_t l = 0; l <= L; l++) if (m->width[l] > maxw) maxw = m->width[l];
-    double *h[MAX_LAYERS + 1];
-    h[0] = (double *)m->x;
+    const double *h[MAX_LAYERS + 1];
+    h[0] = m->x;
     double *p = ws;
     for (int64_t l = 0; l < L; l++) { h[l + 1] = p; p += N * m->width[l + 1]; }
-    double *delta = p, *delta2 = p + N * maxw, *tmp = p + 2 * N * maxw;
+    double *delta = p, *delta2 = p + N * maxw;
 
-    /* forward: h_{l+1}[n] = φ(b + W h_l[n]), with Wᵀ (in, out) so that the inner loop runs over outputs */
+    /* forward: row o of h_{l+1} = φ(b_o + Σ_i W_oi · row i of h_l) */
     for (int64_t l = 0; l < L; l++) {
         const int64_t a = m->width[l], b = m->width[l + 1];
         const double *W = w + m->w_off[l];
-        for (int64_t o = 0; o < b; o++)
-            for (int64_t i = 0; i < a; i++) tmp[i * b + o] = W[o * a + i];
-        const double *bias = m->b_off[l] >= 0 ? w + m->b_off[l] : NULL;
-        const double *hin = h[l];
-        double *hout = h[l + 1];
-        for (int64_t n = 0; n < N; n++) {
-            double *row = hout + n * b;
-            const double *xin = hin + n * a;
-            if (bias) memcpy(row, bias, (size_t)b * sizeof(double));
-            else memset(row, 0, (size_t)b * sizeof(double));
-            for (int64_t i = 0; i < a; i++) {
-                const double xi = xin[i];
-                const double *wr = tmp + i * b;
-                for (int64_t o = 0; o < b; o++) row[o] += wr[o] * xi;
-            }
-            const int64_t act = m->act[l];
-            if (act != ACT_IDENTITY)
-                for (int64_t o = 0; o < b; o++) row[o] = activate(act, row[o]);
+        double *hout = (double *)h[l + 1];
+        for (int64_t o = 0; o < b; o++) {
+            double *row = hout + o * N;
+            const double bo = m->b_off[l] >= 0 ? w[m->b_off[l] + o] : 0.0;
+            for (int64_t n = 0; n < N; n++) row[n] = bo;
+            for (int64_t i = 0; i < a; i++) axpy(row, h[l] + i * N, W[o * a + i], N);
         }
+        activate(m->act[l], hout, b * N);
     }
 
     /* likelihood: U and δ = ∂U/∂f (one output per example) */
-    double u = m->constant, ul = 0.0, up = 0.0;
+    double ul = 0.0, up = 0.0;
     const double *f = h[L];
     if (m->likelihood == LIK_GAUSSIAN) {
-        for (int64_t n = 0; n < N; n++) {
-            const double e = f[n] - m->y[n];
-            ul += e * e;
-            delta[n] = m->noise_prec * e;
-        }
-        ul *= 0.5 * m->noise_prec;
+        for (int64_t n = 0; n < N; n++) delta[n] = f[n] - m->y[n];
+        ul = 0.5 * m->noise_prec * dot(delta, delta, N);
+        for (int64_t n = 0; n < N; n++) delta[n] *= m->noise_prec;
     } else {
         for (int64_t n = 0; n < N; n++) {
             const double v = f[n], t = m->y[n];
             ul += softplus(v) - t * v;
-            delta[n] = (v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v))) - t;
+            delta[n] = sigmoid_fast(v) - t;
         }
     }
     times_derivative(m->act[L - 1], delta, f, N);
@@ -147,48 +227,28 @@ static double pot_grad(const Model *m, const double *w, double *g, double *ws) {
         up += m->prior_prec[k] * d * d;
         g[k] = m->prior_prec[k] * d;
     }
-    u += 0.5 * up + ul;
 
-    /* backward */
+    /* backward: ∂U/∂W_oi = δ_o · h_i (rows), ∂U/∂b_o = Σ_n δ_o, δ_{l−1, i} = Σ_o W_oi δ_o ⊙ φ' */
     for (int64_t l = L - 1; l >= 0; l--) {
         const int64_t a = m->width[l], b = m->width[l + 1];
         const double *W = w + m->w_off[l];
-        const double *hin = h[l];
-        memset(tmp, 0, (size_t)(a * b) * sizeof(double));
-        for (int64_t n = 0; n < N; n++) {
-            const double *d = delta + n * b, *xin = hin + n * a;
-            for (int64_t i = 0; i < a; i++) {
-                const double xi = xin[i];
-                double *gr = tmp + i * b;
-                for (int64_t o = 0; o < b; o++) gr[o] += xi * d[o];
-            }
-        }
         double *gW = g + m->w_off[l];
-        for (int64_t o = 0; o < b; o++)
-            for (int64_t i = 0; i < a; i++) gW[o * a + i] += tmp[i * b + o];
-        if (m->b_off[l] >= 0) {
-            double *gb = g + m->b_off[l];
-            for (int64_t n = 0; n < N; n++) {
-                const double *d = delta + n * b;
-                for (int64_t o = 0; o < b; o++) gb[o] += d[o];
-            }
+        for (int64_t o = 0; o < b; o++) {
+            const double *d = delta + o * N;
+            for (int64_t i = 0; i < a; i++) gW[o * a + i] += dot(d, h[l] + i * N, N);
+            if (m->b_off[l] >= 0) g[m->b_off[l] + o] += sum(d, N);
         }
         if (l > 0) {
-            for (int64_t n = 0; n < N; n++) {
-                double *nd = delta2 + n * a;
-                const double *d = delta + n * b;
-                memset(nd, 0, (size_t)a * sizeof(double));
-                for (int64_t o = 0; o < b; o++) {
-                    const double dv = d[o];
-                    const double *wr = W + o * a;
-                    for (int64_t i = 0; i < a; i++) nd[i] += wr[i] * dv;
-                }
+            for (int64_t i = 0; i < a; i++) {
+                double *nd = delta2 + i * N;
+                for (int64_t n = 0; n < N; n++) nd[n] = 0.0;
+                for (int64_t o = 0; o < b; o++) axpy(nd, delta + o * N, W[o * a + i], N);
             }
-            times_derivative(m->act[l - 1], delta2, hin, N * a);
-            double *s = delta; delta = delta2; delta2 = s;
+            times_derivative(m->act[l - 1], delta2, h[l], a * N);
+            double *t = delta; delta = delta2; delta2 = t;
         }
     }
-    return u;
+    return m->constant + 0.5 * up + ul;
 }
 
 /* U and ∇U for C rows of z (C, D) */
