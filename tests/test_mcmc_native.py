@@ -76,10 +76,9 @@ def test_potential_and_gradient_equal_potential_energy(widths, act, bias, likeli
     assert library_path().exists()
 
 
-def test_instruction_set_variants_compute_the_same_numbers():
-    """The AVX2 build (chosen at load time where the CPU has it) and the baseline build give
-    bitwise equal potentials and gradients (-ffp-contract=off: no fused multiply-adds; the
-    vectorised loops do the same operations in the same order)."""
+def test_instruction_set_variants_agree():
+    """The AVX2 build (chosen at load time where the CPU has it; fused multiply-adds) and the
+    baseline build agree to rounding: rtol 1e-12 on the potential and the gradient."""
     from pyrobnn.infer.mcmc.native import _library
 
     lib, _ = _library("")
@@ -92,7 +91,8 @@ def test_instruction_set_variants_compute_the_same_numbers():
     pot, _ = potential_of(net, x, y)
     z = 2 * torch.randn(20, pot.dim, generator=g, dtype=torch.float64)
     base, avx2 = (NativeModel(net, x, y, pot, variant=v).value_and_grad(z) for v in ("", "avx2"))
-    assert torch.equal(base[0], avx2[0]) and torch.equal(base[1], avx2[1])
+    torch.testing.assert_close(avx2[0], base[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(avx2[1], base[1], rtol=1e-12, atol=1e-12 * float(base[1].abs().max()))
 
 
 def test_leapfrog_equals_torch_integrator():
