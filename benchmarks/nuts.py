@@ -327,6 +327,8 @@ def main(argv=None):
     ap.add_argument("--numpyro-chain-method", default="sequential", choices=["sequential", "vectorized"])
     ap.add_argument("--pyro", action="store_true", help="also time Pyro's NUTS kernel (short runs)")
     ap.add_argument("--no-native", dest="native", action="store_false", help="leave out backend='native'")
+    ap.add_argument("--no-torch", dest="torch", action="store_false",
+                    help="leave out backend='torch' (slow on the larger problems; native and NumPyro only)")
     ap.add_argument("--quick", action="store_true", help="one short repeat (< 2 minutes)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nuts.json"))
     args = ap.parse_args(argv)
@@ -360,7 +362,7 @@ def main(argv=None):
         import tempfile
 
         os.environ["PYROBNN_NATIVE_CACHE"] = tempfile.mkdtemp(prefix="pyrobnn-native-")
-    samplers = ("pyrobnn", "native", "numpyro") if args.native else ("pyrobnn", "numpyro")
+    samplers = tuple(name for name, on in (("pyrobnn", args.torch), ("native", args.native), ("numpyro", True)) if on)
     where = {}
     for prob in problems:
         noise = args.noise_concrete if prob == "concrete" else args.noise
@@ -371,10 +373,13 @@ def main(argv=None):
                 results["runs"][f"{prob}/{name}/{chains}"] = []
             for rep in range(args.repeats):
                 seed = rep
-                ra = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0)
-                results["runs"][f"{prob}/pyrobnn/{chains}"].append(ra)
-                print(f"  {prob} pyrobnn chains={chains} repeat={rep}: wall {ra['wall_total']:.1f}s (compile "
-                      f"{ra['compile']:.1f}s) ESS min {ra['ess_min']:.0f} R-hat max {ra['rhat_max']:.3f}", flush=True)
+                ra = None
+                if args.torch:
+                    ra = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0)
+                    results["runs"][f"{prob}/pyrobnn/{chains}"].append(ra)
+                    print(f"  {prob} pyrobnn chains={chains} repeat={rep}: wall {ra['wall_total']:.1f}s (compile "
+                          f"{ra['compile']:.1f}s) ESS min {ra['ess_min']:.0f} R-hat max {ra['rhat_max']:.3f}",
+                          flush=True)
                 rn = None
                 if args.native:
                     rn = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0,
@@ -385,7 +390,7 @@ def main(argv=None):
                     print(f"  {prob} native chains={chains} repeat={rep}: wall {rn['wall_total']:.2f}s (compile "
                           f"{rn['compile']:.2f}s) ESS min {rn['ess_min']:.0f} R-hat max {rn['rhat_max']:.3f} "
                           f"{rn['us_per_leapfrog_per_chain']:.2f} µs/leapfrog", flush=True)
-                    if rep == 0:
+                    if rep == 0 and ra is not None:
                         results["agreement"][f"{prob}/{chains}/native-vs-torch"] = agreement(rn["_f"], ra["_f"])
                 if have_numpyro:
                     rb = run_numpyro(x, y, grid, chains, args.warmup, args.samples, seed, noise,
@@ -395,8 +400,9 @@ def main(argv=None):
                           f"{rb['wall_steady']:.1f}s) ESS min {rb['ess_min']:.0f} R-hat max {rb['rhat_max']:.3f}",
                           flush=True)
                     if rep == 0:
-                        results["agreement"][f"{prob}/{chains}"] = agreement(ra["_f"], rb["_f"])
-                        print(f"  {prob} agreement chains={chains}: {results['agreement'][f'{prob}/{chains}']}")
+                        if ra is not None:
+                            results["agreement"][f"{prob}/{chains}"] = agreement(ra["_f"], rb["_f"])
+                            print(f"  {prob} agreement chains={chains}: {results['agreement'][f'{prob}/{chains}']}")
                         if rn is not None:
                             results["agreement"][f"{prob}/{chains}/native-vs-numpyro"] = agreement(rn["_f"], rb["_f"])
                     rb.pop("_f", None)
@@ -415,6 +421,9 @@ def main(argv=None):
                     results["summary"][f"{prob}/{key}/{chains}"] = {
                         k: a[k] / b[k] for k in ("ess_min_per_s_steady", "ess_median_per_s_steady",
                                                  "ess_min_per_s_total", "us_per_leapfrog_per_chain")}
+            if not args.torch:
+                save()
+                continue
             us, compiled = time_compiled_leapfrog(net, x, y, chains)
             s = results["summary"][f"{prob}/pyrobnn/{chains}"]
             share = us / s["us_per_leapfrog_call"] if s.get("us_per_leapfrog_call") else float("nan")

@@ -61,7 +61,7 @@ __all__ = ["native_model", "NativeModel", "library_path"]
 _SOURCE = Path(__file__).with_name("native_nuts.c")
 #: -fno-trapping-math lets loops with selects (tanh's two branches) vectorise (no value changes:
 #: floating-point exception flags are never read); -ffp-contract=off keeps a*b + c two roundings
-_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99", "-fno-trapping-math", "-ffp-contract=off")
+_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99", "-fno-trapping-math", "-ffp-contract=off", "-Wno-psabi")
 #: builds for instruction sets beyond the baseline, chosen at load time on a CPU that has them;
 #: AVX2 with fused multiply-adds (one rounding for a*b + c: results differ from the baseline
 #: build's in the last bits, about 20% faster)

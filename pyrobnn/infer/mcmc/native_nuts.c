@@ -169,6 +169,48 @@ static inline void axpy(double *restrict y, const double *restrict x, double c, 
     for (int64_t k = 0; k < n; k++) y[k] += c * x[k];
 }
 
+/* 4 doubles as one value (a GNU C vector: one AVX register, or two SSE2 ones) */
+typedef double v4d __attribute__((vector_size(32)));
+static inline v4d load4(const double *p) { v4d v; memcpy(&v, p, sizeof v); return v; }
+static inline void store4(double *p, v4d v) { memcpy(p, &v, sizeof v); }
+
+/* out[r][n] += Σ_c A[r][c] · in[c][n] for r < rows, c < inner, n < N, where A[r][c] =
+ * A[r·sr + c·sc]: blocks of 4 rows × 8 examples are accumulated in registers over c (a
+ * matrix-product kernel: one store per block instead of one per term); every element still
+ * adds its terms in the order c = 0, 1, ..., as a sequence of axpy's would. */
+static void matmul_acc(double *restrict out, const double *restrict A, int64_t sr, int64_t sc,
+                       const double *restrict in, int64_t rows, int64_t inner, int64_t N) {
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        double *o0 = out + r * N, *o1 = o0 + N, *o2 = o1 + N, *o3 = o2 + N;
+        const double *a0 = A + r * sr, *a1 = a0 + sr, *a2 = a1 + sr, *a3 = a2 + sr;
+        int64_t n = 0;
+        for (; n + 8 <= N; n += 8) {
+            v4d s00 = load4(o0 + n), s01 = load4(o0 + n + 4), s10 = load4(o1 + n), s11 = load4(o1 + n + 4);
+            v4d s20 = load4(o2 + n), s21 = load4(o2 + n + 4), s30 = load4(o3 + n), s31 = load4(o3 + n + 4);
+            for (int64_t c = 0; c < inner; c++) {
+                const v4d x0 = load4(in + c * N + n), x1 = load4(in + c * N + n + 4);
+                const double c0 = a0[c * sc], c1 = a1[c * sc], c2 = a2[c * sc], c3 = a3[c * sc];
+                s00 += c0 * x0; s01 += c0 * x1;
+                s10 += c1 * x0; s11 += c1 * x1;
+                s20 += c2 * x0; s21 += c2 * x1;
+                s30 += c3 * x0; s31 += c3 * x1;
+            }
+            store4(o0 + n, s00); store4(o0 + n + 4, s01); store4(o1 + n, s10); store4(o1 + n + 4, s11);
+            store4(o2 + n, s20); store4(o2 + n + 4, s21); store4(o3 + n, s30); store4(o3 + n + 4, s31);
+        }
+        for (int64_t c = 0; n < N && c < inner; c++) {
+            const double *x = in + c * N;
+            axpy(o0 + n, x + n, a0[c * sc], N - n);
+            axpy(o1 + n, x + n, a1[c * sc], N - n);
+            axpy(o2 + n, x + n, a2[c * sc], N - n);
+            axpy(o3 + n, x + n, a3[c * sc], N - n);
+        }
+    }
+    for (; r < rows; r++)
+        for (int64_t c = 0; c < inner; c++) axpy(out + r * N, in + c * N, A[r * sr + c * sc], N);
+}
+
 /* Σ_k a_k b_k in four interleaved partial sums */
 static inline double dot(const double *restrict a, const double *restrict b, int64_t n) {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
@@ -196,6 +238,45 @@ static inline double sum(const double *a, int64_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
+static inline double hsum(v4d s) { return (s[0] + s[1]) + (s[2] + s[3]); }
+
+/* g[r·sr + c·sc] += Σ_n P[r][n] · Q[c][n] for r < rows, c < cols: blocks of 2 × 4 dot products
+ * share their loads; each is summed as dot() sums it (four partial sums by n mod 4, the tail
+ * into the first, combined as (s0 + s1) + (s2 + s3)) */
+static void matmul_dots(double *g, int64_t sr, int64_t sc, const double *restrict P, const double *restrict Q,
+                        int64_t rows, int64_t cols, int64_t N) {
+    const int64_t N4 = N - N % 4;
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const double *p0 = P + r * N, *p1 = p0 + N;
+        int64_t c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            const double *q0 = Q + c * N, *q1 = q0 + N, *q2 = q1 + N, *q3 = q2 + N;
+            v4d s00 = {0}, s01 = {0}, s02 = {0}, s03 = {0}, s10 = {0}, s11 = {0}, s12 = {0}, s13 = {0};
+            for (int64_t n = 0; n < N4; n += 4) {
+                const v4d x0 = load4(p0 + n), x1 = load4(p1 + n);
+                const v4d y0 = load4(q0 + n), y1 = load4(q1 + n), y2 = load4(q2 + n), y3 = load4(q3 + n);
+                s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+                s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
+            }
+            for (int64_t n = N4; n < N; n++) {
+                s00[0] += p0[n] * q0[n]; s01[0] += p0[n] * q1[n]; s02[0] += p0[n] * q2[n]; s03[0] += p0[n] * q3[n];
+                s10[0] += p1[n] * q0[n]; s11[0] += p1[n] * q1[n]; s12[0] += p1[n] * q2[n]; s13[0] += p1[n] * q3[n];
+            }
+            g[r * sr + c * sc] += hsum(s00); g[r * sr + (c + 1) * sc] += hsum(s01);
+            g[r * sr + (c + 2) * sc] += hsum(s02); g[r * sr + (c + 3) * sc] += hsum(s03);
+            g[(r + 1) * sr + c * sc] += hsum(s10); g[(r + 1) * sr + (c + 1) * sc] += hsum(s11);
+            g[(r + 1) * sr + (c + 2) * sc] += hsum(s12); g[(r + 1) * sr + (c + 3) * sc] += hsum(s13);
+        }
+        for (; c < cols; c++) {
+            g[r * sr + c * sc] += dot(p0, Q + c * N, N);
+            g[(r + 1) * sr + c * sc] += dot(p1, Q + c * N, N);
+        }
+    }
+    for (; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) g[r * sr + c * sc] += dot(P + r * N, Q + c * N, N);
+}
+
 static inline double softplus(double v) { return v > 0.0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
 
 /* U(w) and g = ∇U(w); ws holds pyrobnn_work_size(m) doubles */
@@ -218,8 +299,8 @@ static double pot_grad(const Model *m, const double *w, double *g, double *ws) {
             double *row = hout + o * N;
             const double bo = m->b_off[l] >= 0 ? w[m->b_off[l] + o] : 0.0;
             for (int64_t n = 0; n < N; n++) row[n] = bo;
-            for (int64_t i = 0; i < a; i++) axpy(row, h[l] + i * N, W[o * a + i], N);
         }
+        matmul_acc(hout, W, a, 1, h[l], b, a, N);
         activate(m->act[l], hout, b * N);
     }
 
@@ -251,17 +332,12 @@ static double pot_grad(const Model *m, const double *w, double *g, double *ws) {
         const int64_t a = m->width[l], b = m->width[l + 1];
         const double *W = w + m->w_off[l];
         double *gW = g + m->w_off[l];
-        for (int64_t o = 0; o < b; o++) {
-            const double *d = delta + o * N;
-            for (int64_t i = 0; i < a; i++) gW[o * a + i] += dot(d, h[l] + i * N, N);
-            if (m->b_off[l] >= 0) g[m->b_off[l] + o] += sum(d, N);
-        }
+        matmul_dots(gW, a, 1, delta, h[l], b, a, N);
+        if (m->b_off[l] >= 0)
+            for (int64_t o = 0; o < b; o++) g[m->b_off[l] + o] += sum(delta + o * N, N);
         if (l > 0) {
-            for (int64_t i = 0; i < a; i++) {
-                double *nd = delta2 + i * N;
-                for (int64_t n = 0; n < N; n++) nd[n] = 0.0;
-                for (int64_t o = 0; o < b; o++) axpy(nd, delta + o * N, W[o * a + i], N);
-            }
+            for (int64_t k = 0; k < a * N; k++) delta2[k] = 0.0;
+            matmul_acc(delta2, W, 1, a, delta, a, b, N);
             times_derivative(m->act[l - 1], delta2, h[l], a * N);
             double *t = delta; delta = delta2; delta2 = t;
         }
