@@ -81,38 +81,13 @@ int64_t pyrobnn_work_size(const Model *m) {
     return acts + 2 * m->n_data * maxw;
 }
 
-/* e^z for |z| ≤ 708: z = k ln 2 + r with |r| ≤ ln 2 / 2 (Cody–Waite: ln 2 in two parts), e^r by
- * its Taylor polynomial of degree 12 (truncation < 2e-16 relative; Estrin's scheme), 2^k from the exponent
- * bits.  Branch-free, so that loops of it vectorise; within a few ulp of libm's exp. */
-static inline double exp_bounded(double z) {
+/* e^r − 1 and 2^k for z = k ln 2 + r, |r| ≤ ln 2 / 2, |z| ≤ 708 (Cody–Waite: ln 2 in two parts):
+ * e^r − 1 = r Σ_{j≤11} r^j/(j+1)! (Estrin's scheme: short dependency chains; truncation < 2e-16
+ * relative), 2^k from the exponent bits.  Branch-free, so that loops of it vectorise. */
+static inline double expm1_reduced(double z, double *scale) {
     const double shift = 0x1.8p52;
     const double t = z * 1.4426950408889634 + shift;
     const double k = t - shift; /* round(z / ln 2) */
-    int64_t ki, sb;
-    memcpy(&ki, &t, sizeof ki);
-    memcpy(&sb, &shift, sizeof sb);
-    ki -= sb;
-    const double r = (z - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-    /* Σ_{j≤12} r^j / j! by Estrin's scheme (short dependency chains) */
-    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    const double p01 = 1.0 + r, p23 = 0.5 + r * (1.0 / 6.0), p45 = 1.0 / 24.0 + r * (1.0 / 120.0),
-                 p67 = 1.0 / 720.0 + r * (1.0 / 5040.0), p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0),
-                 p1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
-    const double p03 = p01 + r2 * p23, p47 = p45 + r2 * p67, p811 = p89 + r2 * p1011;
-    const double p = p03 + r4 * p47 + r8 * (p811 + r4 * (1.0 / 479001600.0));
-    const uint64_t sbits = (uint64_t)(ki + 1023) << 52;
-    double scale;
-    memcpy(&scale, &sbits, sizeof scale);
-    return p * scale;
-}
-
-/* e^z − 1 for 0 ≤ z ≤ 708, branch-free (NaN stays NaN): z = k ln 2 + r as in exp_bounded,
- * q = e^r − 1 = r Σ_{j≤11} r^j/(j+1)! (Estrin's scheme), then 2^k q + (2^k − 1) — no cancellation
- * for k = 0 (where e^z − 1 is small), little for k ≥ 1 (e^z − 1 ≥ √2 − 1 there). */
-static inline double expm1_nonneg(double z) {
-    const double shift = 0x1.8p52;
-    const double t = z * 1.4426950408889634 + shift;
-    const double k = t - shift;
     int64_t ki, sb;
     memcpy(&ki, &t, sizeof ki);
     memcpy(&sb, &shift, sizeof sb);
@@ -123,12 +98,25 @@ static inline double expm1_nonneg(double z) {
                  c67 = 1.0 / 5040.0 + r * (1.0 / 40320.0), c89 = 1.0 / 362880.0 + r * (1.0 / 3628800.0),
                  c1011 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0);
     const double c03 = c01 + r2 * c23, c47 = c45 + r2 * c67, c811 = c89 + r2 * c1011;
-    const double q = r * (c03 + r4 * c47 + r8 * (c811 + r4 * (1.0 / 6227020800.0)));
     const uint64_t sbits = (uint64_t)(ki + 1023) << 52;
+    memcpy(scale, &sbits, sizeof *scale);
+    return r * (c03 + r4 * c47 + r8 * (c811 + r4 * (1.0 / 6227020800.0)));
+}
+
+/* e^z = 2^k (1 + q) for |z| ≤ 708; within a few ulp of libm's exp */
+static inline double exp_bounded(double z) {
     double scale;
-    memcpy(&scale, &sbits, sizeof scale);
+    const double q = expm1_reduced(z, &scale);
+    return scale * q + scale;
+}
+
+/* e^z − 1 for 0 ≤ z ≤ 708 (NaN stays NaN): q for k = 0 (no cancellation where e^z − 1 is
+ * small), else 2^k q + (2^k − 1) (little cancellation: e^z − 1 ≥ √2 − 1 there) */
+static inline double expm1_nonneg(double z) {
+    double scale;
+    const double q = expm1_reduced(z, &scale);
     const double big = scale * q + (scale - 1.0);
-    return k == 0.0 ? q : big;
+    return scale == 1.0 ? q : big;
 }
 
 /* tanh |x| = m / (m + 2), m = e^{2|x|} − 1 (e^{40} − 1 beyond |x| = 20, where tanh is 1 in
