@@ -1,5 +1,10 @@
 """Effective samples per second of pyrobnn's NUTS against NumPyro's NUTS, measured in one run.
 
+pyrobnn runs twice: ``backend="torch"`` (rows "pyrobnn") and ``backend="native"`` (rows
+"native": the potential, its gradient and the NUTS transition in C, float64; its compile time
+is measured on a fresh cache directory at the first run and reported apart).  ``--no-native``
+leaves it out.
+
 Both samplers run the same model on the same data: a 1-10-1 tanh BNN (31 weights, one flat
 weight vector), Normal(0, 1) prior on every weight, Gaussian likelihood with fixed noise
 ``--noise`` (0.1), 50 points of the toy curve of Blundell et al. (2015)
@@ -321,6 +326,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny nets: 1 is fastest)")
     ap.add_argument("--numpyro-chain-method", default="sequential", choices=["sequential", "vectorized"])
     ap.add_argument("--pyro", action="store_true", help="also time Pyro's NUTS kernel (short runs)")
+    ap.add_argument("--no-native", dest="native", action="store_false", help="leave out backend='native'")
+    ap.add_argument("--no-torch", dest="torch", action="store_false",
+                    help="leave out backend='torch' (slow on the larger problems; native and NumPyro only)")
     ap.add_argument("--quick", action="store_true", help="one short repeat (< 2 minutes)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nuts.json"))
     args = ap.parse_args(argv)
@@ -350,20 +358,40 @@ def main(argv=None):
         clean = json.loads(json.dumps(results, default=lambda o: None if isinstance(o, np.ndarray) else float(o)))
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(clean, indent=2)))
 
+    if args.native:  # compile the native library afresh once, so that its compile time is measured
+        import tempfile
+
+        os.environ["PYROBNN_NATIVE_CACHE"] = tempfile.mkdtemp(prefix="pyrobnn-native-")
+    samplers = tuple(name for name, on in (("pyrobnn", args.torch), ("native", args.native), ("numpyro", True)) if on)
     where = {}
     for prob in problems:
         noise = args.noise_concrete if prob == "concrete" else args.noise
         net, x, y, grid, widths = make_problem(prob, noise)
         results["settings"]["problems"][prob] += f"; {net.num_weights} weights, Normal(0,1) prior, noise {noise}"
         for chains in chain_counts:
-            for name in ("pyrobnn", "numpyro"):
+            for name in samplers:
                 results["runs"][f"{prob}/{name}/{chains}"] = []
             for rep in range(args.repeats):
                 seed = rep
-                ra = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0)
-                results["runs"][f"{prob}/pyrobnn/{chains}"].append(ra)
-                print(f"  {prob} pyrobnn chains={chains} repeat={rep}: wall {ra['wall_total']:.1f}s (compile "
-                      f"{ra['compile']:.1f}s) ESS min {ra['ess_min']:.0f} R-hat max {ra['rhat_max']:.3f}", flush=True)
+                ra = None
+                if args.torch:
+                    ra = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0)
+                    results["runs"][f"{prob}/pyrobnn/{chains}"].append(ra)
+                    print(f"  {prob} pyrobnn chains={chains} repeat={rep}: wall {ra['wall_total']:.1f}s (compile "
+                          f"{ra['compile']:.1f}s) ESS min {ra['ess_min']:.0f} R-hat max {ra['rhat_max']:.3f}",
+                          flush=True)
+                rn = None
+                if args.native:
+                    rn = run_pyrobnn(net, x, y, grid, chains, args.warmup, args.samples, seed, keep=rep == 0,
+                                     backend="native")
+                    results["runs"][f"{prob}/native/{chains}"].append(rn)
+                    if "native_compile_seconds" not in results:
+                        results["native_compile_seconds"] = rn["compile"]
+                    print(f"  {prob} native chains={chains} repeat={rep}: wall {rn['wall_total']:.2f}s (compile "
+                          f"{rn['compile']:.2f}s) ESS min {rn['ess_min']:.0f} R-hat max {rn['rhat_max']:.3f} "
+                          f"{rn['us_per_leapfrog_per_chain']:.2f} µs/leapfrog", flush=True)
+                    if rep == 0 and ra is not None:
+                        results["agreement"][f"{prob}/{chains}/native-vs-torch"] = agreement(rn["_f"], ra["_f"])
                 if have_numpyro:
                     rb = run_numpyro(x, y, grid, chains, args.warmup, args.samples, seed, noise,
                                      args.numpyro_chain_method, widths, keep=rep == 0)
@@ -372,19 +400,30 @@ def main(argv=None):
                           f"{rb['wall_steady']:.1f}s) ESS min {rb['ess_min']:.0f} R-hat max {rb['rhat_max']:.3f}",
                           flush=True)
                     if rep == 0:
-                        results["agreement"][f"{prob}/{chains}"] = agreement(ra.pop("_f"), rb.pop("_f"))
-                        print(f"  {prob} agreement chains={chains}: {results['agreement'][f'{prob}/{chains}']}")
-                ra.pop("_f", None)
+                        if ra is not None:
+                            results["agreement"][f"{prob}/{chains}"] = agreement(ra["_f"], rb["_f"])
+                            print(f"  {prob} agreement chains={chains}: {results['agreement'][f'{prob}/{chains}']}")
+                        if rn is not None:
+                            results["agreement"][f"{prob}/{chains}/native-vs-numpyro"] = agreement(rn["_f"], rb["_f"])
+                    rb.pop("_f", None)
+                for r in (ra, rn):
+                    if r is not None:
+                        r.pop("_f", None)
                 save()
-            for name in ("pyrobnn", "numpyro"):
+            for name in samplers:
                 rows = results["runs"][f"{prob}/{name}/{chains}"]
                 if rows:
                     results["summary"][f"{prob}/{name}/{chains}"] = summarise(rows)
-            a, b = (results["summary"].get(f"{prob}/{n}/{chains}") for n in ("pyrobnn", "numpyro"))
-            if a and b:
-                results["summary"][f"{prob}/ratio/{chains}"] = {
-                    k: a[k] / b[k] for k in ("ess_min_per_s_steady", "ess_median_per_s_steady",
-                                             "ess_min_per_s_total", "us_per_leapfrog_per_chain")}
+            b = results["summary"].get(f"{prob}/numpyro/{chains}")
+            for name, key in (("pyrobnn", "ratio"), ("native", "native_ratio")):
+                a = results["summary"].get(f"{prob}/{name}/{chains}")
+                if a and b:
+                    results["summary"][f"{prob}/{key}/{chains}"] = {
+                        k: a[k] / b[k] for k in ("ess_min_per_s_steady", "ess_median_per_s_steady",
+                                                 "ess_min_per_s_total", "us_per_leapfrog_per_chain")}
+            if not args.torch:
+                save()
+                continue
             us, compiled = time_compiled_leapfrog(net, x, y, chains)
             s = results["summary"][f"{prob}/pyrobnn/{chains}"]
             share = us / s["us_per_leapfrog_call"] if s.get("us_per_leapfrog_call") else float("nan")
@@ -422,7 +461,7 @@ def main(argv=None):
     lines = [head]
     for prob in problems:
         for chains in chain_counts:
-            for name in ("pyrobnn", "numpyro"):
+            for name in samplers:
                 s = results["summary"].get(f"{prob}/{name}/{chains}")
                 if s is None:
                     continue
@@ -430,21 +469,25 @@ def main(argv=None):
                               fmt(s["ess_median"]), fmt(s["rhat_max"], 4), fmt(s["ess_min_per_s_steady"]),
                               fmt(s["ess_median_per_s_steady"]), fmt(s["ess_min_per_s_total"]),
                               fmt(s["us_per_leapfrog_per_chain"]), fmt(s.get("mean_tree_depth"))])
-            ratio = results["summary"].get(f"{prob}/ratio/{chains}")
-            if ratio:
-                lines.append([prob, "pyrobnn/numpyro", str(chains), "", "", "", "", "",
-                              fmt(ratio["ess_min_per_s_steady"]), fmt(ratio["ess_median_per_s_steady"]),
-                              fmt(ratio["ess_min_per_s_total"]), fmt(ratio["us_per_leapfrog_per_chain"]), ""])
+            for key, label in (("ratio", "pyrobnn/numpyro"), ("native_ratio", "native/numpyro")):
+                ratio = results["summary"].get(f"{prob}/{key}/{chains}")
+                if ratio:
+                    lines.append([prob, label, str(chains), "", "", "", "", "",
+                                  fmt(ratio["ess_min_per_s_steady"]), fmt(ratio["ess_median_per_s_steady"]),
+                                  fmt(ratio["ess_min_per_s_total"]), fmt(ratio["us_per_leapfrog_per_chain"]), ""])
     widths_ = [max(len(r[i]) for r in lines) for i in range(len(head))]
     for i, r in enumerate(lines):
         print("  ".join(c.rjust(w) if j > 1 else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths_))))
         if i == 0:
             print("  ".join("-" * w for w in widths_))
     if results["agreement"]:
-        print("\nagreement with NumPyro in function space (repeat 0; |z| of mean / 5% / 95% quantile differences "
+        print("\nagreement in function space (repeat 0; PROBLEM/CHAINS: torch vs NumPyro, .../native-vs-X: native vs X; "
+              "|z| of mean / 5% / 95% quantile differences "
               "in MC standard errors, max over the grid):")
         for k, v in results["agreement"].items():
             print(f"  {k}: mean {v['mean_z_max']:.2f}, q05 {v['q05_z_max']:.2f}, q95 {v['q95_z_max']:.2f}")
+    if "native_compile_seconds" in results:
+        print(f"\nnative backend: compiling the C library (fresh cache) took {results['native_compile_seconds']:.2f} s")
     if results["many_chains"]:
         print(f"\nmany chains in lock step (toy, warmup {args.many_warmup} + {args.many_samples}, one run each):")
         for c, r in results["many_chains"].items():

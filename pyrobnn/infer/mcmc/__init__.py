@@ -4,7 +4,7 @@ The sampler runs on the *same* Pyro model as SVI, full batch (``n_data=None``), 
 :class:`~pyrobnn.infer.posterior.Posterior` whose draws are in the ArviZ layout
 ``(chain, draw, *site_shape)``.
 
-Two backends share the model, the initial values, the seeds and the output:
+Three backends share the model, the initial values, the seeds and the output:
 
 * ``backend="torch"`` (default for a :class:`~pyrobnn.BNN`): NUTS and HMC written in plain
   PyTorch that advance *all chains at once* on a ``(chains, D)`` tensor.  The potential
@@ -19,6 +19,17 @@ Two backends share the model, the initial values, the seeds and the output:
   net with 50 points (benchmarks/nuts.py) a leapfrog step costs about 25 µs for one chain and
   35 µs for four, against 400-700 µs in Pyro's kernel and about 3 µs per chain in NumPyro,
   whose whole trajectory is one XLA program.
+* ``backend="native"`` (opt-in; MLPs of Linear layers with tanh / relu / sigmoid, Normal priors,
+  a fixed-noise Gaussian or a Bernoulli likelihood, CPU): the potential energy with its
+  gradient in closed form and the whole NUTS transition written in C (``native_nuts.c``),
+  compiled with the system C compiler at first use (about a second, cached on disk), one
+  call per transition for all chains, each chain its own tree, in float64.  It runs the torch
+  backend's driver (adaptation, checkpoints, callbacks); on the 1-10-1 toy a leapfrog step
+  costs about 1.4-2 µs, half of NumPyro's measured in the same run, and the function-space
+  ESS per second is 1.35x (1 chain) and 1.76x (4 chains) NumPyro's
+  (benchmarks/results/nuts_native.txt).  On larger nets its float64 loops lose their edge: a
+  1-50-50-1 step costs about what NumPyro's does, an 8-50-1 step on 927 rows 1.6x NumPyro's
+  float32 one (nuts_native_deep.txt, nuts_native_concrete.txt).
 * ``backend="pyro"``: Pyro's own :class:`pyro.infer.NUTS` / :class:`pyro.infer.HMC`, the
   reference implementation.  For a BNN it is handed the same (compiled) potential on one
   packed unconstrained vector, so it skips tracing the model at every step; any other Pyro
@@ -51,6 +62,8 @@ The package, one concept per module:
 * :mod:`.adaptation` — Stan's warm-up windows, step-size dual averaging, mass-matrix estimation;
 * :mod:`.tree` — the NUTS tree and static HMC as plain functions of the state;
 * :mod:`.chains` — the torch backend's driver (warm-up, sampling, callbacks, interruption);
+* :mod:`.native` — the native backend: eligibility, compiling and loading ``native_nuts.c``,
+  its sampler for the driver;
 * :mod:`.checkpoint` — the sampler's checkpoint file and the run's fingerprint;
 * :mod:`.pyro_backend` — Pyro's own kernels as the reference;
 * :mod:`.fit` — :func:`fit_nuts` and :func:`fit_hmc`.

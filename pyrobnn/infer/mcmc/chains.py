@@ -18,16 +18,19 @@ from .chees import ChEES
 from .tree import _BatchedHMC, _State
 
 def _run_torch(model, x, y, potential, z0, settings, seed, progress, checkpointer=None, callback=None, stop=None,
-               group=None):
+               group=None, kernels=None, make_sampler=_BatchedHMC):
     """All chains of ``z0`` (C, D): in lock step, or one after another (chain c with seed
     ``seed + c``); with a process ``group``, each rank runs its contiguous block of chains one
-    after another and every rank gathers them all, in chain order."""
+    after another and every rank gathers them all, in chain order.  ``kernels`` (leapfrog,
+    value and gradient, compiled?, compile seconds, fallback reason) and ``make_sampler``
+    replace the compiled torch step and :class:`.tree._BatchedHMC` (the native backend's)."""
     chains = z0.shape[0]
     sequential = (settings["chain_method"] == "sequential" and chains > 1) or group is not None
-    with pyro.validation_enabled(False):
-        kernels = _make_kernels(potential, 1 if sequential else chains, z0, settings["jit"])
+    if kernels is None:
+        with pyro.validation_enabled(False):
+            kernels = _make_kernels(potential, 1 if sequential else chains, z0, settings["jit"])
     run = partial(_run_torch_chains, settings=settings, progress=progress, kernels=kernels, checkpointer=checkpointer,
-                  callback=callback, stop=stop)
+                  callback=callback, stop=stop, make_sampler=make_sampler)
     if not sequential:
         return run(potential, z0, seed=seed)
     mine = range(chains) if group is None else torch.tensor_split(torch.arange(chains), group.world_size)[group.rank]
@@ -60,7 +63,7 @@ def _to(out, device):
 
 
 def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label="", chain=None, checkpointer=None,
-                      callback=None, stop=None):
+                      callback=None, stop=None, make_sampler=_BatchedHMC):
     """Warm-up and sampling of the chains ``z0`` (C, D) in lock step; ``chain`` is the chain's
     index when chains run one after another (None: all chains here).  With ``checkpointer``
     the loop starts from the saved state of this chain, if any, and saves its state as it goes;
@@ -78,7 +81,7 @@ def _run_torch_chains(potential, z0, settings, seed, progress, kernels, label=""
     if settings["kernel"] == "nuts":
         names.insert(3, "tree_depth")
     with pyro.validation_enabled(False):
-        sampler = _BatchedHMC(leapfrog, gen, settings["kernel"], settings["max_tree_depth"], settings["num_steps"])
+        sampler = make_sampler(leapfrog, gen, settings["kernel"], settings["max_tree_depth"], settings["num_steps"])
         adapter = _Adapter(warmup, chains, dim, settings["target_accept"], settings["adapt_step_size"],
                            settings["adapt_mass_matrix"], like)
         draws = torch.empty(chains, num_samples, dim, dtype=like.dtype, device=like.device)

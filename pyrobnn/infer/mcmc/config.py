@@ -11,7 +11,7 @@ from ...utils.validation import ArgumentTypeError, check_bool, check_choice, che
 
 
 KERNELS = ("nuts", "hmc", "chees")
-BACKENDS = ("torch", "pyro")
+BACKENDS = ("torch", "pyro", "native")
 CHAIN_METHODS = ("vectorized", "sequential", "parallel")
 #: deepest NUTS tree accepted: a tree of depth d takes up to 2^d − 1 leapfrog steps per draw
 MAX_TREE_DEPTH = 30
@@ -35,7 +35,7 @@ class NUTSConfig:
     in lock step with a shared adapted trajectory length); ``step_size`` the initial step size (None: found by the doubling heuristic);
     ``num_steps`` HMC's leapfrog steps (None: a trajectory length of 2π);
     ``adapt_step_size`` / ``adapt_mass_matrix``; ``init`` "model", "median" (or, to
-    fit_nuts, a dict of site values); ``backend`` "torch" | "pyro" (None: torch for a BNN);
+    fit_nuts, a dict of site values); ``backend`` "torch" | "pyro" | "native" (C code for MLPs, :mod:`.native`; None: torch for a BNN);
     ``chain_method`` "vectorized" | "sequential" | "parallel" (None: the backend's default);
     ``checkpoint_every`` iterations between checkpoints."""
 

@@ -22,6 +22,7 @@ from .chains import _run_torch
 from .checkpoint import _Checkpointer, _check_checkpoint_args, _fingerprint
 from .config import NUTS_DEFAULTS, NUTSConfig
 from .hyperpriors import _apply_frozen, _resolve_hyperpriors
+from .native import _run_native
 from .potential import _build_potential
 from .pyro_backend import _run_pyro
 
@@ -72,8 +73,11 @@ def fit_nuts(
     :mod:`pyrobnn.infer.mcmc.chees`; ``info["trajectory_length"]`` records it).  ``step_size`` is the initial step size (found by the doubling heuristic when
     None).
 
-    ``backend``: "torch" (all chains vectorised, the default for a BNN) or "pyro" (Pyro's
-    NUTS/HMC kernel, the reference).  ``chain_method``: "vectorized" (torch backend default),
+    ``backend``: "torch" (all chains vectorised, the default for a BNN), "pyro" (Pyro's
+    NUTS/HMC kernel, the reference) or "native" (the potential, its gradient and the whole NUTS
+    transition in C, compiled at first use; MLPs of Linear layers with tanh/relu/sigmoid,
+    Normal priors, a fixed-noise Gaussian or a Bernoulli likelihood, on the CPU; float64; see
+    :mod:`pyrobnn.infer.mcmc.native`).  ``chain_method``: "vectorized" (torch backend default),
     "sequential" (one chain after the other) or "parallel" (Pyro's worker processes; pyro
     backend only).  ``jit=True`` compiles the potential energy and its gradient (TorchInductor;
     falls back to eager PyTorch with a warning if compilation fails; the compiled step is built
@@ -156,20 +160,21 @@ def fit_nuts(
     is_bnn = hasattr(model, "predictive_distribution") and hasattr(model, "site_sizes")
     if backend is None:
         backend = "torch" if is_bnn else "pyro"
-    if backend == "torch" and not is_bnn:
-        raise ValueError("backend='torch' needs a pyrobnn BNN; use backend='pyro' for other Pyro models")
+    if backend in ("torch", "native") and not is_bnn:
+        raise ValueError(f"backend={backend!r} needs a pyrobnn BNN; use backend='pyro' for other Pyro models")
     if chain_method is None:
-        chain_method = "vectorized" if backend == "torch" else "sequential"
-    if backend == "torch" and chain_method == "parallel":
-        raise ValueError("chain_method='parallel' runs Pyro's worker processes: use backend='pyro' "
-                         "(the torch backend vectorises chains: chain_method='vectorized')")
+        chain_method = "vectorized" if backend in ("torch", "native") else "sequential"
+    if backend in ("torch", "native") and chain_method == "parallel":
+        raise ValueError(f"chain_method='parallel' runs Pyro's worker processes: use backend='pyro' "
+                         f"(the {backend} backend runs all chains in one call: chain_method='vectorized')")
     if kernel == "chees" and (backend != "torch" or chain_method != "vectorized" or chains < 2):
         raise ValueError(f"kernel='chees' adapts one trajectory length across chains in lock step: it needs "
                          f"backend='torch', chain_method='vectorized' and chains >= 2 (got backend={backend!r}, "
                          f"chain_method={chain_method!r}, chains={chains})")
     if backend == "pyro" and chain_method == "vectorized":
         raise ValueError("chain_method='vectorized' needs backend='torch'")
-    _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, backend)
+    # the native backend runs the torch backend's driver: the same checkpoints and callbacks
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume, callback, "torch" if backend == "native" else backend)
     check_bool("handle_interrupt", handle_interrupt)
     check_bool("distributed", distributed)
     if distributed:
@@ -218,18 +223,18 @@ def fit_nuts(
                     init=init if isinstance(init, str) else "given", backend=backend, chain_method=chain_method,
                     device=str(dev), dtype=str(float_dtype).replace("torch.", ""))
     resumed_at = None
-    if backend == "torch":
+    if backend in ("torch", "native"):
         checkpointer = None
         if checkpoint is not None:
             checkpointer = _Checkpointer(checkpoint, checkpoint_every,
                                          _fingerprint(model, x, y, potential, z0, settings, seed, hypers), warmup)
             if resume and checkpointer.load():
                 resumed_at = [int(c["iteration"]) for c in checkpointer.chains]
+        run = _run_native if backend == "native" else partial(_run_torch, group=group)
         try:
             with StopOnInterrupt(handle_interrupt) as stop:
-                draws, stats, extra = _run_torch(model, x, y, potential, z0, settings, seed,
-                                                 progress and (group is None or group.is_main), checkpointer,
-                                                 callback, stop, group=group)
+                draws, stats, extra = run(model, x, y, potential, z0, settings, seed,
+                                          progress and (group is None or group.is_main), checkpointer, callback, stop)
         finally:
             if group is not None:
                 D.leave(group)
