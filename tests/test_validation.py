@@ -393,3 +393,25 @@ def test_estimates_count_what_they_say():
 def test_available_memory_reads_the_machine():
     avail = memory.available_memory("cpu")
     assert avail is None or avail > 0
+
+
+def test_seeded_draws_torch_manual_seeds_stream_and_restores_the_callers():
+    """``seeded`` seeds the CPU generator exactly as ``torch.manual_seed`` does (and the CUDA ones
+    where present), without queuing seeds for absent accelerators, and restores the caller's state."""
+    import random
+
+    from pyrobnn.utils.rng import seeded
+
+    torch.manual_seed(7)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    random.seed(1)
+    np.random.seed(1)
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    with seeded(7):
+        got = torch.rand(5)
+        random.random()
+        np.random.rand()
+    assert torch.equal(got, expected)
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert np.array_equal(np.random.get_state()[1], before[2])

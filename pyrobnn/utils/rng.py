@@ -42,8 +42,20 @@ def seeded(seed: int | None):
         yield
         return
     with preserve_rng():
-        torch.manual_seed(int(seed))
+        _seed_torch(int(seed))
         yield
+
+
+def _seed_torch(seed: int) -> None:
+    """Seed torch's CPU generator and those of the accelerators present (CUDA, MPS), as
+    :func:`torch.manual_seed` does for them.  Unlike it, nothing is queued for accelerators the
+    machine lacks: torch records a stack trace with every such queued seed, which cost more than a
+    small fit's setup."""
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if torch.backends.mps.is_available():
+        torch.mps.manual_seed(seed)
 
 
 def fresh_seed() -> int:

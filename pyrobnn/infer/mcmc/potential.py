@@ -19,6 +19,7 @@ from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
 from torch.distributions import biject_to
 
 from ...model.sites import SitePrior
+from ...utils.rng import seeded
 from ...utils.traces import latent_nodes
 from ..guides import _is_identity, init_to_model
 
@@ -131,8 +132,7 @@ def _initial_values(model, x, y, chains, init, seed):
     else:
         raise ValueError(f"init must be 'model', 'median' or a dict of site values, got {init!r}")
     traces = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0 if seed is None else seed)
+    with seeded(0 if seed is None else seed):  # the caller's CPU and CUDA generators are left as they were
         for _ in range(chains):
             with poutine.block(), InitMessenger(strategy):
                 traces.append(poutine.trace(model).get_trace(x, y))
