@@ -218,7 +218,8 @@ def fit_svi(
         family = _GUIDE_FAMILIES.get(type(guide).__name__, "meanfield")
         est = estimate_svi(**model.memory_facts(x.shape[1:]), n_data=x.shape[0],
                            batch_size=config.batch_size, num_particles=config.num_particles, guide=family,
-                           rank=int(getattr(guide, "rank", 0) or 0), optimizer=config.optimizer, data_bytes=data_bytes(x, y, fdt), dtype=fdt, device=dev)
+                           rank=int(getattr(guide, "rank", 0) or 0), optimizer=config.optimizer,
+                           data_bytes=data_bytes(x, y, fdt), dtype=fdt, device=dev)
         check_fit_memory(model, check_memory, est)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     group = D.join(dev) if distributed else None
