@@ -321,7 +321,8 @@ def main(argv=None):
     ap.add_argument("--many-warmup", type=int, default=100)
     ap.add_argument("--many-kernels", type=str, default="nuts",
                     help="comma-separated kernels for the many-chain curve: nuts, chees (ChEES-HMC adapts its "
-                         "trajectory length during warm-up: give it --many-warmup 300 or more)")
+                         "trajectory length during warm-up: give it --many-warmup 300 or more), native (NUTS with "
+                         "backend='native')")
     ap.add_argument("--many-samples", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny nets: 1 is fastest)")
     ap.add_argument("--numpyro-chain-method", default="sequential", choices=["sequential", "vectorized"])
@@ -436,7 +437,9 @@ def main(argv=None):
         net, x, y, grid, widths = make_problem("toy", args.noise)
         for kernel in args.many_kernels.split(","):
             for chains in (int(c) for c in args.many_chains.split(",")):
-                r = run_pyrobnn(net, x, y, grid, chains, args.many_warmup, args.many_samples, 0, kernel=kernel)
+                r = (run_pyrobnn(net, x, y, grid, chains, args.many_warmup, args.many_samples, 0, backend="native")
+                     if kernel == "native" else
+                     run_pyrobnn(net, x, y, grid, chains, args.many_warmup, args.many_samples, 0, kernel=kernel))
                 r["kernel"] = kernel
                 results["many_chains"][str(chains) if kernel == "nuts" else f"{kernel}/{chains}"] = r
                 print(f"  many chains={chains} ({kernel}): wall {r['wall_total']:.1f}s ESS min {r['ess_min']:.0f} -> "
