@@ -95,6 +95,20 @@ def test_instruction_set_variants_agree():
     torch.testing.assert_close(avx2[1], base[1], rtol=1e-12, atol=1e-12 * float(base[1].abs().max()))
 
 
+def test_a_failing_optional_build_falls_back_to_the_baseline(tmp_path, monkeypatch, caplog):
+    """An instruction-set build the compiler refuses is logged and left out; the baseline serves."""
+    import pyrobnn.infer.mcmc.native as native
+
+    monkeypatch.setenv("PYROBNN_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_LIB", None)
+    monkeypatch.setattr(native, "_VARIANTS", {"bogus": ("-fno-such-option-anywhere",)})
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
+    with caplog.at_level("WARNING", logger=native.__name__):
+        lib, _ = native._library()
+    assert lib.path == library_path("") and not library_path("bogus").exists()
+    assert "optional build" in caplog.text and "bogus" in caplog.text
+
+
 def test_leapfrog_equals_torch_integrator():
     """The C leapfrog step on the packed (C, 3, D) state equals the torch integrator's."""
     from pyrobnn.infer.mcmc.integrator import _leapfrog_fn, _value_and_grad_eager

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import math
 import os
 import shutil
@@ -60,6 +61,8 @@ import torch
 
 from ...utils.files import usual_mode
 from .tree import _BatchedHMC
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["native_model", "NativeModel", "library_path"]
 
@@ -100,14 +103,16 @@ def library_path(variant: str = "") -> Path:
     return _cache_dir() / f"native_nuts{'_' + variant if variant else ''}_{key}.so"
 
 
-def _compile(variants) -> None:
-    """Compile the missing libraries of ``variants`` (in parallel), each written atomically."""
+def _compile(variants, optional=()) -> None:
+    """Compile the missing libraries of ``variants`` and ``optional`` (in parallel), each written
+    atomically.  An ``optional`` build that fails (a compiler without AVX2 flags) is logged and
+    left out: the baseline build serves."""
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise RuntimeError(f"backend='native' compiles C code at first use but the C compiler {cc!r} was not found "
                            f"(set $CC){_HINT}")
     jobs = []
-    for v in variants:
+    for v in (*variants, *optional):
         path = library_path(v)
         if path.exists():
             continue
@@ -117,6 +122,7 @@ def _compile(variants) -> None:
         cmd = [cc, *_FLAGS, *_VARIANTS.get(v, ()), "-o", tmp, str(_SOURCE), "-lm"]
         jobs.append((path, tmp, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     errors = []
+    optional_paths = {library_path(v) for v in optional}
     for path, tmp, proc in jobs:  # each library is compiled beside its place and renamed into it
         _, err = proc.communicate()
         if proc.returncode == 0:
@@ -124,7 +130,11 @@ def _compile(variants) -> None:
             os.replace(tmp, path)
         else:
             os.unlink(tmp)
-            errors.append(f"{path.name}: {err}")
+            if path in optional_paths:
+                _log.warning("backend='native': the optional build %s failed; using the baseline build (%s)",
+                             path.name, err.strip()[:500])
+            else:
+                errors.append(f"{path.name}: {err}")
     if errors:
         raise RuntimeError(f"backend='native': compiling {_SOURCE.name} with {cc} failed:\n" + "\n".join(errors)
                            + _HINT)
@@ -151,11 +161,11 @@ def _library(variant: str | None = None):
         return _LIB, 0.0
     t0 = time.perf_counter()
     x86 = platform.machine().lower() in ("x86_64", "amd64")
-    _compile([""] + (list(_VARIANTS) if x86 and variant is None else [variant] if variant else []))
+    _compile([""] + ([variant] if variant else []), optional=list(_VARIANTS) if x86 and variant is None else ())
     lib = _load(library_path())
     if variant is None:
         for v in _VARIANTS if x86 else ():
-            if lib.pyrobnn_cpu_supports(v.encode()):
+            if library_path(v).exists() and lib.pyrobnn_cpu_supports(v.encode()):
                 lib = _load(library_path(v))
                 break
         _LIB = lib
