@@ -48,6 +48,7 @@ from pyrobnn.data.tabular import split_indices  # noqa: E402
 from pyrobnn import BNN, Categorical, Linear, fit_svi, guides, priors  # noqa: E402
 from pyrobnn.apps.shift import ShiftSettings, ood_detection, plot_shift, shift_evaluation, uncertainty_scores  # noqa: E402
 from pyrobnn.diagnostics.calibration import classification_calibration  # noqa: E402
+from pyrobnn.diagnostics.compare import mean_and_se  # noqa: E402
 from pyrobnn.infer.predictive import summarize_draws  # noqa: E402
 from pyrobnn.utils.rng import seeded  # noqa: E402
 
@@ -66,9 +67,8 @@ def _extra(p):
 
 def mean_se_text(values):
     """"mean ± standard error" of per-seed values (s.e. n/a for one seed)."""
-    v = np.asarray(values, dtype=float)
-    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-    return f"{fmt(float(v.mean()), 3)} ± {fmt(se, 3)}"
+    mean, se = mean_and_se(values)
+    return f"{fmt(mean, 3)} ± {fmt(se, 3)}"
 
 
 def calibration(probs, y):

@@ -98,13 +98,9 @@ class TorchEstimator:
     dispatches to :meth:`terms`.
 
     What a step needs of the model and guide that does not change from step to step (the
-    guide's sites in its drawing order, each layer's functional form and the names of its
-    weights, the likelihood) is looked up once, on the first call with a (model, guide) pair,
-    and kept while the estimator is called with that pair: a step runs the tensor operations
-    and little else.  A step calls each Bayesian layer's ``functional(x, weight, bias)`` —
-    what the layer's ``forward`` calls — directly, and every other layer as a module, so hooks
-    registered on a Bayesian layer do not run during training (``model.network`` runs them); on
-    the 1-20-1 net this saves about a tenth of the network's time per step."""
+    guide's sites in its drawing order, the likelihood, the names of the layers' weights) is
+    looked up once, on the first call with a (model, guide) pair, and kept while the estimator
+    is called with that pair: a step runs the tensor operations and little else."""
 
     num_particles = 1
 
@@ -141,7 +137,7 @@ class TorchEstimator:
             out = self._network(plan, x, model.unpack(locs), model.unpack({s: v.square() for s, v in scales.items()}),
                                 model.unpack({s: samples[s] - locs[s] for s in samples}))
         else:
-            out = plan.network(x, samples)
+            out = model.network(x, samples)
         # the data plate's N/B on the minibatch's summed log-likelihood
         log_lik = plan.likelihood.log_prob_sum(out, {}, y)
         nll = -log_lik if scale == 1.0 else log_lik * -scale
@@ -180,26 +176,12 @@ class TorchEstimator:
 
 class _Plan:
     """The parts of a (model, guide) pair that a step reads and that stay fixed during a fit:
-    the guide's site names, the likelihood, and the network as a list of (callable, weight
-    name, bias name) — a Bayesian layer's ``functional`` with the names of its weights in
-    ``model.unpack``'s output, or another layer (an activation, a deterministic layer) with
-    ``None``."""
+    the guide's site names, the likelihood, and for the local estimators the network as a list of
+    (layer, weight name, bias name) — a Bayesian layer with the names of its weights in
+    ``model.unpack``'s output, or another layer with ``None``."""
 
     def __init__(self, model, guide):
-        from ..model.layers import BayesianLayer
-
         self.model, self.guide = model, guide
         self.sites = tuple(guide.site_names)
         self.likelihood = model.likelihood
-        self.layers = tuple(
-            (layer.functional, f"layers.{i}.weight", f"layers.{i}.bias")
-            if isinstance(layer, BayesianLayer) and layer.bayesian else (layer, None, None)
-            for i, layer in enumerate(model.layers))
-
-    def network(self, x, values):
-        """The network's output at the flat site values ``values`` (``model.network``'s numbers)."""
-        weights = self.model.unpack(values)
-        h = x
-        for layer, w, b in self.layers:
-            h = layer(h) if w is None else layer(h, weights[w], weights.get(b))
-        return h
+        self.layers = tuple((layer, w, b) for layer, (w, b) in zip(model.layers, model.weight_keys))

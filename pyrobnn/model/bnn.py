@@ -92,6 +92,10 @@ class BNN(PyroModule):
         # the names of each Bayesian layer's weight and bias in unpack's output ((None, None) for the others)
         self._weight_keys = [(f"layers.{i}.weight", f"layers.{i}.bias") if isinstance(layer, BayesianLayer)
                              and layer.bayesian else (None, None) for i, layer in enumerate(self.layers)]
+        # what network() runs per layer: a Bayesian layer's functional form with the names of its weights,
+        # another layer as a module (looked up once: network() runs at every SVI step)
+        self._calls = tuple((i, layer.functional if w is not None else layer, w, b)
+                            for i, (layer, (w, b)) in enumerate(zip(self.layers, self._weight_keys)))
         self.likelihood = likelihood
         self.site_layout = site_layout
         self.register_buffer("_anchor", torch.zeros(()))  # follows .to(device, dtype)
@@ -316,21 +320,30 @@ class BNN(PyroModule):
                 out[seg.name] = piece.reshape(*lead, *seg.shape)
         return out
 
+    @property
+    def weight_keys(self) -> list[tuple[str | None, str | None]]:
+        """Per layer, the names of its weight and bias in :meth:`unpack`'s output ((None, None)
+        for a layer without sampled weights: an activation, a deterministic layer)."""
+        return self._weight_keys
+
     def network(self, x: torch.Tensor, values: dict[str, torch.Tensor], taps: dict | None = None) -> torch.Tensor:
         """Network output for flat weight values with leading sample dims ``(*S, D)``:
         returns ``(*S, N, k)`` (``(N, k)`` without sample dims).  ``taps``, a dict, receives
         ``{i: (input, output)}`` of every Bayesian layer ``i`` (curvature approximations such as
-        K-FAC read them)."""
+        K-FAC read them, and features are read there).  A Bayesian layer runs as its
+        ``functional(x, weight, bias)`` — what its ``forward`` calls — without the module call
+        and its hooks: this runs at every SVI step, where the call costs a tenth of a tiny
+        network's time."""
         weights = self.unpack(values)
         h = x
-        for i, (layer, (wkey, bkey)) in enumerate(zip(self.layers, self._weight_keys)):
+        for i, run, wkey, bkey in self._calls:
             if wkey is not None:
-                out = layer(h, weights[wkey], weights.get(bkey))
+                out = run(h, weights[wkey], weights.get(bkey))
                 if taps is not None:
                     taps[i] = (h, out)
                 h = out
             else:
-                h = layer(h)
+                h = run(h)
         return h
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_data: int | None = None):

@@ -289,20 +289,17 @@ class NeuralLinearAgent(NetworkAgent):
                  a0: float = 6.0, b0: float = 6.0, **kwargs):
         super().__init__(model, guide, num_actions, context_dim, thompson=False, **kwargs)
         last = model.layers[-1]
-        if not hasattr(last, "in_features"):
-            raise ValueError("NeuralLinear needs a network that ends in a linear layer (its input is the feature)")
+        if not hasattr(last, "in_features") or model.weight_keys[-1][0] is None:
+            raise ValueError("NeuralLinear needs a network that ends in a Bayesian linear layer (its input is the "
+                             "feature)")
         self.regression = BayesianLinearRegression(int(last.in_features) + 1, lambda_prior, a0, b0)
 
     @torch.no_grad()
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         """The last layer's input for each row of ``inputs`` under the point estimate, ⊕ 1."""
-        seen = []
-        handle = self.model.layers[-1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-        try:
-            self.model.network(inputs.to(self.device), self.weights())
-        finally:
-            handle.remove()
-        z = seen[0].reshape(inputs.shape[0], -1).to(device="cpu", dtype=torch.float64)
+        taps: dict = {}
+        self.model.network(inputs.to(self.device), self.weights(), taps)
+        z = taps[len(self.model.layers) - 1][0].reshape(inputs.shape[0], -1).to(device="cpu", dtype=torch.float64)
         return torch.cat([z, z.new_ones(z.shape[0], 1)], -1)
 
     def _act(self, context, generator):
